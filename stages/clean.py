@@ -1,0 +1,81 @@
+"""clean: validate the raw CSV, drop `Time`, replace `Amount` by log(Amount + eps); write Parquet."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from stages.common import CLEAN_PARQUET, LABEL, RAW_CSV, StageError, is_number, load_params, log, require, run, write_parquet
+
+EXPECTED_COLUMNS = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", LABEL]
+LOG_AMOUNT = "LogAmount"
+
+
+def read_csv(path) -> pd.DataFrame:
+    """The CSV as a DataFrame with exactly the expected columns, in the expected order."""
+    try:
+        table = pacsv.read_csv(path)
+    except FileNotFoundError as error:
+        raise StageError(f"{path}: file not found; run 'dvc repro download'") from error
+    except pa.ArrowInvalid as error:
+        reason = "file is empty" if "Empty CSV file" in str(error) else str(error).splitlines()[0]
+        raise StageError(f"{path}: cannot parse CSV ({reason})") from error
+    missing = [name for name in EXPECTED_COLUMNS if name not in table.column_names]
+    if missing:
+        raise StageError(f"{path}: missing column '{missing[0]}'")
+    extra = [name for name in table.column_names if name not in EXPECTED_COLUMNS]
+    if extra:
+        raise StageError(f"{path}: unexpected column '{extra[0]}'")
+    if table.num_rows == 0:
+        raise StageError(f"{path}: header only, no data rows")
+    return table.select(EXPECTED_COLUMNS).to_pandas()
+
+
+def first_problem(name: str, raw: pd.Series) -> tuple[int, str] | None:
+    """(row position, description) of the first invalid value of a column, or None if all are valid."""
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    checks = [
+        (raw.isna(), "missing value"),
+        (values.isna(), "non-numeric value"),
+        (~np.isfinite(values), "non-finite value"),
+    ]
+    if name == LABEL:
+        checks.append((~values.isin([0, 1]), "value must be 0 or 1"))
+    if name == "Amount":
+        checks.append((values < 0, "negative amount"))
+    found = [(int(bad.to_numpy().argmax()), description) for bad, description in checks if bad.any()]
+    return min(found, key=lambda problem: problem[0], default=None)
+
+
+def validate(df: pd.DataFrame, path) -> pd.DataFrame:
+    """All columns as float64 (Class as int8), or fail at the first invalid column and row."""
+    for name in EXPECTED_COLUMNS:
+        problem = first_problem(name, df[name])
+        if problem:
+            row, description = problem
+            value = df[name].iloc[row]
+            # Row numbers count data rows from 1; the file line adds the header.
+            raise StageError(f"{path}: column '{name}', row {row + 1} (line {row + 2}): {description} ({value!r})")
+        df[name] = pd.to_numeric(df[name]).astype("float64")
+    df[LABEL] = df[LABEL].astype("int8")
+    return df
+
+
+def clean(df: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """The tutorial's cleaning: no `Time`, `Amount` replaced by log(Amount + eps) before `Class`."""
+    df = df.drop(columns=["Time"])
+    df.insert(df.columns.get_loc("Amount"), LOG_AMOUNT, np.log(df.pop("Amount") + eps))
+    return df
+
+
+def main():
+    params = load_params("clean")
+    eps = require(params, "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
+    df = validate(read_csv(RAW_CSV), RAW_CSV)
+    cleaned = clean(df, eps)
+    write_parquet(pa.Table.from_pandas(cleaned, preserve_index=False), CLEAN_PARQUET)
+    log.info("clean: wrote %s (%d rows, %d frauds, %d columns)", CLEAN_PARQUET, len(cleaned), cleaned[LABEL].sum(), cleaned.shape[1])
+
+
+if __name__ == "__main__":
+    run(main)

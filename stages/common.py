@@ -1,0 +1,121 @@
+"""Helpers shared by every stage: params, errors, logging, atomic outputs, file IO."""
+
+import json
+import logging
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+SPLITS = ("train", "val", "test")
+STRATEGIES = ("baseline", "weighted", "resampled")
+LABEL = "Class"
+
+RAW_CSV = Path("data/raw/creditcard.csv")
+CLEAN_PARQUET = Path("data/clean/creditcard.parquet")
+SPLIT_DIR = Path("data/split")
+SCALED_DIR = Path("data/scaled")
+MODELS_DIR = Path("models")
+PREDICTIONS_DIR = Path("data/predictions")
+
+log = logging.getLogger("fraudflow")
+
+
+class StageError(Exception):
+    """A problem the user can fix (bad input, bad params, unreachable data); printed as one line."""
+
+
+def run(main):
+    """Run a stage's main(): log to stderr, turn a StageError into a one-line message and exit 1."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        main()
+    except StageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def load_params(section: str) -> dict:
+    """Return one section of params.yaml, or fail naming the file and the section."""
+    try:
+        params = yaml.safe_load(PARAMS_FILE.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise StageError(f"{PARAMS_FILE}: cannot read params ({error})") from error
+    if not isinstance(params, dict) or not isinstance(params.get(section), dict):
+        raise StageError(f"{PARAMS_FILE}: missing section '{section}'")
+    return params[section]
+
+
+def require(params: dict, section: str, key: str, valid, description: str):
+    """Return params[key] if valid(value) holds; otherwise fail naming 'section.key'."""
+    if key not in params:
+        raise StageError(f"{PARAMS_FILE}: missing param '{section}.{key}'")
+    value = params[key]
+    if not valid(value):
+        raise StageError(f"{PARAMS_FILE}: param '{section}.{key}' must be {description}, got {value!r}")
+    return value
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@contextmanager
+def atomic_output(path):
+    """Yield a temporary path beside `path` (file or directory); move it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")  # keeps the suffix, which Keras checks
+    _remove(tmp)
+    try:
+        yield tmp
+        _remove(path)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_json(path, data):
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_parquet(table: pa.Table, path):
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_parquet(path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise StageError(f"{path}: cannot read Parquet ({error}); run the stages before this one") from error
+
+
+def load_scaled(split: str):
+    """Features (float32) and labels (int8) of one scaled split."""
+    try:
+        features = np.load(SCALED_DIR / f"{split}_features.npy")
+        labels = np.load(SCALED_DIR / f"{split}_labels.npy")
+    except OSError as error:
+        raise StageError(f"{SCALED_DIR}: cannot read the '{split}' split ({error}); run 'dvc repro scale'") from error
+    return features, labels

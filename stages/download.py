@@ -1,0 +1,120 @@
+"""download: fetch creditcard.csv (URL, mirror, local path or file:// URL; plain or .gz), verify sha256."""
+
+import gzip
+import hashlib
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from pathlib import Path
+
+from tqdm import tqdm
+
+from stages.common import RAW_CSV, StageError, atomic_output, load_params, log, require, run
+
+SOURCE_ENV = "CREDITCARD_URL"
+CHUNK = 1 << 20
+RETRIES = 3
+TIMEOUT_SECONDS = 30
+
+
+class SourceError(Exception):
+    """This source failed; the next one may work."""
+
+
+def sources(params: dict) -> list[str]:
+    """The environment variable wins; otherwise the params' URL, then its mirrors in order."""
+    override = os.environ.get(SOURCE_ENV, "").strip()
+    if override:
+        return [override]
+    url = require(params, "download", "url", lambda v: isinstance(v, str) and v.strip(), "a URL or path")
+    mirrors = require(params, "download", "mirrors", lambda v: isinstance(v, list), "a list of URLs")
+    return [url, *mirrors]
+
+
+def local_path(source: str) -> Path | None:
+    """The file a local source names (plain path or file:// URL), or None for a network URL."""
+    parsed = urllib.parse.urlparse(source)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme in ("http", "https", "ftp"):
+        return None
+    return Path(source)
+
+
+def open_source(source: str):
+    """A binary stream of the source and its size in bytes (None if unknown); network errors are retried."""
+    path = local_path(source)
+    if path is not None:
+        try:
+            return path.open("rb"), path.stat().st_size
+        except OSError as error:
+            raise SourceError(f"cannot open {path} ({error.strerror})") from error
+    for attempt in range(1, RETRIES + 1):
+        try:
+            response = urllib.request.urlopen(source, timeout=TIMEOUT_SECONDS)
+            size = response.headers.get("Content-Length")
+            return response, int(size) if size else None
+        except urllib.error.HTTPError as error:
+            if error.code < 500 or attempt == RETRIES:
+                raise SourceError(f"HTTP {error.code} {error.reason}") from error
+            reason = f"HTTP {error.code}"
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            if attempt == RETRIES:
+                raise SourceError(f"unreachable ({reason})") from error
+        log.info("%s: attempt %d failed (%s), retrying", source, attempt, reason)
+        time.sleep(2 ** (attempt - 1))
+
+
+def copy_verified(source: str, destination: Path, expected_sha256: str):
+    """Stream the source (decompressing .gz) into destination, checking its sha256 if one is expected."""
+    stream, size = open_source(source)
+    digest = hashlib.sha256()
+    compressed = urllib.parse.urlparse(source).path.endswith(".gz")
+    with tqdm.wrapattr(stream, "read", total=size, desc="download", mininterval=2) as counted:
+        reader = gzip.GzipFile(fileobj=counted) if compressed else counted
+        try:
+            with destination.open("wb") as out:
+                while chunk := reader.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise SourceError(f"truncated or corrupt gzip ({error})") from error
+        except OSError as error:
+            raise SourceError(f"read failed ({error})") from error
+    if destination.stat().st_size == 0:
+        raise SourceError("empty file")
+    actual = digest.hexdigest()
+    if expected_sha256 and actual != expected_sha256.lower():
+        raise SourceError(f"sha256 mismatch: expected {expected_sha256}, got {actual}")
+    return actual
+
+
+def main():
+    params = load_params("download")
+    expected = require(params, "download", "sha256", lambda v: v is None or isinstance(v, str), "a sha256 hex string or empty")
+    expected = (expected or "").strip()
+    if not expected:
+        log.warning("warning: download.sha256 is empty, so the data's checksum is not verified")
+    failures = []
+    for source in sources(params):
+        log.info("download: %s -> %s", source, RAW_CSV)
+        try:
+            with atomic_output(RAW_CSV) as tmp:
+                actual = copy_verified(source, tmp, expected)
+        except SourceError as error:
+            failures.append(f"{source}: {error}")
+            continue
+        log.info("download: wrote %s (%d bytes, sha256 %s)", RAW_CSV, RAW_CSV.stat().st_size, actual)
+        return
+    raise StageError(
+        "could not get creditcard.csv; tried " + "; ".join(failures)
+        + f". To use a local copy, set {SOURCE_ENV}=/path/to/creditcard.csv(.gz) and run 'dvc repro -f download'"
+    )
+
+
+if __name__ == "__main__":
+    run(main)
