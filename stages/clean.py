@@ -14,7 +14,8 @@ LOG_AMOUNT = "LogAmount"
 def read_csv(path) -> pd.DataFrame:
     """The CSV as a DataFrame with exactly the expected columns, in the expected order."""
     try:
-        table = pacsv.read_csv(path)
+        # Empty cells and NaN/NA spellings are read as missing, in text columns too.
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     except FileNotFoundError as error:
         raise StageError(f"{path}: file not found; run 'dvc repro download'") from error
     except pa.ArrowInvalid as error:

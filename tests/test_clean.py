@@ -1,0 +1,78 @@
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_creditcard
+
+from stages import clean
+from stages.common import CLEAN_PARQUET, RAW_CSV, StageError
+
+
+def write_raw(frame: pd.DataFrame):
+    RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(RAW_CSV, index=False)
+
+
+def test_drops_time_and_logs_amount(project):
+    raw = make_creditcard(rows=100, frauds=3)
+    write_raw(raw)
+    clean.main()
+    cleaned = pd.read_parquet(CLEAN_PARQUET)
+    assert "Time" not in cleaned and "Amount" not in cleaned
+    assert list(cleaned.columns) == [*(f"V{i}" for i in range(1, 29)), clean.LOG_AMOUNT, "Class"]
+    np.testing.assert_allclose(cleaned[clean.LOG_AMOUNT], np.log(raw["Amount"] + 0.001))
+    np.testing.assert_array_equal(cleaned["Class"], raw["Class"])
+
+
+def test_columns_in_another_order_are_accepted(project):
+    raw = make_creditcard(rows=50, frauds=2)
+    write_raw(raw[list(reversed(raw.columns))])
+    clean.main()
+    np.testing.assert_allclose(pd.read_parquet(CLEAN_PARQUET)["V1"], raw["V1"])
+
+
+def set_cell(frame, column, row, value):
+    frame[column] = frame[column].astype(object)
+    frame.loc[row, column] = value
+    return frame
+
+
+BAD_INPUTS = {
+    "missing column": (lambda f: f.drop(columns=["V7"]), r"missing column 'V7'"),
+    "extra column": (lambda f: f.assign(Extra=1.0), r"unexpected column 'Extra'"),
+    "non-numeric": (lambda f: set_cell(f, "V3", 6, "abc"), r"column 'V3', row 7 \(line 8\): non-numeric value"),
+    "NaN": (lambda f: set_cell(f, "V12", 4, np.nan), r"column 'V12', row 5 \(line 6\): missing value"),
+    "Class 2": (lambda f: set_cell(f, "Class", 9, 2), r"column 'Class', row 10 \(line 11\): value must be 0 or 1"),
+    "negative Amount": (lambda f: set_cell(f, "Amount", 3, -5.0), r"column 'Amount', row 4 \(line 5\): negative amount"),
+    "header only": (lambda f: f.iloc[:0], r"header only"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_names_the_problem_and_writes_nothing(project, case):
+    damage, message = BAD_INPUTS[case]
+    write_raw(damage(make_creditcard(rows=40, frauds=2)))
+    with pytest.raises(StageError, match=message) as error:
+        clean.main()
+    assert str(RAW_CSV) in str(error.value)
+    assert not CLEAN_PARQUET.exists()
+
+
+def test_the_first_bad_row_is_reported(project):
+    frame = set_cell(make_creditcard(rows=40, frauds=2), "V3", 20, "abc")
+    write_raw(set_cell(frame, "V3", 5, np.nan))
+    with pytest.raises(StageError, match=r"row 6 \(line 7\): missing value"):
+        clean.main()
+
+
+def test_empty_file(project):
+    RAW_CSV.parent.mkdir(parents=True)
+    RAW_CSV.write_bytes(b"")
+    with pytest.raises(StageError, match="file is empty"):
+        clean.main()
+    assert not CLEAN_PARQUET.exists()
+
+
+def test_bad_eps_param_is_named(project):
+    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("eps: 0.001", "eps: -1"))
+    with pytest.raises(StageError, match=r"'clean.eps' must be a number > 0"):
+        clean.main()

@@ -1,0 +1,111 @@
+"""The real `dvc` commands on small data, in a temporary git repository holding a copy of the project."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, make_creditcard, set_params
+
+PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+DATA_STAGES = ["download", "clean", "split", "scale"]
+TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git + DVC repo with the project, small fast params, and CREDITCARD_URL pointing at a small CSV."""
+    root = tmp_path_factory.mktemp("pipeline")
+    work = root / "project"
+    work.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, work / name)
+    source_csv = root / "creditcard.csv"
+    make_creditcard(rows=3000, frauds=60).to_csv(source_csv, index=False)
+    set_params(work / "params.yaml", download__sha256="", train__batch_size=256, train__patience=2,
+               train_baseline__epochs=3, train_weighted__epochs=3, train_resampled__epochs=3,
+               train_resampled__steps_per_epoch=5)
+    env = {**python_environment(), "CREDITCARD_URL": str(source_csv)}
+    runner = Runner(work, env)
+    runner.run("git", "init", "-q")
+    runner.run("dvc", "init", "-q")
+    runner.run("dvc", "config", "core.analytics", "false")
+    runner.run("git", "add", "-A")
+    runner.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "project")
+    return runner
+
+
+def python_environment():
+    import os
+
+    env = dict(os.environ)
+    env["PATH"] = f"{sys.executable.rsplit('/', 1)[0]}{os.pathsep}{env['PATH']}"
+    env.pop("CREDITCARD_URL", None)
+    return env
+
+
+class Runner:
+    def __init__(self, cwd, env):
+        self.cwd, self.env = cwd, env
+
+    def run(self, *command) -> str:
+        result = subprocess.run(command, cwd=self.cwd, env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    def changed_stages(self) -> set[str]:
+        return set(json.loads(self.run("dvc", "status", "--json")))
+
+
+@pytest.fixture(scope="module")
+def reproduced(repo):
+    return repo.run("dvc", "repro")
+
+
+def ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
+    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES)
+    work = repo.cwd
+    assert (work / "data" / "raw" / "creditcard.csv").stat().st_size > 0
+    assert {p.name for p in (work / "data" / "split").iterdir()} == {"train.parquet", "val.parquet", "test.parquet"}
+    assert (work / "data" / "scaled" / "scaler.json").exists()
+    for strategy in ("baseline", "weighted", "resampled"):
+        assert (work / "models" / f"{strategy}.keras").exists()
+        assert (work / "data" / "predictions" / f"{strategy}.parquet").exists()
+        assert json.loads((work / "metrics" / "train" / f"{strategy}.json").read_text())["epochs_run"] <= 3
+    assert json.loads((work / "metrics" / "split.json").read_text())["test"] == {"rows": 600, "frauds": 12}
+
+
+def test_second_repro_skips_every_stage(repo, reproduced):
+    again = repo.run("dvc", "repro")
+    assert ran(again) == set()
+    assert all(f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES)
+
+
+def test_metrics_show_lists_split_and_training_metrics(repo, reproduced):
+    shown = repo.run("dvc", "metrics", "show")
+    assert "metrics/split.json" in shown
+    assert all(f"metrics/train/{strategy}.json" in shown for strategy in ("baseline", "weighted", "resampled"))
+
+
+def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
+    set_params(repo.cwd / "params.yaml", split__seed=7)
+    # dvc status compares each stage with its own dependencies: only split sees the change ...
+    assert repo.changed_stages() == {"split"}
+    # ... and repro carries it on to every stage downstream, leaving download and clean cached.
+    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES}
+    assert repo.changed_stages() == set()
+
+
+def test_resampled_param_change_reruns_only_train_resampled(repo, reproduced):
+    set_params(repo.cwd / "params.yaml", train_resampled__steps_per_epoch=4)
+    assert repo.changed_stages() == {"train_resampled"}
+    assert ran(repo.run("dvc", "repro")) == {"train_resampled"}

@@ -1,0 +1,114 @@
+import json
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_data_stages, set_params
+
+from stages import train
+from stages.common import PREDICTIONS_DIR, StageError, load_scaled
+
+SETTINGS = {"seed": 1, "hidden_units": 16, "dropout": 0.5, "learning_rate": 1e-3, "batch_size": 256,
+            "monitor": "val_auc", "patience": 10, "steps_per_execution": 1, "epochs": 3, "steps_per_epoch": 5}
+
+
+@pytest.fixture
+def scaled(project):
+    run_data_stages(rows=3000, frauds=60)
+    return {name: load_scaled(name) for name in ("train", "val", "test")}
+
+
+def test_model_has_the_tutorials_shape():
+    model = train.build_model(29, SETTINGS, output_bias=-6.36)
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dropout", "Dense"]
+    assert model.count_params() == 497
+    np.testing.assert_allclose(model.layers[-1].bias.numpy(), [-6.36], rtol=1e-6)
+
+
+def test_class_weights_follow_the_formula():
+    labels = np.array([0] * 990 + [1] * 10, dtype=np.int8)
+    weights = train.class_weights(labels)
+    assert weights == pytest.approx({0: 1000 / (2 * 990), 1: 1000 / (2 * 10)})
+    # Both classes carry the same total weight.
+    assert weights[0] * 990 == pytest.approx(weights[1] * 10)
+
+
+def test_initial_bias_is_log_of_the_odds():
+    labels = np.array([0] * 990 + [1] * 10)
+    assert train.initial_bias(labels) == pytest.approx(np.log(10 / 990))
+    with pytest.raises(StageError, match="both classes"):
+        train.initial_bias(np.zeros(10, dtype=int))
+
+
+def test_resampled_batches_are_balanced_and_come_from_training_rows(scaled):
+    x_train, y_train = scaled["train"]
+    batches = train.balanced_batches(x_train, y_train, batch_size=256, seed=3)
+    training_rows = {row.tobytes(): label for row, label in zip(x_train, y_train)}
+    for features, labels in batches.take(4):
+        features, labels = features.numpy(), labels.numpy()
+        assert features.shape == (256, 29)
+        assert labels.mean() == 0.5
+        assert [training_rows[row.tobytes()] for row in features] == labels.tolist()
+    # The positives of a batch are resampled: it holds more positives than the training split has.
+    assert int(y_train.sum()) < 128
+
+
+def test_careful_bias_starts_the_loss_far_below_zero_bias(scaled):
+    x_train, y_train = scaled["train"]
+    careful = train.build_model(29, SETTINGS, train.initial_bias(y_train))
+    zero = train.build_model(29, SETTINGS, 0.0)
+    careful_loss = careful.evaluate(x_train, y_train, verbose=0, return_dict=True)["loss"]
+    zero_loss = zero.evaluate(x_train, y_train, verbose=0, return_dict=True)["loss"]
+    assert careful_loss < zero_loss / 5
+
+
+@pytest.mark.parametrize("strategy", train.STRATEGIES)
+def test_same_seed_gives_identical_predictions(scaled, strategy):
+    def predictions():
+        model, history = train.train(strategy, SETTINGS, scaled["train"], scaled["val"])
+        return model.predict(scaled["test"][0], verbose=0), history
+
+    (first, history), (second, _) = predictions(), predictions()
+    np.testing.assert_array_equal(first, second)
+    assert len(history) == SETTINGS["epochs"]
+    assert {"loss", "val_loss", "val_auc", "val_prc", "tp", "fn"} <= set(history.columns)
+
+
+def test_stage_writes_model_predictions_history_and_metrics(scaled, project, monkeypatch):
+    set_params(project / "params.yaml", train__batch_size=256, train_weighted__epochs=4)
+    monkeypatch.setattr(sys, "argv", ["train", "weighted"])
+    train.main()
+    model = keras.saving.load_model(project / "models" / "weighted.keras")
+    predictions = pd.read_parquet(PREDICTIONS_DIR / "weighted.parquet")
+    assert predictions["split"].value_counts().to_dict() == {"test": 600, "val": 480}
+    test = predictions[predictions["split"] == "test"]
+    np.testing.assert_allclose(test["probability"], model.predict(scaled["test"][0], verbose=0).ravel(), rtol=1e-6)
+    np.testing.assert_array_equal(test["label"], scaled["test"][1])
+    history = pd.read_csv(project / "plots" / "history" / "weighted.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    metrics = json.loads((project / "metrics" / "train" / "weighted.json").read_text())
+    assert metrics["epochs_run"] == 4
+    assert metrics["best_val_auc"] == pytest.approx(history["val_auc"].max())
+    assert history["val_auc"][metrics["best_epoch"] - 1] == history["val_auc"].max()
+
+
+BAD_PARAMS = [
+    ("train_baseline", "epochs", -1, "train_baseline.epochs"),
+    ("train", "batch_size", 0, "train.batch_size"),
+    ("train", "monitor", "val_f1", "train.monitor"),
+    ("train", "dropout", 1.0, "train.dropout"),
+]
+
+
+@pytest.mark.parametrize("section, key, value, named", BAD_PARAMS)
+def test_bad_params_are_named_before_any_work(project, section, key, value, named):
+    set_params(project / "params.yaml", **{f"{section}__{key}": value})
+    with pytest.raises(StageError, match=rf"'{named}' must be"):
+        train.read_settings("baseline")
+
+
+def test_unknown_strategy_is_refused(project):
+    with pytest.raises(StageError, match="unknown strategy 'smote'"):
+        train.read_settings("smote")
