@@ -57,11 +57,14 @@ def test_resampled_batches_are_balanced_and_come_from_training_rows(scaled):
 
 def test_careful_bias_starts_the_loss_far_below_zero_bias(scaled):
     x_train, y_train = scaled["train"]
-    careful = train.build_model(29, SETTINGS, train.initial_bias(y_train))
-    zero = train.build_model(29, SETTINGS, 0.0)
-    careful_loss = careful.evaluate(x_train, y_train, verbose=0, return_dict=True)["loss"]
-    zero_loss = zero.evaluate(x_train, y_train, verbose=0, return_dict=True)["loss"]
-    assert careful_loss < zero_loss / 5
+
+    def initial_loss(bias):
+        keras.utils.set_random_seed(0)  # the same kernel for both models: only the bias differs
+        model = train.build_model(29, SETTINGS, bias)
+        return model.evaluate(x_train, y_train, verbose=0, return_dict=True)["loss"]
+
+    careful, zero = initial_loss(train.initial_bias(y_train)), initial_loss(0.0)
+    assert zero > 4 * careful  # 0.96 against 0.18 on this data; the tutorial saw 0.95 against 0.021
 
 
 @pytest.mark.parametrize("strategy", train.STRATEGIES)
