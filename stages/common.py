@@ -3,12 +3,15 @@
 import json
 import logging
 import os
+import resource
 import shutil
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -33,13 +36,20 @@ class StageError(Exception):
 
 
 def run(main):
-    """Run a stage's main(): log to stderr, turn a StageError into a one-line message and exit 1."""
+    """Run a stage's main(): log to stderr, turn a StageError into a one-line message and exit 1.
+
+    The last line gives the stage's wall time and peak memory (the benchmark reads it).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         main()
     except StageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    stage = " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]])
+    wall = time.time() - psutil.Process().create_time()  # from process start, imports included
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log.info("%s done: %.1f s wall, %.0f MB peak memory", stage, wall, peak_mb)
 
 
 def load_params(section: str) -> dict:
