@@ -46,8 +46,7 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def python_env():
+def python_environment() -> dict:
     """Environment for subprocesses: this interpreter's bin first on PATH, the repo importable."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_creditcard, set_params
+from conftest import make_creditcard, python_environment, set_params
 
 from stages import download
 from stages.common import RAW_CSV, StageError
@@ -83,9 +83,9 @@ def test_a_mirror_is_tried_after_a_failing_url(project, monkeypatch, csv_file):
     assert RAW_CSV.read_bytes() == csv_file.read_bytes()
 
 
-def test_cli_prints_one_line_error_and_exits_nonzero(project, csv_file, python_env):
-    python_env[download.SOURCE_ENV] = str(csv_file)
-    result = subprocess.run([sys.executable, "-m", "stages.download"], env=python_env, capture_output=True, text=True)
+def test_cli_prints_one_line_error_and_exits_nonzero(project, csv_file):
+    env = {**python_environment(), download.SOURCE_ENV: str(csv_file)}
+    result = subprocess.run([sys.executable, "-m", "stages.download"], env=env, capture_output=True, text=True)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "sha256 mismatch" in errors[0] and str(csv_file) in errors[0]

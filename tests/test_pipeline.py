@@ -3,14 +3,14 @@
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
-from conftest import REPO, make_creditcard, set_params
+from conftest import REPO, make_creditcard, python_environment, set_params
 
 PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 DATA_STAGES = ["download", "clean", "split", "scale"]
 TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled"]
+STRATEGIES = ["baseline", "weighted", "resampled"]
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +34,10 @@ def repo(tmp_path_factory):
     runner = Runner(work, env)
     runner.run("git", "init", "-q")
     runner.run("dvc", "init", "-q")
+    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot templates
     runner.run("dvc", "config", "core.analytics", "false")
-    runner.run("git", "add", "-A")
-    runner.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "project")
+    runner.commit("project")
     return runner
-
-
-def python_environment():
-    import os
-
-    env = dict(os.environ)
-    env["PATH"] = f"{sys.executable.rsplit('/', 1)[0]}{os.pathsep}{env['PATH']}"
-    env.pop("CREDITCARD_URL", None)
-    return env
 
 
 class Runner:
@@ -57,6 +48,10 @@ class Runner:
         result = subprocess.run(command, cwd=self.cwd, env=self.env, capture_output=True, text=True)
         assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout + result.stderr
+
+    def commit(self, message: str):
+        self.run("git", "add", "-A")
+        self.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message)
 
     def changed_stages(self) -> set[str]:
         return set(json.loads(self.run("dvc", "status", "--json")))
@@ -72,7 +67,7 @@ def ran(output: str) -> set[str]:
 
 
 def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
-    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES)
+    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + ["evaluate"])
     work = repo.cwd
     assert (work / "data" / "raw" / "creditcard.csv").stat().st_size > 0
     assert {p.name for p in (work / "data" / "split").iterdir()} == {"train.parquet", "val.parquet", "test.parquet"}
@@ -87,13 +82,28 @@ def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
 def test_second_repro_skips_every_stage(repo, reproduced):
     again = repo.run("dvc", "repro")
     assert ran(again) == set()
-    assert all(f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES)
+    assert all(f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate"])
 
 
-def test_metrics_show_lists_split_and_training_metrics(repo, reproduced):
-    shown = repo.run("dvc", "metrics", "show")
-    assert "metrics/split.json" in shown
-    assert all(f"metrics/train/{strategy}.json" in shown for strategy in ("baseline", "weighted", "resampled"))
+def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
+    shown = json.loads(repo.run("dvc", "metrics", "show", "--json"))
+    files = next(iter(shown.values()))["data"]
+    for strategy in STRATEGIES:
+        test_metrics = files[f"metrics/test/{strategy}.json"]["data"]
+        assert {"tp", "fp", "tn", "fn", "precision", "recall", "roc_auc", "average_precision", "log_loss"} <= set(test_metrics)
+        assert sum(test_metrics[k] for k in ("tp", "fp", "tn", "fn")) == 600
+        assert f"metrics/train/{strategy}.json" in files
+    assert files["metrics/split.json"]["data"]["test"] == {"rows": 600, "frauds": 12}
+
+
+def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
+    repo.run("dvc", "plots", "show", "-o", "plots_page")
+    page = repo.cwd / "plots_page" / "index.html"
+    html = page.read_text()
+    assert "ROC curve (test split)" in html
+    assert all(f"plots/roc/{strategy}.csv" in html for strategy in STRATEGIES)
+    assert "roc.png" in html
+    assert page.stat().st_size < 2_000_000
 
 
 def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
@@ -101,11 +111,14 @@ def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced)
     # dvc status compares each stage with its own dependencies: only split sees the change ...
     assert repo.changed_stages() == {"split"}
     # ... and repro carries it on to every stage downstream, leaving download and clean cached.
-    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES}
+    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, "evaluate"}
     assert repo.changed_stages() == set()
 
 
-def test_resampled_param_change_reruns_only_train_resampled(repo, reproduced):
+def test_resampled_param_change_reruns_only_train_resampled_and_evaluate(repo, reproduced):
+    repo.commit("results")
     set_params(repo.cwd / "params.yaml", train_resampled__steps_per_epoch=4)
     assert repo.changed_stages() == {"train_resampled"}
-    assert ran(repo.run("dvc", "repro")) == {"train_resampled"}
+    assert ran(repo.run("dvc", "repro")) == {"train_resampled", "evaluate"}
+    diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
+    assert "metrics/train/resampled.json" in diff and "metrics/train/baseline.json" not in diff
