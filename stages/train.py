@@ -40,7 +40,6 @@ def read_settings(strategy: str) -> dict:
         "batch_size": require(shared, "train", "batch_size", positive_int, "an integer > 0"),
         "monitor": require(shared, "train", "monitor", lambda v: v in MONITORS, f"one of {', '.join(MONITORS)}"),
         "patience": require(shared, "train", "patience", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-        "steps_per_execution": require(shared, "train", "steps_per_execution", positive_int, "an integer > 0"),
         "epochs": require(own, own_section, "epochs", positive_int, "an integer > 0"),
     }
     if strategy == "resampled":
@@ -64,8 +63,11 @@ def class_weights(labels: np.ndarray) -> dict:
     return {c: len(labels) / (2.0 * counts[c]) for c in (0, 1)}
 
 
-def build_model(n_features: int, settings: dict, output_bias: float):
-    """Dense(16, relu) -> Dropout(0.5) -> Dense(1, sigmoid), compiled with the tutorial's metrics."""
+def build_model(n_features: int, settings: dict, output_bias: float, steps_per_execution: int = 1):
+    """Dense(16, relu) -> Dropout(0.5) -> Dense(1, sigmoid), compiled with the tutorial's metrics.
+
+    steps_per_execution > 1 runs that many training steps per compiled call (fewer Python round trips).
+    """
     model = keras.Sequential([
         keras.Input(shape=(n_features,)),
         keras.layers.Dense(settings["hidden_units"], activation="relu"),
@@ -82,9 +84,35 @@ def build_model(n_features: int, settings: dict, output_bias: float):
             keras.metrics.Recall(name="recall"), keras.metrics.AUC(name="auc"),
             keras.metrics.AUC(name="prc", curve="PR"),
         ],
-        steps_per_execution=settings["steps_per_execution"],
+        steps_per_execution=steps_per_execution,
     )
     return model
+
+
+def shuffled_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, weights: dict | None = None):
+    """An endless tf.data stream of batches, epoch after epoch, each epoch a new seeded permutation of the rows.
+
+    Batches are gathered from in-memory tensors by index inside the graph: no per-example op. With
+    `weights` (class -> weight), every batch also carries each example's class weight.
+    """
+    x, y = tf.constant(features), tf.constant(labels.astype(np.float32))
+    class_weight = tf.constant([weights[0], weights[1]] if weights else [1.0, 1.0], tf.float32)
+    rows = len(labels)
+    steps = -(-rows // batch_size)
+
+    def epoch(number):
+        order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=tf.stack([tf.constant(seed, tf.int64), number]))
+
+        def batch(step):
+            index = order[step * batch_size:(step + 1) * batch_size]
+            batch_x, batch_y = tf.gather(x, index), tf.gather(y, index)
+            if weights:
+                return batch_x, batch_y, tf.gather(class_weight, tf.cast(batch_y, tf.int32))
+            return batch_x, batch_y
+
+        return tf.data.Dataset.range(steps).map(batch)
+
+    return tf.data.Dataset.counter().flat_map(epoch).prefetch(2)
 
 
 def balanced_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
@@ -122,28 +150,28 @@ def train(strategy: str, settings: dict, train_xy, val_xy):
     keras.utils.set_random_seed(settings["seed"])
     tf.config.experimental.enable_op_determinism()
     (x_train, y_train), (x_val, y_val) = train_xy, val_xy
-    # Built before any strategy-specific step, so every strategy starts from the same weights.
-    model = build_model(x_train.shape[1], settings, initial_bias(y_train))
+    batch_size = settings["batch_size"]
+    steps_per_epoch = settings["steps_per_epoch"] if strategy == "resampled" else -(-len(y_train) // batch_size)
+    # Built before any strategy-specific step, so every strategy starts from the same weights. One
+    # compiled call runs a whole epoch (it must divide the epoch: Keras runs whole executions).
+    model = build_model(x_train.shape[1], settings, initial_bias(y_train), steps_per_execution=steps_per_epoch)
+    if strategy == "resampled":
+        model.layers[-1].bias.assign([0.0])  # the batches are balanced, so the base rate is 1/2
+        batches = balanced_batches(x_train, y_train, batch_size, settings["seed"])
+    else:
+        weights = class_weights(y_train) if strategy == "weighted" else None
+        batches = shuffled_batches(x_train, y_train, batch_size, settings["seed"], weights)
     monitor = settings["monitor"]
-    fit_args = {
-        "epochs": settings["epochs"],
-        "validation_data": (x_val, y_val),
-        "validation_batch_size": settings["batch_size"],
-        "callbacks": [
+    validation = tf.data.Dataset.from_tensor_slices((x_val, y_val.astype(np.float32))).batch(batch_size).cache()
+    history = model.fit(
+        batches, steps_per_epoch=steps_per_epoch, epochs=settings["epochs"], validation_data=validation,
+        callbacks=[
             keras.callbacks.EarlyStopping(monitor=monitor, mode=MONITORS[monitor], patience=settings["patience"],
                                           restore_best_weights=True),
             epoch_logger(strategy, settings["epochs"], monitor),
         ],
-        "verbose": 0,
-    }
-    if strategy == "resampled":
-        model.layers[-1].bias.assign([0.0])  # the batches are balanced, so the base rate is 1/2
-        batches = balanced_batches(x_train, y_train, settings["batch_size"], settings["seed"])
-        history = model.fit(batches, steps_per_epoch=settings["steps_per_epoch"], shuffle=False, **fit_args)
-    else:
-        weights = class_weights(y_train) if strategy == "weighted" else None
-        history = model.fit(x_train, y_train, batch_size=settings["batch_size"], shuffle=True, class_weight=weights,
-                            **fit_args)
+        verbose=0,
+    )
     return model, pd.DataFrame(history.history)
 
 

@@ -11,7 +11,7 @@ from stages import train
 from stages.common import PREDICTIONS_DIR, StageError, load_scaled
 
 SETTINGS = {"seed": 1, "hidden_units": 16, "dropout": 0.5, "learning_rate": 1e-3, "batch_size": 256,
-            "monitor": "val_auc", "patience": 10, "steps_per_execution": 1, "epochs": 3, "steps_per_epoch": 5}
+            "monitor": "val_auc", "patience": 10, "epochs": 3, "steps_per_epoch": 5}
 
 
 @pytest.fixture
@@ -53,6 +53,22 @@ def test_resampled_batches_are_balanced_and_come_from_training_rows(scaled):
         assert [training_rows[row.tobytes()] for row in features] == labels.tolist()
     # The positives of a batch are resampled: it holds more positives than the training split has.
     assert int(y_train.sum()) < 128
+
+
+def test_shuffled_batches_visit_every_row_once_per_epoch_with_class_weights(scaled):
+    x_train, y_train = scaled["train"]
+    weights = train.class_weights(y_train)
+    steps = -(-len(y_train) // 256)
+    batches = list(train.shuffled_batches(x_train, y_train, 256, seed=3, weights=weights).take(2 * steps))
+    for epoch in (batches[:steps], batches[steps:]):
+        features = np.concatenate([b[0].numpy() for b in epoch])
+        labels = np.concatenate([b[1].numpy() for b in epoch])
+        sample_weights = np.concatenate([b[2].numpy() for b in epoch])
+        order = np.lexsort(features.T)
+        np.testing.assert_array_equal(features[order], x_train[np.lexsort(x_train.T)])
+        np.testing.assert_allclose(sample_weights, np.where(labels == 1, weights[1], weights[0]))
+    # Each epoch has its own order.
+    assert not np.array_equal(batches[0][0].numpy(), batches[steps][0].numpy())
 
 
 def test_careful_bias_starts_the_loss_far_below_zero_bias(scaled):

@@ -1,0 +1,173 @@
+"""Benchmark the pipeline against the tutorial's code on a copy of the real data; prints one table per part.
+
+    python benchmarks/benchmark.py --data ../shared/data/creditcard.csv.gz
+
+Parts: 1. same-work training (fixed epochs, no early stopping) against benchmarks/tutorial_reference.py;
+2. the whole `dvc repro` from scratch, per stage, against the whole tutorial script; 3. a no-op `dvc repro`;
+4. an incremental `dvc repro` after one train_resampled param change; 5. growth: the data stages and one
+epoch of each strategy on 1x, 4x and 16x the rows. Everything runs in scratch copies of the project, so
+the work tree is left alone. Needs the project's environment (`make repro` or `make test` creates it).
+"""
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+STRATEGIES = ("baseline", "weighted", "resampled")
+TUTORIAL_EPOCHS = (28, 13, 111)  # where the tutorial's own run stopped early
+STAGE_DONE = re.compile(r"(?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+TRAINED = re.compile(r"^\S+ (?P<strategy>\w+): (?P<epochs>\d+) epochs in (?P<seconds>[\d.]+) s", re.M)
+REFERENCE = re.compile(r"^reference (?P<strategy>\w+): (?P<epochs>\d+) epochs, (?P<seconds>[\d.]+) s", re.M)
+
+
+class Project:
+    """A scratch git + DVC copy of the project, its data source set by CREDITCARD_URL."""
+
+    def __init__(self, root: Path, data: Path):
+        self.path = root
+        for name in PROJECT_FILES:
+            source = REPO / name
+            copy = shutil.copytree if source.is_dir() else shutil.copy
+            copy(source, root / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CREDITCARD_URL": str(data), "HOME": str(Path.home())}
+        for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+            self.run(command)
+        shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
+        self.run(["git", "add", "-A"])
+        self.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "copy"])
+
+    def run(self, command: list[str]) -> tuple[float, str]:
+        """Wall seconds and combined output of a command in the project; fails loudly."""
+        started = time.perf_counter()
+        result = subprocess.run(command, cwd=self.path, env=self.env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if result.returncode:
+            sys.exit(f"benchmark: {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return seconds, result.stdout + result.stderr
+
+    def set_params(self, **updates):
+        """Keys are 'section.key'."""
+        path = self.path / "params.yaml"
+        params = yaml.safe_load(path.read_text())
+        for name, value in updates.items():
+            section, key = name.split(".")
+            params[section][key] = value
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stages_ran(output: str) -> list[str]:
+    return re.findall(r"^Running stage '([\w]+)'", output, re.M)
+
+
+def print_table(title: str, header: list[str], rows: list[list]):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    sys.stdout.flush()
+
+
+def same_work(root: Path, data: Path, epochs: tuple[int, int, int]):
+    project = Project(root / "same_work", data)
+    project.run(["dvc", "repro", "scale"])
+    project.set_params(**{"train.patience": max(epochs)},
+                       **{f"train_{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs)})
+    pipeline = {}
+    for strategy in STRATEGIES:
+        match = TRAINED.search(project.run([sys.executable, "-m", "stages.train", strategy])[1])
+        pipeline[strategy] = float(match["seconds"])
+    output = project.run([sys.executable, str(REPO / "benchmarks" / "tutorial_reference.py"), "--scaled", "data/scaled",
+                          "--epochs", *map(str, epochs)])[1]
+    reference = {m["strategy"]: float(m["seconds"]) for m in REFERENCE.finditer(output)}
+    rows = [[s, n, f"{pipeline[s]:.1f}", f"{reference[s]:.1f}", f"{pipeline[s] / reference[s]:.3f}"]
+            for s, n in zip(STRATEGIES, epochs)]
+    total_pipeline, total_reference = sum(pipeline.values()), sum(reference.values())
+    rows.append(["all three", sum(epochs), f"{total_pipeline:.1f}", f"{total_reference:.1f}",
+                 f"{total_pipeline / total_reference:.3f}"])
+    print_table("1. Same work: training with fixed epochs, no early stopping (model build + fit)",
+                ["strategy", "epochs", "pipeline s", "tutorial code s", "pipeline / tutorial"], rows)
+    shutil.rmtree(project.path)
+
+
+def whole_pipeline(root: Path, data: Path):
+    project = Project(root / "whole", data)
+    seconds, output = project.run(["dvc", "repro"])
+    trained = {m["strategy"]: m["epochs"] for m in TRAINED.finditer(output)}
+    rows = [[m["stage"], m["wall"], m["mb"], trained.get(m["stage"].split()[-1], "")] for m in STAGE_DONE.finditer(output)]
+    seed = yaml.safe_load((project.path / "params.yaml").read_text())["split"]["seed"]
+    reference_seconds, reference_output = project.run([sys.executable, str(REPO / "benchmarks" / "tutorial_reference.py"),
+                                                       "--csv", str(data), "--seed", str(seed)])
+    reference_epochs = " / ".join(m["epochs"] for m in REFERENCE.finditer(reference_output))
+    rows.append(["**dvc repro, from scratch**", f"{seconds:.1f}", "", " / ".join(trained.values())])
+    rows.append([f"tutorial script, whole (same split, seed {seed})", f"{reference_seconds:.1f}", "", reference_epochs])
+    rows.append(["**pipeline / tutorial**", f"{seconds / reference_seconds:.3f}", "", ""])
+    print_table("2. Whole pipeline from scratch, default params (epochs: baseline / weighted / resampled)",
+                ["stage", "wall s", "peak MB", "epochs"], rows)
+
+    noop_seconds, noop_output = project.run(["dvc", "repro"])
+    print_table("3. No-op dvc repro", ["wall s", "stages run"], [[f"{noop_seconds:.2f}", len(stages_ran(noop_output))]])
+
+    steps = yaml.safe_load((project.path / "params.yaml").read_text())["train_resampled"]["steps_per_epoch"]
+    project.set_params(**{"train_resampled.steps_per_epoch": steps + 1})
+    incremental_seconds, incremental_output = project.run(["dvc", "repro"])
+    print_table(f"4. Incremental: train_resampled.steps_per_epoch {steps} -> {steps + 1}", ["wall s", "stages run"],
+                [[f"{incremental_seconds:.1f}", ", ".join(stages_ran(incremental_output))]])
+    shutil.rmtree(project.path)
+
+
+def grown_copy(data: Path, factor: int, directory: Path) -> Path:
+    """`factor` times the rows, drawn with replacement from the real rows (seeded)."""
+    table = pacsv.read_csv(data)
+    rows = np.random.default_rng(factor).integers(0, table.num_rows, factor * table.num_rows)
+    path = directory / f"creditcard_x{factor}.csv"
+    pacsv.write_csv(table.take(rows), path)
+    return path
+
+
+def growth(root: Path, data: Path, factors: list[int]):
+    rows = []
+    for factor in factors:
+        source = data if factor == 1 else grown_copy(data, factor, root)
+        project = Project(root / f"growth_x{factor}", source)
+        project.set_params(**{"download.sha256": ""}, **{f"train_{s}.epochs": 1 for s in STRATEGIES})
+        _, output = project.run(["dvc", "repro", *(f"train_{s}" for s in STRATEGIES)])
+        for match in STAGE_DONE.finditer(output):
+            rows.append([f"{factor}x", match["stage"], match["wall"], match["mb"]])
+        shutil.rmtree(project.path)
+        if source != data:
+            source.unlink()
+    print_table("5. Growth: data stages and one epoch of each strategy", ["data", "stage", "wall s", "peak MB"], rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="creditcard.csv or .csv.gz")
+    parser.add_argument("--epochs", type=int, nargs=3, default=TUTORIAL_EPOCHS, metavar=("B", "W", "R"),
+                        help="same-work epochs per strategy (default: where the tutorial stopped, %(default)s)")
+    parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
+    args = parser.parse_args()
+    if not args.data.is_file():
+        sys.exit(f"benchmark: {args.data}: no such file")
+    data = args.data.resolve()
+    with tempfile.TemporaryDirectory(prefix="fraudflow-bench-") as scratch:
+        same_work(Path(scratch), data, tuple(args.epochs))
+        whole_pipeline(Path(scratch), data)
+        if args.growth:
+            growth(Path(scratch), data, args.growth)
+
+
+if __name__ == "__main__":
+    main()
