@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 STRATEGIES = ("baseline", "weighted", "resampled")
 TUTORIAL_EPOCHS = (28, 13, 111)  # where the tutorial's own run stopped early
-STAGE_DONE = re.compile(r"(?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
 TRAINED = re.compile(r"^\S+ (?P<strategy>\w+): (?P<epochs>\d+) epochs in (?P<seconds>[\d.]+) s", re.M)
 REFERENCE = re.compile(r"^reference (?P<strategy>\w+): (?P<epochs>\d+) epochs, (?P<seconds>[\d.]+) s", re.M)
 
