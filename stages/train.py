@@ -168,6 +168,7 @@ def train(strategy: str, settings: dict, train_xy, val_xy):
     validation = tf.data.Dataset.from_tensor_slices((x_val, y_val.astype(np.float32))).batch(PREDICT_BATCH).cache()
     history = model.fit(
         batches, steps_per_epoch=steps_per_epoch, epochs=settings["epochs"], validation_data=validation,
+        shuffle=False,  # the batches come shuffled (or resampled) already
         callbacks=[
             keras.callbacks.EarlyStopping(monitor=monitor, mode=MONITORS[monitor], patience=settings["patience"],
                                           restore_best_weights=True),

@@ -95,6 +95,24 @@ def test_same_seed_gives_identical_predictions(scaled, strategy):
     assert {"loss", "val_loss", "val_auc", "val_prc", "tp", "fn"} <= set(history.columns)
 
 
+def test_every_strategy_starts_from_the_same_weights(scaled, monkeypatch):
+    built = {}
+    build_model = train.build_model
+
+    def recording_build_model(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        built[len(built)] = [w.copy() for w in model.get_weights()]
+        return model
+
+    monkeypatch.setattr(train, "build_model", recording_build_model)
+    for strategy in train.STRATEGIES:
+        train.train(strategy, dict(SETTINGS, epochs=1), scaled["train"], scaled["val"])
+    first, *others = built.values()
+    for weights in others:
+        for a, b in zip(first, weights):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_stage_writes_model_predictions_history_and_metrics(scaled, project, monkeypatch):
     set_params(project / "params.yaml", train__batch_size=256, train_weighted__epochs=4)
     monkeypatch.setattr(sys, "argv", ["train", "weighted"])
