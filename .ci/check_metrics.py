@@ -18,8 +18,9 @@ def flatten(data, prefix=""):
 
 
 def differences(path: str) -> list[str]:
-    committed = flatten(json.loads(subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True, text=True,
-                                                  check=True).stdout))
+    committed = flatten(
+        json.loads(subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True, text=True, check=True).stdout)
+    )
     with open(path) as file:
         fresh = flatten(json.load(file))
     problems = [f"{path}: {key} is missing in one of them" for key in committed.keys() ^ fresh.keys()]
@@ -33,8 +34,9 @@ def differences(path: str) -> list[str]:
 
 def main():
     # A git pathspec * also matches "/": this lists the metrics files of every subfolder.
-    paths = subprocess.run(["git", "ls-files", "metrics/*.json"], capture_output=True, text=True,
-                           check=True).stdout.split()
+    paths = subprocess.run(
+        ["git", "ls-files", "metrics/*.json"], capture_output=True, text=True, check=True
+    ).stdout.split()
     problems = [problem for path in paths for problem in differences(path)]
     for problem in problems:
         print(problem, file=sys.stderr)

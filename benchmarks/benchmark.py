@@ -83,22 +83,43 @@ def print_table(title: str, header: list[str], rows: list[list]):
 def same_work(root: Path, data: Path, epochs: tuple[int, int, int]):
     project = Project(root / "same_work", data)
     project.run(["dvc", "repro", "scale"])
-    project.set_params(**{"train.patience": max(epochs)},
-                       **{f"train_{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs)})
+    project.set_params(
+        **{"train.patience": max(epochs)}, **{f"train_{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs)}
+    )
     pipeline = {}
     for strategy in STRATEGIES:
         match = TRAINED.search(project.run([sys.executable, "-m", "stages.train", strategy])[1])
         pipeline[strategy] = float(match["seconds"])
-    output = project.run([sys.executable, str(REPO / "benchmarks" / "tutorial_reference.py"), "--scaled", "data/scaled",
-                          "--epochs", *map(str, epochs)])[1]
+    output = project.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "tutorial_reference.py"),
+            "--scaled",
+            "data/scaled",
+            "--epochs",
+            *map(str, epochs),
+        ]
+    )[1]
     reference = {m["strategy"]: float(m["seconds"]) for m in REFERENCE.finditer(output)}
-    rows = [[s, n, f"{pipeline[s]:.1f}", f"{reference[s]:.1f}", f"{pipeline[s] / reference[s]:.3f}"]
-            for s, n in zip(STRATEGIES, epochs)]
+    rows = [
+        [s, n, f"{pipeline[s]:.1f}", f"{reference[s]:.1f}", f"{pipeline[s] / reference[s]:.3f}"]
+        for s, n in zip(STRATEGIES, epochs)
+    ]
     total_pipeline, total_reference = sum(pipeline.values()), sum(reference.values())
-    rows.append(["all three", sum(epochs), f"{total_pipeline:.1f}", f"{total_reference:.1f}",
-                 f"{total_pipeline / total_reference:.3f}"])
-    print_table("1. Same work: training with fixed epochs, no early stopping (model build + fit)",
-                ["strategy", "epochs", "pipeline s", "tutorial code s", "pipeline / tutorial"], rows)
+    rows.append(
+        [
+            "all three",
+            sum(epochs),
+            f"{total_pipeline:.1f}",
+            f"{total_reference:.1f}",
+            f"{total_pipeline / total_reference:.3f}",
+        ]
+    )
+    print_table(
+        "1. Same work: training with fixed epochs, no early stopping (model build + fit)",
+        ["strategy", "epochs", "pipeline s", "tutorial code s", "pipeline / tutorial"],
+        rows,
+    )
     shutil.rmtree(project.path)
 
 
@@ -106,16 +127,22 @@ def whole_pipeline(root: Path, data: Path):
     project = Project(root / "whole", data)
     seconds, output = project.run(["dvc", "repro"])
     trained = {m["strategy"]: m["epochs"] for m in TRAINED.finditer(output)}
-    rows = [[m["stage"], m["wall"], m["mb"], trained.get(m["stage"].split()[-1], "")] for m in STAGE_DONE.finditer(output)]
+    rows = [
+        [m["stage"], m["wall"], m["mb"], trained.get(m["stage"].split()[-1], "")] for m in STAGE_DONE.finditer(output)
+    ]
     seed = yaml.safe_load((project.path / "params.yaml").read_text())["split"]["seed"]
-    reference_seconds, reference_output = project.run([sys.executable, str(REPO / "benchmarks" / "tutorial_reference.py"),
-                                                       "--csv", str(data), "--seed", str(seed)])
+    reference_seconds, reference_output = project.run(
+        [sys.executable, str(REPO / "benchmarks" / "tutorial_reference.py"), "--csv", str(data), "--seed", str(seed)]
+    )
     reference_epochs = " / ".join(m["epochs"] for m in REFERENCE.finditer(reference_output))
     rows.append(["**dvc repro, from scratch**", f"{seconds:.1f}", "", " / ".join(trained.values())])
     rows.append([f"tutorial script, whole (same split, seed {seed})", f"{reference_seconds:.1f}", "", reference_epochs])
     rows.append(["**pipeline / tutorial**", f"{seconds / reference_seconds:.3f}", "", ""])
-    print_table("2. Whole pipeline from scratch, default params (epochs: baseline / weighted / resampled)",
-                ["stage", "wall s", "peak MB", "epochs"], rows)
+    print_table(
+        "2. Whole pipeline from scratch, default params (epochs: baseline / weighted / resampled)",
+        ["stage", "wall s", "peak MB", "epochs"],
+        rows,
+    )
 
     noop_seconds, noop_output = project.run(["dvc", "repro"])
     print_table("3. No-op dvc repro", ["wall s", "stages run"], [[f"{noop_seconds:.2f}", len(stages_ran(noop_output))]])
@@ -123,8 +150,11 @@ def whole_pipeline(root: Path, data: Path):
     steps = yaml.safe_load((project.path / "params.yaml").read_text())["train_resampled"]["steps_per_epoch"]
     project.set_params(**{"train_resampled.steps_per_epoch": steps + 1})
     incremental_seconds, incremental_output = project.run(["dvc", "repro"])
-    print_table(f"4. Incremental: train_resampled.steps_per_epoch {steps} -> {steps + 1}", ["wall s", "stages run"],
-                [[f"{incremental_seconds:.1f}", ", ".join(stages_ran(incremental_output))]])
+    print_table(
+        f"4. Incremental: train_resampled.steps_per_epoch {steps} -> {steps + 1}",
+        ["wall s", "stages run"],
+        [[f"{incremental_seconds:.1f}", ", ".join(stages_ran(incremental_output))]],
+    )
     shutil.rmtree(project.path)
 
 
@@ -155,8 +185,14 @@ def growth(root: Path, data: Path, factors: list[int]):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="creditcard.csv or .csv.gz")
-    parser.add_argument("--epochs", type=int, nargs=3, default=TUTORIAL_EPOCHS, metavar=("B", "W", "R"),
-                        help="same-work epochs per strategy (default: where the tutorial stopped, %(default)s)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=3,
+        default=TUTORIAL_EPOCHS,
+        metavar=("B", "W", "R"),
+        help="same-work epochs per strategy (default: where the tutorial stopped, %(default)s)",
+    )
     parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
     args = parser.parse_args()
     if not args.data.is_file():

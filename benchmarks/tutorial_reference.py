@@ -46,8 +46,10 @@ def tutorial_data(csv_path, seed=None):
 
 
 def scaled_data(directory):
-    return tuple((np.load(f"{directory}/{s}_features.npy"), np.load(f"{directory}/{s}_labels.npy"))
-                 for s in ("train", "val", "test"))
+    return tuple(
+        (np.load(f"{directory}/{s}_features.npy"), np.load(f"{directory}/{s}_labels.npy"))
+        for s in ("train", "val", "test")
+    )
 
 
 def run(data, epochs_by_strategy, early_stopping):
@@ -56,27 +58,42 @@ def run(data, epochs_by_strategy, early_stopping):
 
     (train_features, train_labels), (val_features, val_labels), (test_features, _) = data
     metrics = [
-        keras.metrics.TruePositives(name="tp"), keras.metrics.FalsePositives(name="fp"),
-        keras.metrics.TrueNegatives(name="tn"), keras.metrics.FalseNegatives(name="fn"),
-        keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.Precision(name="precision"),
-        keras.metrics.Recall(name="recall"), keras.metrics.AUC(name="auc"), keras.metrics.AUC(name="prc", curve="PR"),
+        keras.metrics.TruePositives(name="tp"),
+        keras.metrics.FalsePositives(name="fp"),
+        keras.metrics.TrueNegatives(name="tn"),
+        keras.metrics.FalseNegatives(name="fn"),
+        keras.metrics.BinaryAccuracy(name="accuracy"),
+        keras.metrics.Precision(name="precision"),
+        keras.metrics.Recall(name="recall"),
+        keras.metrics.AUC(name="auc"),
+        keras.metrics.AUC(name="prc", curve="PR"),
     ]
 
     def make_model(output_bias=None):
         if output_bias is not None:
             output_bias = tf.keras.initializers.Constant(output_bias)
-        model = keras.Sequential([
-            keras.Input(shape=(train_features.shape[-1],)),
-            keras.layers.Dense(16, activation="relu"),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(1, activation="sigmoid", bias_initializer=output_bias),
-        ])
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss=keras.losses.BinaryCrossentropy(),
-                      metrics=metrics)
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(train_features.shape[-1],)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dropout(0.5),
+                keras.layers.Dense(1, activation="sigmoid", bias_initializer=output_bias),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss=keras.losses.BinaryCrossentropy(), metrics=metrics
+        )
         return model
 
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_auc", verbose=1, patience=10, mode="max",
-                                               restore_best_weights=True)] if early_stopping else []
+    callbacks = (
+        [
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", verbose=1, patience=10, mode="max", restore_best_weights=True
+            )
+        ]
+        if early_stopping
+        else []
+    )
     neg, pos = np.bincount(train_labels)
     total = neg + pos
     initial_model = make_model(output_bias=np.log([pos / neg]))
@@ -97,14 +114,29 @@ def run(data, epochs_by_strategy, early_stopping):
             resampled_ds = tf.data.Dataset.sample_from_datasets([pos_ds, neg_ds], weights=[0.5, 0.5])
             resampled_ds = resampled_ds.batch(BATCH_SIZE).prefetch(2)
             model.layers[-1].bias.assign([0])
-            val_ds = tf.data.Dataset.from_tensor_slices((val_features, val_labels)).cache().batch(BATCH_SIZE).prefetch(2)
-            history = model.fit(resampled_ds, epochs=epochs_by_strategy[strategy], steps_per_epoch=RESAMPLED_STEPS,
-                                callbacks=callbacks, validation_data=val_ds, verbose=0)
+            val_ds = (
+                tf.data.Dataset.from_tensor_slices((val_features, val_labels)).cache().batch(BATCH_SIZE).prefetch(2)
+            )
+            history = model.fit(
+                resampled_ds,
+                epochs=epochs_by_strategy[strategy],
+                steps_per_epoch=RESAMPLED_STEPS,
+                callbacks=callbacks,
+                validation_data=val_ds,
+                verbose=0,
+            )
         else:
             class_weight = {0: total / (2.0 * neg), 1: total / (2.0 * pos)} if strategy == "weighted" else None
-            history = model.fit(train_features, train_labels, batch_size=BATCH_SIZE, epochs=epochs_by_strategy[strategy],
-                                callbacks=callbacks, validation_data=(val_features, val_labels),
-                                class_weight=class_weight, verbose=0)
+            history = model.fit(
+                train_features,
+                train_labels,
+                batch_size=BATCH_SIZE,
+                epochs=epochs_by_strategy[strategy],
+                callbacks=callbacks,
+                validation_data=(val_features, val_labels),
+                class_weight=class_weight,
+                verbose=0,
+            )
         seconds[strategy] = time.perf_counter() - started
         print(f"reference {strategy}: {len(history.epoch)} epochs, {seconds[strategy]:.1f} s", flush=True)
         model.predict(test_features, batch_size=BATCH_SIZE, verbose=0)
@@ -117,8 +149,13 @@ def main():
     source.add_argument("--csv", help="creditcard.csv(.gz): run the whole tutorial, with early stopping")
     source.add_argument("--scaled", help="the pipeline's data/scaled directory: training only")
     parser.add_argument("--seed", type=int, help="seed Keras and use the pipeline's stratified split with this seed")
-    parser.add_argument("--epochs", type=int, nargs=3, metavar=("BASELINE", "WEIGHTED", "RESAMPLED"),
-                        help="fixed epochs per strategy, no early stopping (default: 100 100 1000, early stopping)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=3,
+        metavar=("BASELINE", "WEIGHTED", "RESAMPLED"),
+        help="fixed epochs per strategy, no early stopping (default: 100 100 1000, early stopping)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if args.seed is not None:

@@ -5,7 +5,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from stages.common import CLEAN_PARQUET, LABEL, RAW_CSV, StageError, is_number, load_params, log, require, run, write_parquet
+from stages.common import (
+    CLEAN_PARQUET,
+    LABEL,
+    RAW_CSV,
+    StageError,
+    is_number,
+    load_params,
+    log,
+    require,
+    run,
+    write_parquet,
+)
 
 EXPECTED_COLUMNS = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", LABEL]
 LOG_AMOUNT = "LogAmount"
@@ -75,7 +86,13 @@ def main():
     df = validate(read_csv(RAW_CSV), RAW_CSV)
     cleaned = clean(df, eps)
     write_parquet(pa.Table.from_pandas(cleaned, preserve_index=False), CLEAN_PARQUET)
-    log.info("clean: wrote %s (%d rows, %d frauds, %d columns)", CLEAN_PARQUET, len(cleaned), cleaned[LABEL].sum(), cleaned.shape[1])
+    log.info(
+        "clean: wrote %s (%d rows, %d frauds, %d columns)",
+        CLEAN_PARQUET,
+        len(cleaned),
+        cleaned[LABEL].sum(),
+        cleaned.shape[1],
+    )
 
 
 if __name__ == "__main__":

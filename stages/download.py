@@ -95,7 +95,9 @@ def copy_verified(source: str, destination: Path, expected_sha256: str):
 
 def main():
     params = load_params("download")
-    expected = require(params, "download", "sha256", lambda v: v is None or isinstance(v, str), "a sha256 hex string or empty")
+    expected = require(
+        params, "download", "sha256", lambda v: v is None or isinstance(v, str), "a sha256 hex string or empty"
+    )
     expected = (expected or "").strip()
     if not expected:
         log.warning("warning: download.sha256 is empty, so the data's checksum is not verified")
@@ -111,7 +113,8 @@ def main():
         log.info("download: wrote %s (%d bytes, sha256 %s)", RAW_CSV, RAW_CSV.stat().st_size, actual)
         return
     raise StageError(
-        "could not get creditcard.csv; tried " + "; ".join(failures)
+        "could not get creditcard.csv; tried "
+        + "; ".join(failures)
         + f". To use a local copy, set {SOURCE_ENV}=/path/to/creditcard.csv(.gz) and run 'dvc repro -f download'"
     )
 

@@ -10,7 +10,16 @@ import pandas as pd  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
 from stages.common import (  # noqa: E402
-    PREDICTIONS_DIR, STRATEGIES, atomic_output, is_int, is_number, load_params, log, read_parquet, require, run,
+    PREDICTIONS_DIR,
+    STRATEGIES,
+    atomic_output,
+    is_int,
+    is_number,
+    load_params,
+    log,
+    read_parquet,
+    require,
+    run,
     write_json,
 )
 
@@ -31,7 +40,10 @@ def scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> d
     predicted = probabilities > threshold
     tn, fp, fn, tp = metrics.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     return {
-        "tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn),
+        "tp": int(tp),
+        "fp": int(fp),
+        "tn": int(tn),
+        "fn": int(fn),
         "accuracy": metrics.accuracy_score(labels, predicted),
         "precision": metrics.precision_score(labels, predicted, zero_division=0),
         "recall": metrics.recall_score(labels, predicted, zero_division=0),
@@ -82,18 +94,35 @@ def draw_figures(curves: dict, results: dict, threshold: float):
     """The tutorial's zoomed ROC view, the precision-recall curves and the confusion matrices, as PNG."""
     figure, axes = plt.subplots(figsize=(6, 6))
     for strategy, (roc, _) in curves.items():
-        axes.plot(100 * roc["fpr"], 100 * roc["tpr"], linewidth=2, label=f"{strategy} (AUC {results[strategy]['roc_auc']:.4f})")
-    axes.set(xlabel="False positives [%]", ylabel="True positives [%]", xlim=(-0.5, 20), ylim=(80, 100.5),
-             title="ROC on the test split (zoomed)", aspect="equal")
+        axes.plot(
+            100 * roc["fpr"],
+            100 * roc["tpr"],
+            linewidth=2,
+            label=f"{strategy} (AUC {results[strategy]['roc_auc']:.4f})",
+        )
+    axes.set(
+        xlabel="False positives [%]",
+        ylabel="True positives [%]",
+        xlim=(-0.5, 20),
+        ylim=(80, 100.5),
+        title="ROC on the test split (zoomed)",
+        aspect="equal",
+    )
     axes.grid(True)
     axes.legend(loc="lower right")
     save_figure(figure, f"{PLOTS_DIR}/roc.png")
 
     figure, axes = plt.subplots(figsize=(6, 6))
     for strategy, (_, pr) in curves.items():
-        axes.plot(pr["recall"], pr["precision"], linewidth=2,
-                  label=f"{strategy} (AP {results[strategy]['average_precision']:.4f})")
-    axes.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision-recall on the test split")
+        axes.plot(
+            pr["recall"],
+            pr["precision"],
+            linewidth=2,
+            label=f"{strategy} (AP {results[strategy]['average_precision']:.4f})",
+        )
+    axes.set(
+        xlabel="Recall", ylabel="Precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision-recall on the test split"
+    )
     axes.grid(True)
     axes.legend(loc="lower left")
     save_figure(figure, f"{PLOTS_DIR}/prc.png")
@@ -103,16 +132,30 @@ def draw_figures(curves: dict, results: dict, threshold: float):
         counts = np.array([[result["tn"], result["fp"]], [result["fn"], result["tp"]]])
         axes.imshow(np.log1p(counts), cmap="Blues")
         for (row, column), count in np.ndenumerate(counts):
-            axes.text(column, row, str(count), ha="center", va="center", fontsize=14,
-                      color="white" if count > counts.max() / 10 else "black")
-        axes.set(xticks=[0, 1], yticks=[0, 1], xlabel="Predicted label", ylabel="Actual label",
-                 title=f"{strategy} @ {threshold:g}")
+            axes.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=14,
+                color="white" if count > counts.max() / 10 else "black",
+            )
+        axes.set(
+            xticks=[0, 1],
+            yticks=[0, 1],
+            xlabel="Predicted label",
+            ylabel="Actual label",
+            title=f"{strategy} @ {threshold:g}",
+        )
     save_figure(figure, f"{PLOTS_DIR}/confusion.png")
 
 
 def main():
     params = load_params("evaluate")
-    threshold = require(params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1")
+    threshold = require(
+        params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
+    )
     max_points = require(params, "evaluate", "curve_points", lambda v: is_int(v) and v >= 2, "an integer >= 2")
 
     results, curves = {}, {}
@@ -125,9 +168,18 @@ def main():
         write_csv(curves[strategy][1], f"{PLOTS_DIR}/prc/{strategy}.csv")
         write_csv(confusion_cells(results[strategy]), f"{PLOTS_DIR}/confusion/{strategy}.csv")
         result = results[strategy]
-        log.info("evaluate: %-9s tp %d fp %d tn %d fn %d, precision %.4f, recall %.4f, ROC AUC %.4f, AP %.4f",
-                 strategy, result["tp"], result["fp"], result["tn"], result["fn"], result["precision"],
-                 result["recall"], result["roc_auc"], result["average_precision"])
+        log.info(
+            "evaluate: %-9s tp %d fp %d tn %d fn %d, precision %.4f, recall %.4f, ROC AUC %.4f, AP %.4f",
+            strategy,
+            result["tp"],
+            result["fp"],
+            result["tn"],
+            result["fn"],
+            result["precision"],
+            result["recall"],
+            result["roc_auc"],
+            result["average_precision"],
+        )
     draw_figures(curves, results, threshold)
 
 

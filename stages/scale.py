@@ -6,7 +6,17 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 from stages.common import (
-    LABEL, SCALED_DIR, SPLIT_DIR, SPLITS, atomic_output, is_number, load_params, log, read_parquet, require, run,
+    LABEL,
+    SCALED_DIR,
+    SPLIT_DIR,
+    SPLITS,
+    atomic_output,
+    is_number,
+    load_params,
+    log,
+    read_parquet,
+    require,
+    run,
 )
 
 

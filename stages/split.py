@@ -3,8 +3,20 @@
 from sklearn.model_selection import train_test_split
 
 from stages.common import (
-    CLEAN_PARQUET, LABEL, SPLIT_DIR, SPLITS, StageError, atomic_output, is_int, is_number, load_params, log,
-    read_parquet, require, run, write_json,
+    CLEAN_PARQUET,
+    LABEL,
+    SPLIT_DIR,
+    SPLITS,
+    StageError,
+    atomic_output,
+    is_int,
+    is_number,
+    load_params,
+    log,
+    read_parquet,
+    require,
+    run,
+    write_json,
 )
 
 METRICS_FILE = "metrics/split.json"
@@ -13,8 +25,12 @@ METRICS_FILE = "metrics/split.json"
 def split(df, test_size: float, val_size: float, stratify: bool, seed: int) -> dict:
     """{'train': ..., 'val': ..., 'test': ...} DataFrames; stratified by Class if asked."""
     try:
-        rest, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[LABEL] if stratify else None)
-        train, val = train_test_split(rest, test_size=val_size, random_state=seed, stratify=rest[LABEL] if stratify else None)
+        rest, test = train_test_split(
+            df, test_size=test_size, random_state=seed, stratify=df[LABEL] if stratify else None
+        )
+        train, val = train_test_split(
+            rest, test_size=val_size, random_state=seed, stratify=rest[LABEL] if stratify else None
+        )
     except ValueError as error:
         raise StageError(f"{CLEAN_PARQUET}: cannot split {len(df)} rows ({error})") from error
     return {"train": train, "val": val, "test": test}

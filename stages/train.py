@@ -13,13 +13,31 @@ import pyarrow as pa  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from stages.common import (  # noqa: E402
-    MODELS_DIR, PREDICTIONS_DIR, STRATEGIES, StageError, atomic_output, is_int, is_number, load_params, load_scaled, log,
-    require, run, write_json, write_parquet,
+    MODELS_DIR,
+    PREDICTIONS_DIR,
+    STRATEGIES,
+    StageError,
+    atomic_output,
+    is_int,
+    is_number,
+    load_params,
+    load_scaled,
+    log,
+    require,
+    run,
+    write_json,
+    write_parquet,
 )
 
 # Early stopping direction of each metric it may watch.
-MONITORS = {"val_loss": "min", "val_auc": "max", "val_prc": "max", "val_precision": "max", "val_recall": "max",
-            "val_accuracy": "max"}
+MONITORS = {
+    "val_loss": "min",
+    "val_auc": "max",
+    "val_prc": "max",
+    "val_precision": "max",
+    "val_recall": "max",
+    "val_accuracy": "max",
+}
 HISTORY_METRICS = ["loss", "auc", "prc", "precision", "recall"]
 # Rows per batch when only predicting (validation, predictions): results do not depend on it, and fewer,
 # larger batches cost less per epoch than the training batch size would.
@@ -71,20 +89,26 @@ def build_model(n_features: int, settings: dict, output_bias: float, steps_per_e
 
     steps_per_execution > 1 runs that many training steps per compiled call (fewer Python round trips).
     """
-    model = keras.Sequential([
-        keras.Input(shape=(n_features,)),
-        keras.layers.Dense(settings["hidden_units"], activation="relu"),
-        keras.layers.Dropout(settings["dropout"]),
-        keras.layers.Dense(1, activation="sigmoid", bias_initializer=keras.initializers.Constant(output_bias)),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(n_features,)),
+            keras.layers.Dense(settings["hidden_units"], activation="relu"),
+            keras.layers.Dropout(settings["dropout"]),
+            keras.layers.Dense(1, activation="sigmoid", bias_initializer=keras.initializers.Constant(output_bias)),
+        ]
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=[
-            keras.metrics.TruePositives(name="tp"), keras.metrics.FalsePositives(name="fp"),
-            keras.metrics.TrueNegatives(name="tn"), keras.metrics.FalseNegatives(name="fn"),
-            keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.Precision(name="precision"),
-            keras.metrics.Recall(name="recall"), keras.metrics.AUC(name="auc"),
+            keras.metrics.TruePositives(name="tp"),
+            keras.metrics.FalsePositives(name="fp"),
+            keras.metrics.TrueNegatives(name="tn"),
+            keras.metrics.FalseNegatives(name="fn"),
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+            keras.metrics.AUC(name="auc"),
             keras.metrics.AUC(name="prc", curve="PR"),
         ],
         steps_per_execution=steps_per_execution,
@@ -104,10 +128,12 @@ def shuffled_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, 
     steps = -(-rows // batch_size)
 
     def epoch(number):
-        order = tf.random.experimental.stateless_shuffle(tf.range(rows), seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(rows), seed=tf.stack([tf.constant(seed, tf.int64), number])
+        )
 
         def batch(step):
-            index = order[step * batch_size:(step + 1) * batch_size]
+            index = order[step * batch_size : (step + 1) * batch_size]
             batch_x, batch_y = tf.gather(x, index), tf.gather(y, index)
             if weights:
                 return batch_x, batch_y, tf.gather(class_weight, tf.cast(batch_y, tf.int32))
@@ -133,7 +159,9 @@ def balanced_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, 
         pos_seed = tf.stack([tf.constant(seed, tf.int64), 2 * step])
         neg_seed = tf.stack([tf.constant(seed, tf.int64), 2 * step + 1])
         pos_rows = tf.random.stateless_uniform([n_pos], pos_seed, maxval=tf.shape(positives)[0], dtype=tf.int32)
-        neg_rows = tf.random.stateless_uniform([batch_size - n_pos], neg_seed, maxval=tf.shape(negatives)[0], dtype=tf.int32)
+        neg_rows = tf.random.stateless_uniform(
+            [batch_size - n_pos], neg_seed, maxval=tf.shape(negatives)[0], dtype=tf.int32
+        )
         return tf.concat([tf.gather(positives, pos_rows), tf.gather(negatives, neg_rows)], axis=0), batch_labels
 
     return tf.data.Dataset.counter().map(draw).prefetch(2)
@@ -141,9 +169,18 @@ def balanced_batches(features: np.ndarray, labels: np.ndarray, batch_size: int, 
 
 def epoch_logger(strategy: str, epochs: int, monitor: str):
     """A callback that logs one line per epoch (no carriage-return progress bar)."""
+
     def log_epoch(epoch, logs):
-        log.info("%s epoch %d/%d: loss %.4f, val_loss %.4f, %s %.4f",
-                 strategy, epoch + 1, epochs, logs["loss"], logs["val_loss"], monitor, logs[monitor])
+        log.info(
+            "%s epoch %d/%d: loss %.4f, val_loss %.4f, %s %.4f",
+            strategy,
+            epoch + 1,
+            epochs,
+            logs["loss"],
+            logs["val_loss"],
+            monitor,
+            logs[monitor],
+        )
 
     return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
 
@@ -167,11 +204,15 @@ def train(strategy: str, settings: dict, train_xy, val_xy):
     monitor = settings["monitor"]
     validation = tf.data.Dataset.from_tensor_slices((x_val, y_val.astype(np.float32))).batch(PREDICT_BATCH).cache()
     history = model.fit(
-        batches, steps_per_epoch=steps_per_epoch, epochs=settings["epochs"], validation_data=validation,
+        batches,
+        steps_per_epoch=steps_per_epoch,
+        epochs=settings["epochs"],
+        validation_data=validation,
         shuffle=False,  # the batches come shuffled (or resampled) already
         callbacks=[
-            keras.callbacks.EarlyStopping(monitor=monitor, mode=MONITORS[monitor], patience=settings["patience"],
-                                          restore_best_weights=True),
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=MONITORS[monitor], patience=settings["patience"], restore_best_weights=True
+            ),
             epoch_logger(strategy, settings["epochs"], monitor),
         ],
         verbose=0,
@@ -209,16 +250,31 @@ def main():
     model_path = MODELS_DIR / f"{strategy}.keras"
     with atomic_output(model_path) as tmp:
         model.save(tmp)
-    write_parquet(predictions_table(model, {"val": splits["val"], "test": splits["test"]}),
-                  PREDICTIONS_DIR / f"{strategy}.parquet")
+    write_parquet(
+        predictions_table(model, {"val": splits["val"], "test": splits["test"]}),
+        PREDICTIONS_DIR / f"{strategy}.parquet",
+    )
     columns = [name for metric in HISTORY_METRICS for name in (metric, f"val_{metric}")]
     with atomic_output(f"{HISTORY_DIR}/{strategy}.csv") as tmp:
         history[columns].rename_axis("epoch").rename(index=lambda i: i + 1).to_csv(tmp)
-    write_json(f"{METRICS_DIR}/{strategy}.json", {
-        "epochs_run": len(history), "best_epoch": best, f"best_{monitor}": float(history[monitor].iloc[best - 1]),
-    })
-    log.info("%s: %d epochs in %.1f s, best epoch %d (%s %.4f); model written to %s",
-             strategy, len(history), seconds, best, monitor, history[monitor].iloc[best - 1], model_path)
+    write_json(
+        f"{METRICS_DIR}/{strategy}.json",
+        {
+            "epochs_run": len(history),
+            "best_epoch": best,
+            f"best_{monitor}": float(history[monitor].iloc[best - 1]),
+        },
+    )
+    log.info(
+        "%s: %d epochs in %.1f s, best epoch %d (%s %.4f); model written to %s",
+        strategy,
+        len(history),
+        seconds,
+        best,
+        monitor,
+        history[monitor].iloc[best - 1],
+        model_path,
+    )
 
 
 if __name__ == "__main__":

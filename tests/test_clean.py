@@ -42,7 +42,10 @@ BAD_INPUTS = {
     "non-numeric": (lambda f: set_cell(f, "V3", 6, "abc"), r"column 'V3', row 7 \(line 8\): non-numeric value"),
     "NaN": (lambda f: set_cell(f, "V12", 4, np.nan), r"column 'V12', row 5 \(line 6\): missing value"),
     "Class 2": (lambda f: set_cell(f, "Class", 9, 2), r"column 'Class', row 10 \(line 11\): value must be 0 or 1"),
-    "negative Amount": (lambda f: set_cell(f, "Amount", 3, -5.0), r"column 'Amount', row 4 \(line 5\): negative amount"),
+    "negative Amount": (
+        lambda f: set_cell(f, "Amount", 3, -5.0),
+        r"column 'Amount', row 4 \(line 5\): negative amount",
+    ),
     "header only": (lambda f: f.iloc[:0], r"header only"),
 }
 

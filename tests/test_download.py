@@ -77,8 +77,12 @@ def test_unreachable_urls_are_all_named_with_a_hint(project, monkeypatch):
 
 
 def test_a_mirror_is_tried_after_a_failing_url(project, monkeypatch, csv_file):
-    set_params(project / "params.yaml", download__url=str(csv_file.with_name("missing.csv")),
-               download__mirrors=[csv_file.as_uri()], download__sha256=sha256_of(csv_file))
+    set_params(
+        project / "params.yaml",
+        download__url=str(csv_file.with_name("missing.csv")),
+        download__mirrors=[csv_file.as_uri()],
+        download__sha256=sha256_of(csv_file),
+    )
     download.main()
     assert RAW_CSV.read_bytes() == csv_file.read_bytes()
 

@@ -51,7 +51,9 @@ def test_pr_points_keep_every_recall_level():
 
 def test_stage_writes_metrics_curves_and_images(project):
     for shift, strategy in enumerate(STRATEGIES):
-        frame = pd.DataFrame({"split": "test", "label": LABELS, "probability": np.clip(PROBABILITIES + shift / 100, 0, 1)})
+        frame = pd.DataFrame(
+            {"split": "test", "label": LABELS, "probability": np.clip(PROBABILITIES + shift / 100, 0, 1)}
+        )
         write_parquet(pa.Table.from_pandas(frame), PREDICTIONS_DIR / f"{strategy}.parquet")
     evaluate.main()
     baseline = json.loads((project / "metrics" / "test" / "baseline.json").read_text())

@@ -27,9 +27,16 @@ def repo(tmp_path_factory):
             shutil.copy(source, work / name)
     source_csv = root / "creditcard.csv"
     make_creditcard(rows=3000, frauds=60).to_csv(source_csv, index=False)
-    set_params(work / "params.yaml", download__sha256="", train__batch_size=256, train__patience=2,
-               train_baseline__epochs=3, train_weighted__epochs=3, train_resampled__epochs=3,
-               train_resampled__steps_per_epoch=5)
+    set_params(
+        work / "params.yaml",
+        download__sha256="",
+        train__batch_size=256,
+        train__patience=2,
+        train_baseline__epochs=3,
+        train_weighted__epochs=3,
+        train_resampled__epochs=3,
+        train_resampled__steps_per_epoch=5,
+    )
     env = {**python_environment(), "CREDITCARD_URL": str(source_csv)}
     runner = Runner(work, env)
     runner.run("git", "init", "-q")
@@ -82,7 +89,9 @@ def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
 def test_second_repro_skips_every_stage(repo, reproduced):
     again = repo.run("dvc", "repro")
     assert ran(again) == set()
-    assert all(f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate"])
+    assert all(
+        f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate"]
+    )
 
 
 def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
@@ -90,7 +99,9 @@ def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
     files = next(iter(shown.values()))["data"]
     for strategy in STRATEGIES:
         test_metrics = files[f"metrics/test/{strategy}.json"]["data"]
-        assert {"tp", "fp", "tn", "fn", "precision", "recall", "roc_auc", "average_precision", "log_loss"} <= set(test_metrics)
+        assert {"tp", "fp", "tn", "fn", "precision", "recall", "roc_auc", "average_precision", "log_loss"} <= set(
+            test_metrics
+        )
         assert sum(test_metrics[k] for k in ("tp", "fp", "tn", "fn")) == 600
         assert f"metrics/train/{strategy}.json" in files
     assert files["metrics/split.json"]["data"]["test"] == {"rows": 600, "frauds": 12}

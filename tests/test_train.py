@@ -10,8 +10,17 @@ from conftest import run_data_stages, set_params
 from stages import train
 from stages.common import PREDICTIONS_DIR, StageError, load_scaled
 
-SETTINGS = {"seed": 1, "hidden_units": 16, "dropout": 0.5, "learning_rate": 1e-3, "batch_size": 256,
-            "monitor": "val_auc", "patience": 10, "epochs": 3, "steps_per_epoch": 5}
+SETTINGS = {
+    "seed": 1,
+    "hidden_units": 16,
+    "dropout": 0.5,
+    "learning_rate": 1e-3,
+    "batch_size": 256,
+    "monitor": "val_auc",
+    "patience": 10,
+    "epochs": 3,
+    "steps_per_epoch": 5,
+}
 
 
 @pytest.fixture
