@@ -25,7 +25,6 @@ from stages.common import (  # noqa: E402
 
 METRICS_DIR = "metrics/test"
 PLOTS_DIR = "plots"
-IMAGES = ("roc.png", "prc.png", "confusion.png")
 
 
 def test_predictions(strategy: str) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import tensorflow as tf  # noqa: E402
 from stages.common import (  # noqa: E402
     MODELS_DIR,
     PREDICTIONS_DIR,
+    SPLITS,
     STRATEGIES,
     StageError,
     atomic_output,
@@ -240,7 +241,7 @@ def main():
         raise StageError(f"usage: python -m stages.train {{{'|'.join(STRATEGIES)}}}")
     strategy = sys.argv[1]
     settings = read_settings(strategy)
-    splits = {name: load_scaled(name) for name in ("train", "val", "test")}
+    splits = {name: load_scaled(name) for name in SPLITS}
 
     started = time.perf_counter()
     model, history = train(strategy, settings, splits["train"], splits["val"])
