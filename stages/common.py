@@ -7,6 +7,7 @@ import resource
 import shutil
 import sys
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,6 +113,20 @@ def write_json(path, data):
 def write_parquet(table: pa.Table, path):
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def save_keras(model, path):
+    """Save a Keras model so that the same weights give the same bytes: Keras stores the save time in the
+    file (metadata.json and the zip entries' dates); here both are fixed."""
+    with atomic_output(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp) as saved:
+            entries = [(info.filename, saved.read(info)) for info in saved.infolist()]
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as fixed:
+            for name, data in entries:
+                if name == "metadata.json":
+                    data = json.dumps(json.loads(data) | {"date_saved": "1980-01-01@00:00:00"}).encode()
+                fixed.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
 
 
 def read_parquet(path) -> pa.Table:

@@ -1,17 +1,14 @@
-"""evaluate: every strategy's test metrics side by side, curves for `dvc plots show`, and PNG figures."""
+"""evaluate: every strategy's test metrics with 95 % intervals, paired differences, curves and PNG figures."""
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn import metrics
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn import metrics  # noqa: E402
-
-from stages.common import (  # noqa: E402
+from stages import figures
+from stages.common import (
     PREDICTIONS_DIR,
     STRATEGIES,
+    StageError,
     atomic_output,
     is_int,
     is_number,
@@ -22,34 +19,22 @@ from stages.common import (  # noqa: E402
     run,
     write_json,
 )
+from stages.compare import compare
 
 METRICS_DIR = "metrics/test"
+DIFFERENCES_FILE = "metrics/differences.json"
 PLOTS_DIR = "plots"
 
 
 def test_predictions(strategy: str) -> tuple[np.ndarray, np.ndarray]:
-    """True labels and predicted fraud probabilities of one strategy on the test split."""
-    frame = read_parquet(PREDICTIONS_DIR / f"{strategy}.parquet").to_pandas()
+    """True labels and the members' predicted probabilities, (rows, members), of one strategy on the test split."""
+    path = PREDICTIONS_DIR / f"{strategy}.parquet"
+    frame = read_parquet(path).to_pandas()
     test = frame[frame["split"] == "test"]
-    return test["label"].to_numpy(), test["probability"].to_numpy()
-
-
-def scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
-    """Counts and rates at the threshold (predicted fraud: probability > threshold), and exact threshold-free scores."""
-    predicted = probabilities > threshold
-    tn, fp, fn, tp = metrics.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
-    return {
-        "tp": int(tp),
-        "fp": int(fp),
-        "tn": int(tn),
-        "fn": int(fn),
-        "accuracy": metrics.accuracy_score(labels, predicted),
-        "precision": metrics.precision_score(labels, predicted, zero_division=0),
-        "recall": metrics.recall_score(labels, predicted, zero_division=0),
-        "roc_auc": metrics.roc_auc_score(labels, probabilities),
-        "average_precision": metrics.average_precision_score(labels, probabilities),
-        "log_loss": metrics.log_loss(labels, probabilities, labels=[0, 1]),
-    }
+    members = [column for column in test.columns if column.startswith("member_")]
+    if not members:
+        raise StageError(f"{path}: no member_<i> columns; run 'dvc repro train_{strategy}'")
+    return test["label"].to_numpy(), test[members].to_numpy()
 
 
 def thin(curve: pd.DataFrame, max_points: int) -> pd.DataFrame:
@@ -73,9 +58,11 @@ def pr_points(labels, probabilities, max_points: int) -> pd.DataFrame:
 
 
 def confusion_cells(result: dict) -> pd.DataFrame:
-    """The 2x2 confusion matrix as four rows of counts (the `confusion_counts` plot template sums them)."""
+    """The ensemble's 2x2 confusion matrix as four rows of counts (the `confusion_counts` template sums them)."""
     cells = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}
-    return pd.DataFrame([{"actual": a, "predicted": p, "count": result[key]} for (a, p), key in cells.items()])
+    return pd.DataFrame(
+        [{"actual": a, "predicted": p, "count": result[key]["ensemble"]} for (a, p), key in cells.items()]
+    )
 
 
 def write_csv(frame: pd.DataFrame, path):
@@ -83,103 +70,66 @@ def write_csv(frame: pd.DataFrame, path):
         frame.to_csv(tmp, index=False)
 
 
-def save_figure(figure, path):
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-
-
-def draw_figures(curves: dict, results: dict, threshold: float):
-    """The tutorial's zoomed ROC view, the precision-recall curves and the confusion matrices, as PNG."""
-    figure, axes = plt.subplots(figsize=(6, 6))
-    for strategy, (roc, _) in curves.items():
-        axes.plot(
-            100 * roc["fpr"],
-            100 * roc["tpr"],
-            linewidth=2,
-            label=f"{strategy} (AUC {results[strategy]['roc_auc']:.4f})",
-        )
-    axes.set(
-        xlabel="False positives [%]",
-        ylabel="True positives [%]",
-        xlim=(-0.5, 20),
-        ylim=(80, 100.5),
-        title="ROC on the test split (zoomed)",
-        aspect="equal",
-    )
-    axes.grid(True)
-    axes.legend(loc="lower right")
-    save_figure(figure, f"{PLOTS_DIR}/roc.png")
-
-    figure, axes = plt.subplots(figsize=(6, 6))
-    for strategy, (_, pr) in curves.items():
-        axes.plot(
-            pr["recall"],
-            pr["precision"],
-            linewidth=2,
-            label=f"{strategy} (AP {results[strategy]['average_precision']:.4f})",
-        )
-    axes.set(
-        xlabel="Recall", ylabel="Precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision-recall on the test split"
-    )
-    axes.grid(True)
-    axes.legend(loc="lower left")
-    save_figure(figure, f"{PLOTS_DIR}/prc.png")
-
-    figure, all_axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
-    for axes, (strategy, result) in zip(np.atleast_1d(all_axes), results.items()):
-        counts = np.array([[result["tn"], result["fp"]], [result["fn"], result["tp"]]])
-        axes.imshow(np.log1p(counts), cmap="Blues")
-        for (row, column), count in np.ndenumerate(counts):
-            axes.text(
-                column,
-                row,
-                str(count),
-                ha="center",
-                va="center",
-                fontsize=14,
-                color="white" if count > counts.max() / 10 else "black",
-            )
-        axes.set(
-            xticks=[0, 1],
-            yticks=[0, 1],
-            xlabel="Predicted label",
-            ylabel="Actual label",
-            title=f"{strategy} @ {threshold:g}",
-        )
-    save_figure(figure, f"{PLOTS_DIR}/confusion.png")
+def read_settings() -> dict:
+    params = load_params("evaluate")
+    return {
+        "threshold": require(
+            params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
+        ),
+        "curve_points": require(params, "evaluate", "curve_points", lambda v: is_int(v) and v >= 2, "an integer >= 2"),
+        "resamples": require(
+            params, "evaluate", "bootstrap_resamples", lambda v: is_int(v) and v >= 100, "an integer >= 100"
+        ),
+        "seed": require(params, "evaluate", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    }
 
 
 def main():
-    params = load_params("evaluate")
-    threshold = require(
-        params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
-    )
-    max_points = require(params, "evaluate", "curve_points", lambda v: is_int(v) and v >= 2, "an integer >= 2")
-
-    results, curves = {}, {}
+    settings = read_settings()
+    labels, probabilities = None, {}
     for strategy in STRATEGIES:
-        labels, probabilities = test_predictions(strategy)
-        results[strategy] = scores(labels, probabilities, threshold)
-        curves[strategy] = roc_points(labels, probabilities, max_points), pr_points(labels, probabilities, max_points)
-        write_json(f"{METRICS_DIR}/{strategy}.json", results[strategy])
-        write_csv(curves[strategy][0], f"{PLOTS_DIR}/roc/{strategy}.csv")
-        write_csv(curves[strategy][1], f"{PLOTS_DIR}/prc/{strategy}.csv")
-        write_csv(confusion_cells(results[strategy]), f"{PLOTS_DIR}/confusion/{strategy}.csv")
-        result = results[strategy]
+        strategy_labels, probabilities[strategy] = test_predictions(strategy)
+        if labels is not None and not np.array_equal(labels, strategy_labels):
+            raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: other test rows than baseline; rerun 'dvc repro'")
+        labels = strategy_labels
+    if len({p.shape[1] for p in probabilities.values()}) > 1:
+        counts = {s: p.shape[1] for s, p in probabilities.items()}
+        raise StageError(f"{PREDICTIONS_DIR}: strategies have different numbers of members {counts}; rerun 'dvc repro'")
+
+    results, differences = compare(
+        labels, probabilities, settings["threshold"], settings["resamples"], settings["seed"]
+    )
+    curves = {}
+    for strategy, member_probabilities in probabilities.items():
+        result, ensemble = results[strategy], member_probabilities.mean(axis=1)
+        write_json(f"{METRICS_DIR}/{strategy}.json", result)
+        points = settings["curve_points"]
+        roc, pr = roc_points(labels, ensemble, points), pr_points(labels, ensemble, points)
+        write_csv(roc, f"{PLOTS_DIR}/roc/{strategy}.csv")
+        write_csv(pr, f"{PLOTS_DIR}/prc/{strategy}.csv")
+        write_csv(confusion_cells(result), f"{PLOTS_DIR}/confusion/{strategy}.csv")
+        members = [(roc_points(labels, p, points), pr_points(labels, p, points)) for p in member_probabilities.T]
+        curves[strategy] = (roc, pr), members
         log.info(
-            "evaluate: %-9s tp %d fp %d tn %d fn %d, precision %.4f, recall %.4f, ROC AUC %.4f, AP %.4f",
+            "evaluate: %-9s ensemble of %d: AP %.4f [%.4f, %.4f], ROC AUC %.4f [%.4f, %.4f], recall %.4f, precision %.4f",
             strategy,
-            result["tp"],
-            result["fp"],
-            result["tn"],
-            result["fn"],
-            result["precision"],
-            result["recall"],
-            result["roc_auc"],
-            result["average_precision"],
+            member_probabilities.shape[1],
+            *(result["average_precision"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
+            *(result["roc_auc"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
+            result["recall"]["ensemble"],
+            result["precision"]["ensemble"],
         )
-    draw_figures(curves, results, threshold)
+    write_json(DIFFERENCES_FILE, differences)
+    for pair, difference in differences.items():
+        ap = difference["average_precision"]
+        log.info(
+            "evaluate: %s AP difference %+.4f [%+.4f, %+.4f] (members %+.4f [%+.4f, %+.4f]): %s",
+            pair,
+            *(ap[k] for k in ("ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper", "verdict")),
+        )
+    figures.draw_roc({s: (c[0][0], [m[0] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/roc.png")
+    figures.draw_prc({s: (c[0][1], [m[1] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/prc.png")
+    figures.draw_confusion(results, settings["threshold"], f"{PLOTS_DIR}/confusion.png")
 
 
 if __name__ == "__main__":

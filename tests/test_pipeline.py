@@ -31,11 +31,13 @@ def repo(tmp_path_factory):
         work / "params.yaml",
         download__sha256="",
         train__batch_size=256,
+        train__members=2,
         train__patience=2,
         train_baseline__epochs=3,
         train_weighted__epochs=3,
         train_resampled__epochs=3,
         train_resampled__steps_per_epoch=5,
+        evaluate__bootstrap_resamples=200,
     )
     env = {**python_environment(), "CREDITCARD_URL": str(source_csv)}
     runner = Runner(work, env)
@@ -80,9 +82,9 @@ def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
     assert {p.name for p in (work / "data" / "split").iterdir()} == {"train.parquet", "val.parquet", "test.parquet"}
     assert (work / "data" / "scaled" / "scaler.json").exists()
     for strategy in ("baseline", "weighted", "resampled"):
-        assert (work / "models" / f"{strategy}.keras").exists()
+        assert {p.name for p in (work / "models" / strategy).iterdir()} == {"member_0.keras", "member_1.keras"}
         assert (work / "data" / "predictions" / f"{strategy}.parquet").exists()
-        assert json.loads((work / "metrics" / "train" / f"{strategy}.json").read_text())["epochs_run"] <= 3
+        assert json.loads((work / "metrics" / "train" / f"{strategy}.json").read_text())["epochs_run"]["max"] <= 3
     assert json.loads((work / "metrics" / "split.json").read_text())["test"] == {"rows": 600, "frauds": 12}
 
 
@@ -102,8 +104,15 @@ def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
         assert {"tp", "fp", "tn", "fn", "precision", "recall", "roc_auc", "average_precision", "log_loss"} <= set(
             test_metrics
         )
-        assert sum(test_metrics[k] for k in ("tp", "fp", "tn", "fn")) == 600
+        assert set(test_metrics["average_precision"]) == {
+            "ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"
+        }
+        assert sum(test_metrics[k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
         assert f"metrics/train/{strategy}.json" in files
+    differences = files["metrics/differences.json"]["data"]
+    assert differences["baseline-weighted"]["average_precision"]["verdict"] in {
+        "baseline better", "weighted better", "not distinguishable"
+    }
     assert files["metrics/split.json"]["data"]["test"] == {"rows": 600, "frauds": 12}
 
 

@@ -5,13 +5,15 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from conftest import run_data_stages, set_params
 
-from stages import train
-from stages.common import PREDICTIONS_DIR, StageError, load_scaled
+from stages import members, train
+from stages.common import PREDICTIONS_DIR, StageError, load_scaled, save_keras
 
 SETTINGS = {
     "seed": 1,
+    "members": 3,
     "hidden_units": 16,
     "dropout": 0.5,
     "learning_rate": 1e-3,
@@ -29,8 +31,12 @@ def scaled(project):
     return {name: load_scaled(name) for name in ("train", "val", "test")}
 
 
-def test_model_has_the_tutorials_shape():
-    model = train.build_model(29, SETTINGS, output_bias=-6.36)
+def fit(strategy, scaled, **changes):
+    return members.fit_members(strategy, SETTINGS | changes, scaled["train"], scaled["val"])
+
+
+def test_member_has_the_tutorials_shape():
+    model = members.build_member(29, SETTINGS, output_bias=-6.36)
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dropout", "Dense"]
     assert model.count_params() == 497
     np.testing.assert_allclose(model.layers[-1].bias.numpy(), [-6.36], rtol=1e-6)
@@ -38,106 +44,141 @@ def test_model_has_the_tutorials_shape():
 
 def test_class_weights_follow_the_formula():
     labels = np.array([0] * 990 + [1] * 10, dtype=np.int8)
-    weights = train.class_weights(labels)
-    assert weights == pytest.approx({0: 1000 / (2 * 990), 1: 1000 / (2 * 10)})
-    # Both classes carry the same total weight.
-    assert weights[0] * 990 == pytest.approx(weights[1] * 10)
+    weights = members.class_weights(labels)
+    assert weights == pytest.approx((1000 / (2 * 990), 1000 / (2 * 10)))
+    assert weights[0] * 990 == pytest.approx(weights[1] * 10)  # both classes carry the same total weight
 
 
 def test_initial_bias_is_log_of_the_odds():
     labels = np.array([0] * 990 + [1] * 10)
-    assert train.initial_bias(labels) == pytest.approx(np.log(10 / 990))
+    assert members.initial_bias(labels) == pytest.approx(np.log(10 / 990))
     with pytest.raises(StageError, match="both classes"):
-        train.initial_bias(np.zeros(10, dtype=int))
+        members.initial_bias(np.zeros(10, dtype=int))
 
 
-def test_resampled_batches_are_balanced_and_come_from_training_rows(scaled):
+def test_stacked_model_predicts_what_each_member_predicts(scaled):
+    x_test = scaled["test"][0]
+    built = members.initial_members(29, SETTINGS, -3.0)
+    stacked = members.stack(built, SETTINGS)
+    expected = np.stack([m.predict(x_test, verbose=0)[:, 0] for m in built], axis=1)
+    np.testing.assert_allclose(members.predict_members(stacked, x_test), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_balanced_batches_give_each_member_its_own_half_positive_draw(scaled):
     x_train, y_train = scaled["train"]
-    batches = train.balanced_batches(x_train, y_train, batch_size=256, seed=3)
+    batch = members.balanced_epoch(tf.constant(x_train), tf.constant(y_train.astype(np.float32)), 3, 256, 3,
+                                   tf.constant(1, tf.int64), steps=5)
     training_rows = {row.tobytes(): label for row, label in zip(x_train, y_train)}
-    for features, labels in batches.take(4):
-        features, labels = features.numpy(), labels.numpy()
-        assert features.shape == (256, 29)
-        assert labels.mean() == 0.5
-        assert [training_rows[row.tobytes()] for row in features] == labels.tolist()
-    # The positives of a batch are resampled: it holds more positives than the training split has.
-    assert int(y_train.sum()) < 128
+    features, labels = (t.numpy() for t in batch(tf.constant(0)))
+    assert features.shape == (3, 256, 29) and (labels.mean(axis=1) == 0.5).all()
+    for member in range(3):
+        assert [training_rows[row.tobytes()] for row in features[member]] == labels[member].tolist()
+    assert not np.array_equal(features[0], features[1])
+    assert int(y_train.sum()) < 128  # positives are drawn with replacement: more than the split has
 
 
-def test_shuffled_batches_visit_every_row_once_per_epoch_with_class_weights(scaled):
+def test_shuffled_batches_visit_every_row_once_per_epoch_in_each_members_own_order(scaled):
     x_train, y_train = scaled["train"]
-    weights = train.class_weights(y_train)
+    x, y = tf.constant(x_train), tf.constant(y_train.astype(np.float32))
     steps = -(-len(y_train) // 256)
-    batches = list(train.shuffled_batches(x_train, y_train, 256, seed=3, weights=weights).take(2 * steps))
-    for epoch in (batches[:steps], batches[steps:]):
-        features = np.concatenate([b[0].numpy() for b in epoch])
-        labels = np.concatenate([b[1].numpy() for b in epoch])
-        sample_weights = np.concatenate([b[2].numpy() for b in epoch])
-        order = np.lexsort(features.T)
-        np.testing.assert_array_equal(features[order], x_train[np.lexsort(x_train.T)])
-        np.testing.assert_allclose(sample_weights, np.where(labels == 1, weights[1], weights[0]))
-    # Each epoch has its own order.
-    assert not np.array_equal(batches[0][0].numpy(), batches[steps][0].numpy())
-
-
-def test_careful_bias_starts_the_loss_far_below_zero_bias(scaled):
-    x_train, y_train = scaled["train"]
-
-    def initial_loss(bias):
-        keras.utils.set_random_seed(0)  # the same kernel for both models: only the bias differs
-        model = train.build_model(29, SETTINGS, bias)
-        return model.evaluate(x_train, y_train, verbose=0, return_dict=True)["loss"]
-
-    careful, zero = initial_loss(train.initial_bias(y_train)), initial_loss(0.0)
-    assert zero > 4 * careful  # 0.96 against 0.18 on this data; the tutorial saw 0.95 against 0.021
+    epochs = []
+    for epoch in (1, 2):
+        batch = members.shuffled_epoch(x, y, 3, 256, seed=3, epoch=tf.constant(epoch, tf.int64))
+        epochs.append(np.concatenate([batch(tf.constant(step))[0].numpy() for step in range(steps)], axis=1))
+    for features in epochs:
+        for member in range(3):
+            rows = features[member]
+            np.testing.assert_array_equal(rows[np.lexsort(rows.T)], x_train[np.lexsort(x_train.T)])
+    assert not np.array_equal(epochs[0][0], epochs[0][1])  # members differ
+    assert not np.array_equal(epochs[0][0], epochs[1][0])  # epochs differ
 
 
 @pytest.mark.parametrize("strategy", train.STRATEGIES)
 def test_same_seed_gives_identical_predictions(scaled, strategy):
     def predictions():
-        model, history = train.train(strategy, SETTINGS, scaled["train"], scaled["val"])
-        return model.predict(scaled["test"][0], verbose=0), history
+        model, _, history, _ = fit(strategy, scaled)
+        return members.predict_members(model, scaled["test"][0]), history
 
     (first, history), (second, _) = predictions(), predictions()
     np.testing.assert_array_equal(first, second)
-    assert len(history) == SETTINGS["epochs"]
-    assert {"loss", "val_loss", "val_auc", "val_prc", "tp", "fn"} <= set(history.columns)
+    assert first.shape == (600, 3)
+    assert len(history) == 3 * SETTINGS["epochs"]
+    assert {"member", "epoch", "loss", "val_loss", "val_auc", "val_prc", "val_recall"} <= set(history.columns)
 
 
-def test_every_strategy_starts_from_the_same_weights(scaled, monkeypatch):
-    built = {}
-    build_model = train.build_model
+def test_members_start_alike_across_strategies_and_end_different(scaled, monkeypatch):
+    started = []
+    stack = members.stack
 
-    def recording_build_model(*args, **kwargs):
-        model = build_model(*args, **kwargs)
-        built[len(built)] = [w.copy() for w in model.get_weights()]
-        return model
+    def recording_stack(built, settings):
+        started.append([m.get_weights() for m in built])
+        return stack(built, settings)
 
-    monkeypatch.setattr(train, "build_model", recording_build_model)
-    for strategy in train.STRATEGIES:
-        train.train(strategy, dict(SETTINGS, epochs=1), scaled["train"], scaled["val"])
-    first, *others = built.values()
-    for weights in others:
-        for a, b in zip(first, weights):
-            np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(members, "stack", recording_stack)
+    trained = [fit(strategy, scaled, epochs=2)[1] for strategy in train.STRATEGIES]
+    for other in started[1:]:
+        for a, b in zip(started[0], other):  # member i of every strategy: the same starting weights
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(started[0][0][0], started[0][1][0])  # members start differently
+    for built in trained:
+        kernels = [m.get_weights()[0] for m in built]
+        assert not np.array_equal(kernels[0], kernels[1])
 
 
-def test_stage_writes_model_predictions_history_and_metrics(scaled, project, monkeypatch):
-    set_params(project / "params.yaml", train__batch_size=256, train_weighted__epochs=4)
+def test_each_member_gets_its_own_best_epoch_restored(scaled, monkeypatch):
+    snapshots = {}
+    update = members.MemberEarlyStopping.update
+
+    def recording_update(self, epoch, values, weights):
+        snapshots[epoch] = weights
+        update(self, epoch, values, weights)
+
+    monkeypatch.setattr(members.MemberEarlyStopping, "update", recording_update)
+    model, built, history, stopping = fit("baseline", scaled, epochs=15, patience=2, learning_rate=0.01)
+    for member, keras_model in enumerate(built):
+        mine = history[history["member"] == member]
+        best = int(mine.loc[mine["val_auc"].idxmax(), "epoch"])  # the first of equal values, as Keras keeps it
+        assert best == stopping.best_epoch[member]
+        assert len(mine) == min(15, best + 2) == stopping.epochs_run[member]  # stopped after 2 epochs without gain
+        for restored, kept in zip(keras_model.get_weights(), snapshots[best][member]):
+            np.testing.assert_array_equal(restored, kept)
+    assert len(set(stopping.best_epoch)) > 1 or len(set(stopping.epochs_run)) > 1  # members stop on their own
+
+
+def test_save_keras_writes_the_same_bytes_for_the_same_weights(tmp_path):
+    model = members.build_member(29, SETTINGS, -3.0)
+    save_keras(model, tmp_path / "a.keras")
+    save_keras(model, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    loaded = keras.saving.load_model(tmp_path / "a.keras")
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_stage_writes_members_predictions_history_and_metrics(scaled, project, monkeypatch, count):
+    set_params(project / "params.yaml", train__batch_size=256, train__members=count, train_weighted__epochs=4)
     monkeypatch.setattr(sys, "argv", ["train", "weighted"])
     train.main()
-    model = keras.saving.load_model(project / "models" / "weighted.keras")
+    files = sorted((project / "models" / "weighted").iterdir())
+    assert [f.name for f in files] == [f"member_{i}.keras" for i in range(count)]
     predictions = pd.read_parquet(PREDICTIONS_DIR / "weighted.parquet")
     assert predictions["split"].value_counts().to_dict() == {"test": 600, "val": 480}
     test = predictions[predictions["split"] == "test"]
-    np.testing.assert_allclose(test["probability"], model.predict(scaled["test"][0], verbose=0).ravel(), rtol=1e-6)
+    member_columns = [f"member_{i}" for i in range(count)]
+    assert list(test.columns) == ["split", "label", "probability", *member_columns]
+    for path, column in zip(files, member_columns):  # the saved members give the predictions
+        model = keras.saving.load_model(path)
+        np.testing.assert_allclose(test[column], model.predict(scaled["test"][0], verbose=0)[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(test["probability"], test[member_columns].mean(axis=1))
     np.testing.assert_array_equal(test["label"], scaled["test"][1])
     history = pd.read_csv(project / "plots" / "history" / "weighted.csv")
-    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert set(history["member"]) == set(range(count))
     metrics = json.loads((project / "metrics" / "train" / "weighted.json").read_text())
-    assert metrics["epochs_run"] == 4
-    assert metrics["best_val_auc"] == pytest.approx(history["val_auc"].max())
-    assert history["val_auc"][metrics["best_epoch"] - 1] == history["val_auc"].max()
+    assert metrics["members"] == count
+    assert set(metrics) == {"members", "epochs_run", "best_epoch", "best_val_auc"}
+    assert metrics["best_val_auc"]["max"] == pytest.approx(history["val_auc"].max(), abs=1e-6)
 
 
 BAD_PARAMS = [
@@ -145,6 +186,10 @@ BAD_PARAMS = [
     ("train", "batch_size", 0, "train.batch_size"),
     ("train", "monitor", "val_f1", "train.monitor"),
     ("train", "dropout", 1.0, "train.dropout"),
+    ("train", "members", 0, "train.members"),
+    ("train", "members", 65, "train.members"),
+    ("train", "members", "5", "train.members"),
+    ("train", "members", True, "train.members"),
 ]
 
 
@@ -153,6 +198,19 @@ def test_bad_params_are_named_before_any_work(project, section, key, value, name
     set_params(project / "params.yaml", **{f"{section}__{key}": value})
     with pytest.raises(StageError, match=rf"'{named}' must be"):
         train.read_settings("baseline")
+
+
+def test_bad_members_param_fails_the_stage_with_one_line_and_writes_nothing(scaled, project, monkeypatch, capsys):
+    set_params(project / "params.yaml", train__members=65)
+    monkeypatch.setattr(sys, "argv", ["train", "baseline"])
+    with pytest.raises(SystemExit) as exit_info:
+        from stages.common import run
+
+        run(train.main)
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["error: params.yaml: param 'train.members' must be an integer in 1..64, got 65"]
+    assert not (project / "models").exists() and not (project / "data" / "predictions").exists()
 
 
 def test_unknown_strategy_is_refused(project):

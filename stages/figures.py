@@ -1,0 +1,83 @@
+"""The PNG figures evaluate writes: ROC (the tutorial's zoomed view), precision-recall and confusion matrices.
+
+Each strategy's ensemble is a thick line; its members are thin lines of the same colour, showing the spread.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from stages.common import atomic_output  # noqa: E402
+
+COLOURS = {"baseline": "#1f77b4", "weighted": "#ff7f0e", "resampled": "#2ca02c"}  # the same in every chart
+
+
+def save_figure(figure, path):
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+
+
+def curve_figure(curves: dict, x: str, y: str, label: str, scale: float = 1.0):
+    """One axes: per strategy, its members thin and its ensemble thick; `label(strategy)` names the ensemble."""
+    figure, axes = plt.subplots(figsize=(6, 6))
+    for strategy, (ensemble, members) in curves.items():
+        for member in members:
+            axes.plot(scale * member[x], scale * member[y], linewidth=0.6, alpha=0.45, color=COLOURS[strategy])
+        axes.plot(scale * ensemble[x], scale * ensemble[y], linewidth=2.2, color=COLOURS[strategy], label=label(strategy))
+    axes.grid(True)
+    return figure, axes
+
+
+def draw_roc(curves: dict, results: dict, path):
+    """The tutorial's zoomed ROC view: false positives up to 20 %, true positives from 80 %."""
+    label = lambda s: f"{s} (AUC {results[s]['roc_auc']['ensemble']:.4f})"
+    figure, axes = curve_figure(curves, "fpr", "tpr", label, scale=100)
+    axes.set(
+        xlabel="False positives [%]",
+        ylabel="True positives [%]",
+        xlim=(-0.5, 20),
+        ylim=(80, 100.5),
+        title="ROC on the test split (zoomed; thin lines: members)",
+        aspect="equal",
+    )
+    axes.legend(loc="lower right")
+    save_figure(figure, path)
+
+
+def draw_prc(curves: dict, results: dict, path):
+    label = lambda s: f"{s} (AP {results[s]['average_precision']['ensemble']:.4f})"
+    figure, axes = curve_figure(curves, "recall", "precision", label)
+    axes.set(
+        xlabel="Recall",
+        ylabel="Precision",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+        title="Precision-recall on the test split (thin lines: members)",
+    )
+    axes.legend(loc="lower left")
+    save_figure(figure, path)
+
+
+def draw_confusion(results: dict, threshold: float, path):
+    """The ensembles' 2x2 counts; colour is the share of the actual class, so the small cells show."""
+    figure, all_axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
+    for axes, (strategy, result) in zip(np.atleast_1d(all_axes), results.items()):
+        counts = np.array([[result[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
+        share = counts / counts.sum(axis=1, keepdims=True)
+        axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (row, column), count in np.ndenumerate(counts):
+            colour = "white" if share[row, column] > 0.5 else "black"
+            text = f"{count}\n{100 * share[row, column]:.1f} %"
+            axes.text(column, row, text, ha="center", va="center", fontsize=13, color=colour)
+        axes.set(
+            xticks=[0, 1],
+            yticks=[0, 1],
+            xlabel="Predicted label",
+            ylabel="Actual label",
+            title=f"{strategy} ensemble @ {threshold:g}",
+        )
+    save_figure(figure, path)

@@ -1,0 +1,127 @@
+"""The interval code against direct computations: scikit-learn on repeated rows, and explicit loops."""
+
+import numpy as np
+import pytest
+from sklearn import metrics
+
+from stages import compare, stats
+
+# Ten test rows: 4 frauds. At threshold 0.5: tp 3 (0.9, 0.8, 0.6), fn 1 (0.3), fp 1 (0.7), tn 5.
+LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+PROBABILITIES = np.array([0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1, 0.05, 0.5])
+
+
+def noisy_scores(rows=400, seed=0, ties=True):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(rows) < 0.1).astype(int)
+    scores = rng.normal(labels, 1.0)
+    if ties:  # many exact ties, across classes too
+        scores = np.round(scores, 1)
+    return labels, scores
+
+
+def test_ranking_scores_on_a_hand_made_example():
+    average_precision, auc = stats.Ranking(LABELS, PROBABILITIES).scores(np.ones((10, 1)))
+    # Of the 4 x 6 fraud/non-fraud pairs, four are misordered: 0.6 < 0.7, and 0.3 < 0.7, 0.4, 0.5.
+    assert auc[0] == pytest.approx(20 / 24)
+    # Ranked by probability: hits at ranks 1, 2, 4, 7 -> AP = (1 + 1 + 3/4 + 4/7) / 4.
+    assert average_precision[0] == pytest.approx((1 + 1 + 3 / 4 + 4 / 7) / 4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_ranking_equals_scikit_learn_on_the_resampled_rows(seed):
+    labels, scores = noisy_scores(seed=seed)
+    weights = stats.bootstrap_counts(np.random.default_rng(seed), len(labels), 5)
+    average_precision, auc = stats.Ranking(labels, scores).scores(weights)
+    for column in range(weights.shape[1]):
+        drawn = np.repeat(np.arange(len(labels)), weights[:, column].astype(int))  # the resample, as rows
+        assert average_precision[column] == pytest.approx(metrics.average_precision_score(labels[drawn], scores[drawn]))
+        assert auc[column] == pytest.approx(metrics.roc_auc_score(labels[drawn], scores[drawn]))
+
+
+def test_thresholded_scores_equal_scikit_learn_on_the_resampled_rows():
+    labels, scores = noisy_scores(ties=False)
+    probabilities = 1 / (1 + np.exp(-scores))
+    weights = stats.bootstrap_counts(np.random.default_rng(3), len(labels), 4)
+    result = stats.Thresholded(labels, probabilities, 0.6).scores(weights)
+    for column in range(weights.shape[1]):
+        drawn = np.repeat(np.arange(len(labels)), weights[:, column].astype(int))
+        flagged = probabilities[drawn] > 0.6
+        tn, fp, fn, tp = metrics.confusion_matrix(labels[drawn], flagged).ravel()
+        assert [result[k][column] for k in ("tp", "fp", "tn", "fn")] == [tp, fp, tn, fn]
+        assert result["precision"][column] == pytest.approx(metrics.precision_score(labels[drawn], flagged))
+        assert result["recall"][column] == pytest.approx(metrics.recall_score(labels[drawn], flagged))
+        assert result["log_loss"][column] == pytest.approx(metrics.log_loss(labels[drawn], probabilities[drawn]))
+
+
+def test_threshold_is_strict_like_keras():
+    result = stats.Thresholded(LABELS, PROBABILITIES, 0.6).scores(np.ones((10, 1)))
+    assert (result["tp"][0], result["fp"][0]) == (2, 1)
+
+
+def test_bootstrap_counts_are_seeded_resamples_of_all_rows():
+    counts = stats.bootstrap_counts(np.random.default_rng(7), 50, 30)
+    assert counts.shape == (50, 30) and (counts.sum(axis=0) == 50).all()
+    np.testing.assert_array_equal(counts, stats.bootstrap_counts(np.random.default_rng(7), 50, 30))
+    assert len({tuple(column) for column in counts.T}) == 30
+
+
+def test_mean_interval_is_the_student_t_interval():
+    values = [0.70, 0.74, 0.81, 0.66, 0.79]
+    mean, low, high = stats.mean_interval(values)
+    half = 2.7764451 * np.std(values, ddof=1) / np.sqrt(5)  # t(0.975, 4 degrees of freedom)
+    assert (mean, low, high) == pytest.approx((np.mean(values), np.mean(values) - half, np.mean(values) + half))
+    assert stats.mean_interval([0.7]) == (0.7, None, None)
+
+
+def test_paired_bootstrap_matches_an_explicit_loop():
+    labels, first = noisy_scores(rows=300, seed=4, ties=False)
+    second = first + np.random.default_rng(5).normal(0, 0.8, len(labels))
+    probabilities = {"a": 1 / (1 + np.exp(-first[:, None])), "b": 1 / (1 + np.exp(-second[:, None]))}
+    summaries, differences = compare.compare(labels, probabilities, 0.5, resamples=120, seed=11)
+
+    rng, explicit = np.random.default_rng(11), []
+    for _ in range(0, 120, compare.CHUNK):  # the same resamples, drawn the same way, scored one by one
+        counts = stats.bootstrap_counts(rng, len(labels), min(compare.CHUNK, 120 - len(explicit)))
+        for column in counts.T:
+            drawn = np.repeat(np.arange(len(labels)), column.astype(int))
+            explicit.append(
+                metrics.average_precision_score(labels[drawn], first[drawn])
+                - metrics.average_precision_score(labels[drawn], second[drawn])
+            )
+    low, high = np.percentile(explicit, [2.5, 97.5])
+    ap = differences["a-b"]["average_precision"]
+    assert (ap["ensemble_lower"], ap["ensemble_upper"]) == pytest.approx((low, high))
+    assert ap["ensemble"] == pytest.approx(
+        metrics.average_precision_score(labels, first) - metrics.average_precision_score(labels, second)
+    )
+    # One member: the member-level interval resamples rows only, the same rows, so it is the same interval.
+    assert (ap["mean_lower"], ap["mean_upper"]) == pytest.approx((low, high))
+    assert summaries["a"]["average_precision"]["mean_lower"] is None
+    assert ap["verdict"] == ("a better" if low > 0 else "b better" if high < 0 else "not distinguishable")
+
+
+def test_verdict_needs_every_interval_on_one_side_of_zero():
+    assert compare.verdict("a", "b", [(0.01, 0.05), (0.02, 0.04)]) == "a better"
+    assert compare.verdict("a", "b", [(-0.05, -0.01), (-0.04, -0.02)]) == "b better"
+    assert compare.verdict("a", "b", [(0.01, 0.05), (-0.01, 0.04)]) == "not distinguishable"
+
+
+def test_member_interval_of_a_difference_resamples_members_and_rows():
+    rng = np.random.default_rng(0)
+    labels = (rng.random(2000) < 0.05).astype(int)
+    # Five members per strategy; strategy a is clearly better than b in every member.
+    a = np.stack([1 / (1 + np.exp(-rng.normal(1.5 * labels, 1.0))) for _ in range(5)], axis=1)
+    b = np.stack([1 / (1 + np.exp(-rng.normal(0.5 * labels, 1.0))) for _ in range(5)], axis=1)
+    summaries, differences = compare.compare(labels, {"a": a, "b": b}, 0.5, resamples=200, seed=1)
+    ap = differences["a-b"]["average_precision"]
+    per_member = [
+        metrics.average_precision_score(labels, a[:, m]) - metrics.average_precision_score(labels, b[:, m])
+        for m in range(5)
+    ]
+    assert ap["mean"] == pytest.approx(np.mean(per_member))
+    assert ap["mean_lower"] < np.mean(per_member) < ap["mean_upper"]
+    assert ap["verdict"] == "a better"
+    ensemble = summaries["a"]["average_precision"]
+    assert ensemble["ensemble"] == pytest.approx(metrics.average_precision_score(labels, a.mean(axis=1)))
+    assert ensemble["ensemble_lower"] < ensemble["ensemble"] < ensemble["ensemble_upper"]
