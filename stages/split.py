@@ -1,8 +1,10 @@
-"""split: train / validation / test (test_size of all rows, then val_size of the rest), seeded.
+"""split: train / validation / test (test_size of all rows, then val_size of the rest), random or in time order.
 
 By default rows identical in every feature (all columns but Class) go to the same split, so no validation or test
 row has a twin in training. metrics/split.json counts, per split, its duplicate groups and rows with a twin elsewhere.
 """
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from stages.common import (
 )
 
 METRICS_FILE = "metrics/split.json"
+METHODS = ("random", "time")
 
 
 def duplicate_groups(df: pd.DataFrame) -> np.ndarray:
@@ -86,6 +89,20 @@ def grouped_random_split(
     return positions(part[groups])
 
 
+def time_split(groups: np.ndarray, test_size: float, val_size: float) -> dict:
+    """Row positions of each split; row order is time order (clean sorts by Time).
+
+    The latest test_size of rows are test, the latest val_size of the rest validation. A group goes to the latest
+    split any of its rows falls in, so training holds no row from the validation or test period.
+    """
+    n_test = math.ceil(test_size * len(groups))
+    n_val = math.ceil(val_size * (len(groups) - n_test))
+    period = np.repeat(np.arange(len(SPLITS), dtype=np.int8), [len(groups) - n_test - n_val, n_val, n_test])
+    latest = np.zeros(groups.max() + 1, dtype=np.int8)
+    np.maximum.at(latest, groups, period)
+    return positions(latest[groups])
+
+
 def counts(labels: np.ndarray, groups: np.ndarray, parts: dict) -> dict:
     """Per split: rows, frauds, duplicate groups (2+ equal rows) with a row in it, rows with a twin in another split."""
     part = np.empty(len(groups), dtype=np.int64)
@@ -109,6 +126,7 @@ def counts(labels: np.ndarray, groups: np.ndarray, parts: dict) -> dict:
 
 def main():
     params = load_params("split")
+    method = require(params, "split", "method", lambda v: v in METHODS, "'random' or 'time'")
     fraction = lambda v: is_number(v) and 0 < v < 1
     test_size = require(params, "split", "test_size", fraction, "a fraction between 0 and 1")
     val_size = require(params, "split", "val_size", fraction, "a fraction between 0 and 1")
@@ -119,14 +137,16 @@ def main():
     df = read_parquet(CLEAN_PARQUET).to_pandas()
     labels = df[LABEL].to_numpy()
     groups = duplicate_groups(df)
-    if group:
+    if method == "time":
+        parts = time_split(groups if group else np.arange(len(df)), test_size, val_size)
+    elif group:
         parts = grouped_random_split(labels, groups, test_size, val_size, stratify, seed)
     else:
         parts = random_split(labels, test_size, val_size, stratify, seed)
     for name, rows in parts.items():
         if not labels[rows].any():
             raise StageError(
-                f"{CLEAN_PARQUET}: the {name} split has no fraud ({len(rows)} rows); "
+                f"{CLEAN_PARQUET}: split.method '{method}' leaves the {name} split without fraud ({len(rows)} rows); "
                 "use data with more frauds or other split.test_size / split.val_size"
             )
 

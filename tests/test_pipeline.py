@@ -122,7 +122,7 @@ def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
 def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
     params = repo.cwd / "params.yaml"
     original = params.read_text()
-    for change in ({"split__group_duplicates": False},):
+    for change in ({"split__method": "time"}, {"split__group_duplicates": False}):
         set_params(params, **change)
         assert repo.changed_stages() == {"split"}, change
         params.write_text(original)

@@ -50,7 +50,7 @@ def with_duplicates(rows: int = 3000, frauds: int = 60) -> pd.DataFrame:
 
 
 def run_clean_and_split(project, raw: pd.DataFrame, **split_params):
-    """Write raw as the raw CSV, run clean, set split params (e.g. stratify=False) and run split."""
+    """Write raw as the raw CSV, run clean, set split params (e.g. method="time") and run split."""
     RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
     raw.to_csv(RAW_CSV, index=False)
     clean.main()
@@ -75,8 +75,9 @@ def test_split_sizes_counts_and_stratification(project):
     pd.testing.assert_frame_equal(together, everything)
 
 
-def test_same_data_and_params_give_the_same_bytes(project):
-    run_clean_and_split(project, with_duplicates())
+@pytest.mark.parametrize("method", ["random", "time"])
+def test_same_data_and_params_give_the_same_bytes(project, method):
+    run_clean_and_split(project, with_duplicates(), method=method)
     outputs = [*sorted(SPLIT_DIR.iterdir()), Path(split.METRICS_FILE)]
     first = [path.read_bytes() for path in outputs]
     split.main()
@@ -137,7 +138,39 @@ def test_without_grouping_the_split_is_sklearns_and_its_twins_are_counted(projec
     assert sum(counts[name]["rows_with_twin_in_other_split"] for name in SPLITS) > 0
 
 
+def shuffled_in_time(raw: pd.DataFrame) -> pd.DataFrame:
+    """Times 0 .. rows-1 in random file order, so clean must sort them: a row's Time is its rank in time."""
+    return raw.assign(Time=np.random.default_rng(2).permutation(len(raw)).astype(float))
+
+
+def period(time: float) -> str:
+    """The split a row of 3000 belongs to by time alone: the latest 600 are test, the latest 480 of the rest val."""
+    return "train" if time < 1920 else "val" if time < 2400 else "test"
+
+
+def test_time_split_trains_on_the_earliest_rows_and_tests_on_the_latest(project):
+    raw = shuffled_in_time(make_creditcard(rows=3000, frauds=60))
+    run_clean_and_split(project, raw, method="time", group_duplicates=False)
+    time_of = dict(zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"])))  # clean rows are in time order
+    times = {name: [time_of[key] for key in keys(part)] for name, part in read_splits().items()}
+    assert max(times["train"]) < min(times["val"]) and max(times["val"]) < min(times["test"])
+    assert {name: len(values) for name, values in times.items()} == {"train": 1920, "val": 480, "test": 600}
+
+
+def test_time_split_moves_earlier_twins_forward_with_their_latest_row(project):
+    raw = shuffled_in_time(with_duplicates())
+    run_clean_and_split(project, raw, method="time")
+    latest = {}
+    for key, time in zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"])):
+        latest[key] = max(latest.get(key, time), time)
+    # Every row is where its group's latest row falls by time: training holds nothing from the later periods.
+    for name, part in read_splits().items():
+        assert {period(latest[key]) for key in keys(part)} == {name}
+    assert [read_counts()[name]["rows_with_twin_in_other_split"] for name in SPLITS] == [0, 0, 0]
+
+
 BAD_PARAMS = {
+    "method": ("weekly", r"'split.method' must be 'random' or 'time', got 'weekly'"),
     "group_duplicates": ("yes", r"'split.group_duplicates' must be true or false, got 'yes'"),
 }
 
@@ -150,10 +183,18 @@ def test_bad_split_param_is_named_and_nothing_is_written(project, param):
     assert CLEAN_PARQUET.exists() and not SPLIT_DIR.exists() and not Path(split.METRICS_FILE).exists()
 
 
+def test_time_split_without_recent_frauds_fails(project):
+    raw = make_creditcard(rows=500, frauds=20)
+    raw["Class"] = (raw.index < 20).astype(int)  # the 20 earliest rows are the frauds
+    with pytest.raises(StageError, match=r"split.method 'time' leaves the val split without fraud \(80 rows\)"):
+        run_clean_and_split(project, raw, method="time")
+    assert not SPLIT_DIR.exists() and not Path(split.METRICS_FILE).exists()
+
+
 def test_grouped_split_with_every_fraud_in_one_group_fails(project):
     raw = make_creditcard(rows=500, frauds=3)
     make_twins(raw, np.flatnonzero(raw["Class"] == 1))
-    with pytest.raises(StageError, match=r"the \w+ split has no fraud"):
+    with pytest.raises(StageError, match=r"split.method 'random' leaves the \w+ split without fraud"):
         run_clean_and_split(project, raw)
     assert not SPLIT_DIR.exists() and not Path(split.METRICS_FILE).exists()
 
