@@ -1,4 +1,4 @@
-"""clean: validate the raw CSV, drop `Time`, replace `Amount` by log(Amount + eps); write Parquet."""
+"""clean: validate the raw CSV, sort by `Time` and drop it, replace `Amount` by log(Amount + eps); write Parquet."""
 
 import numpy as np
 import pandas as pd
@@ -74,8 +74,11 @@ def validate(df: pd.DataFrame, path) -> pd.DataFrame:
 
 
 def clean(df: pd.DataFrame, eps: float) -> pd.DataFrame:
-    """The tutorial's cleaning: no `Time`, `Amount` replaced by log(Amount + eps) before `Class`."""
-    df = df.drop(columns=["Time"])
+    """The tutorial's cleaning: no `Time`, `Amount` replaced by log(Amount + eps) before `Class`.
+
+    Rows are sorted by `Time` first (stable: ties keep file order), so row order is time order for the split.
+    """
+    df = df.sort_values("Time", kind="stable").drop(columns=["Time"])
     df.insert(df.columns.get_loc("Amount"), LOG_AMOUNT, np.log(df.pop("Amount") + eps))
     return df
 

@@ -23,6 +23,18 @@ def test_drops_time_and_logs_amount(project):
     np.testing.assert_array_equal(cleaned["Class"], raw["Class"])
 
 
+def test_rows_are_sorted_by_time_and_ties_keep_file_order(project):
+    raw = make_creditcard(rows=300, frauds=3)
+    raw["Time"] = np.random.default_rng(0).integers(0, 3, len(raw)).astype(float)  # many ties
+    raw["V1"] = np.arange(len(raw), dtype=float)  # file position
+    write_raw(raw)
+    clean.main()
+    positions = pd.read_parquet(CLEAN_PARQUET)["V1"].to_numpy()
+    # Time 0 rows first, then 1, then 2, each run in file order (an unstable sort mixes them).
+    expected = np.concatenate([np.flatnonzero(raw["Time"] == t) for t in (0, 1, 2)])
+    np.testing.assert_array_equal(positions, expected)
+
+
 def test_columns_in_another_order_are_accepted(project):
     raw = make_creditcard(rows=50, frauds=2)
     write_raw(raw[list(reversed(raw.columns))])

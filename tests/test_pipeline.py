@@ -11,6 +11,8 @@ PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"
 DATA_STAGES = ["download", "clean", "split", "scale"]
 TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled"]
 STRATEGIES = ["baseline", "weighted", "resampled"]
+# The synthetic data has no duplicate rows, so the grouped split has the stratified split's counts and no twins.
+TEST_SPLIT = {"rows": 600, "frauds": 12, "duplicate_groups": 0, "rows_with_twin_in_other_split": 0}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
         assert {p.name for p in (work / "models" / strategy).iterdir()} == {"member_0.keras", "member_1.keras"}
         assert (work / "data" / "predictions" / f"{strategy}.parquet").exists()
         assert json.loads((work / "metrics" / "train" / f"{strategy}.json").read_text())["epochs_run"]["max"] <= 3
-    assert json.loads((work / "metrics" / "split.json").read_text())["test"] == {"rows": 600, "frauds": 12}
+    assert json.loads((work / "metrics" / "split.json").read_text())["test"] == TEST_SPLIT
 
 
 def test_second_repro_skips_every_stage(repo, reproduced):
@@ -113,7 +115,7 @@ def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
     assert differences["baseline-weighted"]["average_precision"]["verdict"] in {
         "baseline better", "weighted better", "not distinguishable"
     }
-    assert files["metrics/split.json"]["data"]["test"] == {"rows": 600, "frauds": 12}
+    assert files["metrics/split.json"]["data"]["test"] == TEST_SPLIT
 
 
 def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
@@ -127,7 +129,13 @@ def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
 
 
 def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
-    set_params(repo.cwd / "params.yaml", split__seed=7)
+    params = repo.cwd / "params.yaml"
+    original = params.read_text()
+    for change in ({"split__method": "time"}, {"split__group_duplicates": False}):
+        set_params(params, **change)
+        assert repo.changed_stages() == {"split"}, change
+        params.write_text(original)
+    set_params(params, split__seed=7)
     # dvc status compares each stage with its own dependencies: only split sees the change ...
     assert repo.changed_stages() == {"split"}
     # ... and repro carries it on to every stage downstream, leaving download and clean cached.
