@@ -27,7 +27,9 @@ PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"
 STRATEGIES = ("baseline", "weighted", "resampled")
 TUTORIAL_EPOCHS = (28, 13, 111)  # where the tutorial's own run stopped early
 STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
-TRAINED = re.compile(r"^\S+ (?P<strategy>\w+): (?P<epochs>\d+) epochs in (?P<seconds>[\d.]+) s", re.M)
+TRAINED = re.compile(
+    r"^\S+ (?P<strategy>\w+): (?P<members>\d+) members, (?P<epochs>\d+) epochs in (?P<seconds>[\d.]+) s", re.M
+)
 REFERENCE = re.compile(r"^reference (?P<strategy>\w+): (?P<epochs>\d+) epochs, (?P<seconds>[\d.]+) s", re.M)
 
 
@@ -80,16 +82,28 @@ def print_table(title: str, header: list[str], rows: list[list]):
     sys.stdout.flush()
 
 
-def same_work(root: Path, data: Path, epochs: tuple[int, int, int]):
+def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int):
     project = Project(root / "same_work", data)
     project.run(["dvc", "repro", "scale"])
     project.set_params(
         **{"train.patience": max(epochs)}, **{f"train_{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs)}
     )
-    pipeline = {}
-    for strategy in STRATEGIES:
-        match = TRAINED.search(project.run([sys.executable, "-m", "stages.train", strategy])[1])
-        pipeline[strategy] = float(match["seconds"])
+    trained = {}
+    for count in (1, members):
+        project.set_params(**{"train.members": count})
+        for strategy in STRATEGIES:
+            match = TRAINED.search(project.run([sys.executable, "-m", "stages.train", strategy])[1])
+            trained[strategy, count] = float(match["seconds"])
+    pipeline = {strategy: trained[strategy, 1] for strategy in STRATEGIES}
+    rows = [
+        [s, n, f"{trained[s, 1]:.1f}", f"{trained[s, members]:.1f}", f"{trained[s, members] / trained[s, 1]:.2f}"]
+        for s, n in zip(STRATEGIES, epochs)
+    ]
+    print_table(
+        f"1a. Members: 1 against {members} members of each strategy, same fixed epochs (build + fit)",
+        ["strategy", "epochs", "1 member s", f"{members} members s", "ratio"],
+        rows,
+    )
     output = project.run(
         [
             sys.executable,
@@ -116,7 +130,7 @@ def same_work(root: Path, data: Path, epochs: tuple[int, int, int]):
         ]
     )
     print_table(
-        "1. Same work: training with fixed epochs, no early stopping (model build + fit)",
+        "1b. Same work: one model per strategy, fixed epochs, no early stopping (model build + fit)",
         ["strategy", "epochs", "pipeline s", "tutorial code s", "pipeline / tutorial"],
         rows,
     )
@@ -127,6 +141,7 @@ def whole_pipeline(root: Path, data: Path):
     project = Project(root / "whole", data)
     seconds, output = project.run(["dvc", "repro"])
     trained = {m["strategy"]: m["epochs"] for m in TRAINED.finditer(output)}
+    members = next(TRAINED.finditer(output))["members"]
     rows = [
         [m["stage"], m["wall"], m["mb"], trained.get(m["stage"].split()[-1], "")] for m in STAGE_DONE.finditer(output)
     ]
@@ -139,7 +154,7 @@ def whole_pipeline(root: Path, data: Path):
     rows.append([f"tutorial script, whole (same split, seed {seed})", f"{reference_seconds:.1f}", "", reference_epochs])
     rows.append(["**pipeline / tutorial**", f"{seconds / reference_seconds:.3f}", "", ""])
     print_table(
-        "2. Whole pipeline from scratch, default params (epochs: baseline / weighted / resampled)",
+        f"2. Whole pipeline from scratch, default params ({members} members; epochs: baseline / weighted / resampled)",
         ["stage", "wall s", "peak MB", "epochs"],
         rows,
     )
@@ -193,13 +208,14 @@ def main():
         metavar=("B", "W", "R"),
         help="same-work epochs per strategy (default: where the tutorial stopped, %(default)s)",
     )
+    parser.add_argument("--members", type=int, default=5, help="members against 1 in part 1a (default %(default)s)")
     parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")
     data = args.data.resolve()
     with tempfile.TemporaryDirectory(prefix="fraudflow-bench-") as scratch:
-        same_work(Path(scratch), data, tuple(args.epochs))
+        same_work(Path(scratch), data, tuple(args.epochs), args.members)
         whole_pipeline(Path(scratch), data)
         if args.growth:
             growth(Path(scratch), data, args.growth)
