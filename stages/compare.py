@@ -4,6 +4,7 @@ differences between strategies (pure computations on predicted probabilities).""
 from itertools import combinations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from stages.stats import Ranking, Thresholded, bootstrap_counts, mean_interval, percentile_interval
 
@@ -22,6 +23,7 @@ def point_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float
     return {name: float(values[0]) for name, values in result.items()}
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only wait for each other on a busy machine
 def bootstrap_scores(labels: np.ndarray, models: dict, threshold: float, resamples: int, seed: int) -> dict:
     """{model: {metric: array of `resamples` values}}; every model is scored on the same resamples (paired)."""
     rng = np.random.default_rng(seed)
