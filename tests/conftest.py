@@ -1,5 +1,6 @@
 """Shared fixtures: a synthetic creditcard-like data set and a scratch project directory."""
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -64,3 +65,11 @@ def run_data_stages(rows: int = 3000, frauds: int = 60):
     make_creditcard(rows, frauds).to_csv(RAW_CSV, index=False)
     for stage in (clean, split, scale):
         stage.main()
+
+
+def load_script(path: Path):
+    """Import a script that is not in a package (e.g. .ci/check_page.py) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

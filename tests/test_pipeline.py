@@ -41,8 +41,8 @@ def repo(tmp_path_factory):
     runner = Runner(work, env)
     runner.run("git", "init", "-q")
     runner.run("dvc", "init", "-q")
-    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot templates
-    runner.run("dvc", "config", "core.analytics", "false")
+    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot and page templates
+    shutil.copy(REPO / ".dvc" / "config", work / ".dvc" / "config")  # analytics off, plots.html_template
     runner.commit("project")
     return runner
 
