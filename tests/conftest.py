@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+CHECK_PAGE = REPO / ".ci" / "check_page.py"
 COLUMNS = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"]
 
 
@@ -73,3 +75,18 @@ def load_script(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+needs_chromium = pytest.mark.skipif(
+    load_script(CHECK_PAGE).find_chromium() is None,
+    reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it), "
+    "so the plots page is not opened in a browser",
+)
+
+
+def check_page(page: Path, screenshot: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run .ci/check_page.py on a page (headless Chromium, networking disabled); its output in .stdout."""
+    command = [sys.executable, str(CHECK_PAGE), str(page), *([str(screenshot)] if screenshot else [])]
+    result = subprocess.run([*command, "--timeout", str(timeout)], capture_output=True, text=True, timeout=300)
+    print(result.stdout, result.stderr)  # shown by pytest -rP or on failure
+    return result
