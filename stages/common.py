@@ -3,9 +3,11 @@
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import sys
+import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
@@ -51,6 +53,47 @@ def run(main):
     wall = time.time() - psutil.Process().create_time()  # from process start, imports included
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     log.info("%s done: %.1f s wall, %.0f MB peak memory", stage, wall, peak_mb)
+
+
+# TensorFlow's C++ code logs in absl's format ("I0000 00:00:1795850485.842253   11538 port.cc:153] ...", the first
+# letter the severity) and honours TF_CPP_MIN_LOG_LEVEL, except for what it prints during `import tensorflow`, before
+# its logging is set up: absl's notice below, then "oneDNN custom operations are on ..." at INFO, each twice, as both
+# _pywrap_tensorflow_internal.so and _pywrap_profiler_plugin.so hold a copy of that code.
+ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+ABSL_LINE = re.compile(r"([IWEF])\d{4} \S+ +\d+ \S+:\d+\] ")
+SEVERITIES = "IWEF"  # the levels of TF_CPP_MIN_LOG_LEVEL: 0 shows all, 1 hides INFO, 2 WARNING, 3 ERROR too
+
+
+@contextmanager
+def quiet_tensorflow():
+    """Import TensorFlow (or Keras) inside this block to apply TF_CPP_MIN_LOG_LEVEL to its start-up lines too.
+
+    TF_CPP_MIN_LOG_LEVEL defaults to 3 (TensorFlow's C++ lines hidden but for fatal ones); set it to 0 to see
+    everything. What the block writes to stderr is held back and written out at its end, less absl's notice and
+    the C++ lines below that level; everything else, such as Python warnings, is kept.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        level = int(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    except ValueError:
+        level = 0
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                absl = ABSL_LINE.match(line)
+                hidden = line.rstrip("\n") == ABSL_NOTICE or (absl and SEVERITIES.index(absl[1]) < level)
+                if level == 0 or not hidden:
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def load_params(section: str) -> dict:

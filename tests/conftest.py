@@ -1,7 +1,9 @@
 """Shared fixtures: a synthetic creditcard-like data set and a scratch project directory."""
 
+import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+CHECK_PAGE = REPO / ".ci" / "check_page.py"
 COLUMNS = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"]
 
 
@@ -64,3 +67,26 @@ def run_data_stages(rows: int = 3000, frauds: int = 60):
     make_creditcard(rows, frauds).to_csv(RAW_CSV, index=False)
     for stage in (clean, split, scale):
         stage.main()
+
+
+def load_script(path: Path):
+    """Import a script that is not in a package (e.g. .ci/check_page.py) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+needs_chromium = pytest.mark.skipif(
+    load_script(CHECK_PAGE).find_chromium() is None,
+    reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it), "
+    "so the plots page is not opened in a browser",
+)
+
+
+def check_page(page: Path, screenshot: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run .ci/check_page.py on a page (headless Chromium, networking disabled); its output in .stdout."""
+    command = [sys.executable, str(CHECK_PAGE), str(page), *([str(screenshot)] if screenshot else [])]
+    result = subprocess.run([*command, "--timeout", str(timeout)], capture_output=True, text=True, timeout=300)
+    print(result.stdout, result.stderr)  # shown by pytest -rP or on failure
+    return result

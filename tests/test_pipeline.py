@@ -5,7 +5,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO, make_creditcard, python_environment, set_params
+from conftest import REPO, check_page, make_creditcard, needs_chromium, python_environment, set_params
 
 PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 DATA_STAGES = ["download", "clean", "split", "scale"]
@@ -45,8 +45,8 @@ def repo(tmp_path_factory):
     runner = Runner(work, env)
     runner.run("git", "init", "-q")
     runner.run("dvc", "init", "-q")
-    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot templates
-    runner.run("dvc", "config", "core.analytics", "false")
+    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot and page templates
+    shutil.copy(REPO / ".dvc" / "config", work / ".dvc" / "config")  # analytics off, plots.html_template
     runner.commit("project")
     return runner
 
@@ -126,6 +126,17 @@ def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
     assert all(f'"filename": "{strategy}.csv"' in html for strategy in STRATEGIES)
     assert "roc.png" in html
     assert page.stat().st_size < 2_000_000
+
+
+@needs_chromium
+def test_plots_page_draws_every_chart_without_network(repo, reproduced, tmp_path):
+    repo.run("dvc", "plots", "show")
+    page = repo.cwd / "dvc_plots" / "index.html"
+    assert "<script src=" not in page.read_text()  # the libraries are inlined from the page template
+    result = check_page(page, tmp_path / "page.png")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "of which not local: 0" in result.stdout
+    assert (tmp_path / "page.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
