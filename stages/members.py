@@ -5,13 +5,20 @@ and the dense layers hold one kernel per member (one batched matrix product for 
 works per weight), so this is the same as training them one by one, at about the cost of one.
 """
 
-import keras
+import os
+
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from stages.common import StageError
+from stages.common import StageError, quiet_tensorflow
 from stages.stats import Ranking, Thresholded
+
+# TensorFlow's own (Eigen) kernels only: oneDNN picks its kernels by processor, which changes the last bits of
+# the results from one machine to the next; with it off, the same data and seed give the same bytes anywhere.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+with quiet_tensorflow():
+    import keras
+    import tensorflow as tf
 
 # Early stopping direction of each validation metric it may watch.
 MONITORS = {"val_auc": "max", "val_prc": "max", "val_loss": "min", "val_precision": "max", "val_recall": "max"}
@@ -166,14 +173,20 @@ class MemberTrainer:
         return total / seen
 
 
-def predict_members(model, features: np.ndarray) -> np.ndarray:
-    """(rows, members) probabilities: every member scores every row."""
-    members, parts = model.input_shape[0], []
-    for start in range(0, len(features), PREDICT_BATCH):
-        chunk = features[start : start + PREDICT_BATCH]
-        tiled = np.broadcast_to(chunk[None], (members, *chunk.shape))
-        parts.append(model(tiled, training=False).numpy()[..., 0].T)
-    return np.concatenate(parts).astype(np.float64)
+def member_predictor(model):
+    """A function features (rows, n) -> (rows, members) probabilities: every member scores every row.
+
+    Compiled once per model; rows go through in blocks of PREDICT_BATCH.
+    """
+    members = model.input_shape[0]
+    every_member = tf.function(lambda x: model(tf.broadcast_to(x, [members, *x.shape]), training=False))
+
+    def predict(features: np.ndarray) -> np.ndarray:
+        blocks = range(0, len(features), PREDICT_BATCH)
+        parts = [every_member(tf.constant(features[i : i + PREDICT_BATCH])).numpy()[..., 0].T for i in blocks]
+        return np.concatenate(parts).astype(np.float64)
+
+    return predict
 
 
 def validation_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -242,10 +255,11 @@ def fit_members(strategy: str, settings: dict, train_xy, val_xy, on_epoch=None):
         model.layers[-1].bias.assign(np.zeros_like(model.layers[-1].bias.numpy()))
     trainer = MemberTrainer(model, strategy, settings, x_train, y_train)
     stopping = MemberEarlyStopping(settings["members"], settings["monitor"], settings["patience"])
+    predict = member_predictor(model)
     rows = []
     for epoch in range(1, settings["epochs"] + 1):
         training = trainer.run_epoch(tf.constant(epoch, tf.int64)).numpy()
-        validation = validation_scores(y_val, predict_members(model, x_val))
+        validation = validation_scores(y_val, predict(x_val))
         training_members = np.flatnonzero(stopping.active)
         stopping.update(epoch, validation[settings["monitor"]], member_weights(model))
         for member in training_members:

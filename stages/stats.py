@@ -32,7 +32,7 @@ class Ranking:
         # Row j counts at every threshold <= its score, i.e. from threshold index first[j] on (len(cuts): none).
         first = np.searchsorted(-cuts, -scores, side="left")
         width = len(cuts) + 1
-        tied = ~positive & np.isin(scores, cuts)
+        tied = ~positive & (first < len(cuts)) & (cuts[np.minimum(first, len(cuts) - 1)] == scores)
         block = np.where(positive, 0, width)  # positives in the first block of sums, negatives in the second
         rows = np.r_[np.arange(len(scores)), np.flatnonzero(tied)]
         sums = np.r_[block + first, 2 * width + first[tied]]

@@ -1,16 +1,13 @@
 """train: fit the members of one imbalance strategy: `python -m stages.train baseline|weighted|resampled`."""
 
-import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TensorFlow's C++ log chatter; set it to 0 to debug
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-
-from stages.common import (  # noqa: E402
+from stages.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
     SPLITS,
@@ -28,7 +25,7 @@ from stages.common import (  # noqa: E402
     write_json,
     write_parquet,
 )
-from stages.members import MONITORS, fit_members, predict_members, stack  # noqa: E402
+from stages.members import MONITORS, fit_members, member_predictor
 
 HISTORY_DIR = "plots/history"
 METRICS_DIR = "metrics/train"
@@ -65,9 +62,9 @@ def read_settings(strategy: str) -> dict:
 def predictions_table(model, splits: dict) -> pa.Table:
     """One row per example of each split: split, true label, the ensemble's probability (the mean of the
     members') and each member's probability."""
-    parts = []
+    predict, parts = member_predictor(model), []
     for name, (features, labels) in splits.items():
-        probabilities = predict_members(model, features)
+        probabilities = predict(features)
         frame = pd.DataFrame({"split": name, "label": labels, "probability": probabilities.mean(axis=1)})
         for member in range(probabilities.shape[1]):
             frame[f"member_{member}"] = probabilities[:, member]

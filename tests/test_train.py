@@ -61,7 +61,7 @@ def test_stacked_model_predicts_what_each_member_predicts(scaled):
     built = members.initial_members(29, SETTINGS, -3.0)
     stacked = members.stack(built, SETTINGS)
     expected = np.stack([m.predict(x_test, verbose=0)[:, 0] for m in built], axis=1)
-    np.testing.assert_allclose(members.predict_members(stacked, x_test), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(members.member_predictor(stacked)(x_test), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_balanced_batches_give_each_member_its_own_half_positive_draw(scaled):
@@ -97,7 +97,7 @@ def test_shuffled_batches_visit_every_row_once_per_epoch_in_each_members_own_ord
 def test_same_seed_gives_identical_predictions(scaled, strategy):
     def predictions():
         model, _, history, _ = fit(strategy, scaled)
-        return members.predict_members(model, scaled["test"][0]), history
+        return members.member_predictor(model)(scaled["test"][0]), history
 
     (first, history), (second, _) = predictions(), predictions()
     np.testing.assert_array_equal(first, second)
