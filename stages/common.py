@@ -21,7 +21,8 @@ import yaml
 
 PARAMS_FILE = Path("params.yaml")
 SPLITS = ("train", "val", "test")
-STRATEGIES = ("baseline", "weighted", "resampled")
+STRATEGIES = ("baseline", "weighted", "resampled")  # the network's ways to handle the imbalance
+REFERENCE_STRATEGY = "logistic"  # logistic regression on the same features, the reference they must beat
 LABEL = "Class"
 
 RAW_CSV = Path("data/raw/creditcard.csv")
@@ -148,9 +149,21 @@ def _remove(path: Path):
         path.unlink()
 
 
+def rounded(data, digits: int = 10):
+    """Floats rounded to `digits` significant digits (lists and dicts recursively): last-bit differences between
+    processors' math libraries do not reach the files."""
+    if isinstance(data, float):
+        return float(f"{data:.{digits}g}")
+    if isinstance(data, dict):
+        return {key: rounded(value, digits) for key, value in data.items()}
+    if isinstance(data, list):
+        return [rounded(value, digits) for value in data]
+    return data
+
+
 def write_json(path, data):
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(rounded(data), indent=2) + "\n")
 
 
 def write_parquet(table: pa.Table, path):
@@ -183,7 +196,14 @@ def load_scaled(split: str):
     """Features (float32) and labels (int8) of one scaled split."""
     try:
         features = np.load(SCALED_DIR / f"{split}_features.npy")
-        labels = np.load(SCALED_DIR / f"{split}_labels.npy")
     except OSError as error:
         raise StageError(f"{SCALED_DIR}: cannot read the '{split}' split ({error}); run 'dvc repro scale'") from error
-    return features, labels
+    return features, load_labels(split)
+
+
+def load_labels(split: str) -> np.ndarray:
+    """Labels (int8) of one scaled split."""
+    try:
+        return np.load(SCALED_DIR / f"{split}_labels.npy")
+    except OSError as error:
+        raise StageError(f"{SCALED_DIR}: cannot read the '{split}' labels ({error}); run 'dvc repro scale'") from error

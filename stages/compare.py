@@ -1,39 +1,62 @@
-"""The comparison evaluate reports: every strategy's ensemble and members with 95 % intervals, and paired
-differences between strategies (pure computations on predicted probabilities)."""
+"""The comparison evaluate reports (pure computations on predicted probabilities): every strategy's ensemble
+and members with 95 % intervals at three operating points, and paired differences between strategies.
+
+Metric names are flat ('chosen.recall'); `nest` turns them into the nested JSON that DVC shows as columns.
+"""
 
 from itertools import combinations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from stages.stats import Ranking, Thresholded, bootstrap_counts, mean_interval, percentile_interval
 
-RANKING_METRICS = ("average_precision", "roc_auc")
-THRESHOLD_METRICS = ("tp", "fp", "tn", "fn", "precision", "recall", "log_loss")
+DIFFERENCE_METRICS = ("average_precision", "roc_auc", "recall_at_fpr", "chosen.cost_per_1000")
+LOWER_IS_BETTER = {"chosen.cost_per_1000"}
 COUNTS = ("tp", "fp", "tn", "fn")
 CHUNK = 50  # resamples per block: bounds memory at rows x CHUNK weights
 
 
-def point_scores(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
-    """Every metric of one model on the rows as they are."""
-    ones = np.ones((len(labels), 1))
-    average_precision, auc = Ranking(labels, probabilities).scores(ones)
-    result = {"average_precision": average_precision, "roc_auc": auc}
-    result |= Thresholded(labels, probabilities, threshold).scores(ones)
-    return {name: float(values[0]) for name, values in result.items()}
+class ModelScores:
+    """Every metric of one model (a member or an ensemble) for any weighting of the test rows.
+
+    Threshold-free scores and the calibrated probabilities' log loss and Brier score; counts and rates at the
+    threshold chosen on validation, with the cost per 1,000 transactions; and at the tutorial's fixed threshold
+    on the probabilities as trained, with their log loss and Brier score.
+    """
+
+    def __init__(self, labels, calibrated, uncalibrated, chosen_threshold: float, settings: dict):
+        self.settings, self.chosen_threshold, self.rows = settings, chosen_threshold, len(labels)
+        self.ranking = Ranking(labels, calibrated)
+        self.chosen = Thresholded(labels, calibrated, chosen_threshold)
+        self.tutorial = Thresholded(labels, uncalibrated, settings["threshold"])
+
+    def scores(self, weights: np.ndarray) -> dict:
+        s = self.settings
+        chosen, tutorial = self.chosen.scores(weights), self.tutorial.scores(weights)
+        cost = s["cost_false_negative"] * chosen["fn"] + s["cost_false_positive"] * chosen["fp"]
+        result = self.ranking.scores(weights, s["false_positive_rate"])
+        result |= {"log_loss": chosen["log_loss"], "brier": chosen["brier"]}
+        result |= {f"chosen.{k}": chosen[k] for k in (*COUNTS, "precision", "recall")}
+        result["chosen.cost_per_1000"] = 1000 * cost / weights.sum(axis=0)
+        result |= {f"tutorial.{k}": tutorial[k] for k in (*COUNTS, "precision", "recall")}
+        result |= {"uncalibrated.log_loss": tutorial["log_loss"], "uncalibrated.brier": tutorial["brier"]}
+        return result
+
+    def point(self) -> dict:
+        ones = np.ones((self.rows, 1))
+        return {name: float(values[0]) for name, values in self.scores(ones).items()} | {
+            "chosen.threshold": self.chosen_threshold
+        }
 
 
-@threadpool_limits.wrap(limits=1, user_api="blas")  # small products: threads only wait for each other on a busy machine
-def bootstrap_scores(labels: np.ndarray, models: dict, threshold: float, resamples: int, seed: int) -> dict:
+def bootstrap_scores(labels: np.ndarray, scorers: dict, resamples: int, seed: int) -> dict:
     """{model: {metric: array of `resamples` values}}; every model is scored on the same resamples (paired)."""
     rng = np.random.default_rng(seed)
-    scorers = {name: (Ranking(labels, p), Thresholded(labels, p, threshold)) for name, p in models.items()}
-    blocks = {name: [] for name in models}
+    blocks = {name: [] for name in scorers}
     for start in range(0, resamples, CHUNK):
         weights = bootstrap_counts(rng, len(labels), min(CHUNK, resamples - start))
-        for name, (ranking, thresholded) in scorers.items():
-            average_precision, auc = ranking.scores(weights)
-            blocks[name].append({"average_precision": average_precision, "roc_auc": auc} | thresholded.scores(weights))
+        for name, scorer in scorers.items():
+            blocks[name].append(scorer.scores(weights))
     return {
         name: {metric: np.concatenate([block[metric] for block in parts]) for metric in parts[0]}
         for name, parts in blocks.items()
@@ -44,21 +67,23 @@ def summary(ensemble: dict, members: list[dict], resampled: dict) -> dict:
     """Per metric: the ensemble's value and bootstrap interval, the members' mean and Student-t interval."""
     result = {}
     for metric, value in ensemble.items():
-        low, high = percentile_interval(resampled[metric])
-        mean, mean_lower, mean_upper = mean_interval([member[metric] for member in members])
+        low, high = percentile_interval(resampled[metric]) if metric in resampled else (None, None)
+        mean, mean_low, mean_high = mean_interval([member[metric] for member in members])
         result[metric] = {
-            "ensemble": int(value) if metric in COUNTS else value,
+            "ensemble": int(value) if metric.split(".")[-1] in COUNTS else value,
             "ensemble_lower": low,
             "ensemble_upper": high,
             "mean": mean,
-            "mean_lower": mean_lower,
-            "mean_upper": mean_upper,
+            "mean_lower": mean_low,
+            "mean_upper": mean_high,
         }
     return result
 
 
-def verdict(first: str, second: str, intervals: list[tuple[float, float]]) -> str:
+def verdict(first: str, second: str, intervals: list[tuple[float, float]], lower_is_better: bool = False) -> str:
     """Which strategy is better, only if every interval of first - second excludes 0 on the same side."""
+    if lower_is_better:
+        first, second = second, first
     if all(low > 0 for low, _ in intervals):
         return f"{first} better"
     if all(high < 0 for _, high in intervals):
@@ -66,56 +91,73 @@ def verdict(first: str, second: str, intervals: list[tuple[float, float]]) -> st
     return "not distinguishable"
 
 
-def paired_differences(points: dict, resampled: dict, members: int, seed: int) -> dict:
-    """For each pair of strategies and ranking metric, first - second: the ensembles' difference with a paired
-    bootstrap interval over the test rows, and the mean difference of member i against member i (same
-    starting weights) with an interval over resampled rows and resampled members together."""
+def paired_differences(points: dict, resampled: dict, members: dict, seed: int) -> dict:
+    """For each pair of strategies and metric, first - second: the ensembles' difference with a paired bootstrap
+    interval over the test rows, and the mean difference of member i against member i (same starting weights;
+    a strategy with one model pairs it with every member) with an interval over resampled rows and resampled
+    members together."""
     rng = np.random.default_rng(seed)
     resamples = len(next(iter(resampled.values()))["roc_auc"])
-    member_draws = rng.integers(0, members, size=(resamples, members))  # the same member draws for every pair
+    count = max(members.values())
+    member_draws = rng.integers(0, count, size=(resamples, count))  # the same member draws for every pair
     result = {}
     for first, second in combinations(points, 2):
         pair = {}
-        for metric in RANKING_METRICS:
+        for metric in DIFFERENCE_METRICS:
             ensemble = resampled[(first, "ensemble")][metric] - resampled[(second, "ensemble")][metric]
+            own = lambda strategy, i: min(i, members[strategy] - 1)
             by_member = np.array(
-                [
-                    resampled[(first, member)][metric] - resampled[(second, member)][metric]
-                    for member in range(members)
-                ]
+                [resampled[(first, own(first, i))][metric] - resampled[(second, own(second, i))][metric] for i in range(count)]
             )  # (members, resamples)
             member_mean = by_member[member_draws.T, np.arange(resamples)].mean(axis=0)
+            point_differences = [
+                points[first]["members"][own(first, i)][metric] - points[second]["members"][own(second, i)][metric]
+                for i in range(count)
+            ]
             intervals = [percentile_interval(ensemble), percentile_interval(member_mean)]
             pair[metric] = {
                 "ensemble": points[first]["ensemble"][metric] - points[second]["ensemble"][metric],
                 "ensemble_lower": intervals[0][0],
                 "ensemble_upper": intervals[0][1],
-                "mean": float(
-                    np.mean([a[metric] - b[metric] for a, b in zip(points[first]["members"], points[second]["members"])])
-                ),
+                "mean": float(np.mean(point_differences)),
                 "mean_lower": intervals[1][0],
                 "mean_upper": intervals[1][1],
-                "verdict": verdict(first, second, intervals),
+                "verdict": verdict(first, second, intervals, metric in LOWER_IS_BETTER),
             }
-        result[f"{first}-{second}"] = pair
+        result[f"{first}-{second}"] = nest(pair)
     return result
 
 
-def compare(labels: np.ndarray, probabilities: dict, threshold: float, resamples: int, seed: int):
-    """probabilities: {strategy: (rows, members) array}. Returns ({strategy: summary}, paired differences)."""
-    points, models = {}, {}
-    for strategy, member_probabilities in probabilities.items():
-        ensemble = member_probabilities.mean(axis=1)
-        points[strategy] = {
-            "ensemble": point_scores(labels, ensemble, threshold),
-            "members": [point_scores(labels, column, threshold) for column in member_probabilities.T],
+def compare(labels: np.ndarray, strategies: dict, settings: dict):
+    """strategies: {name: {"calibrated", "uncalibrated": (rows, members) arrays, "thresholds": one chosen
+    threshold per member, "ensemble_threshold"}}. Returns ({strategy: summary}, paired differences)."""
+    points, scorers, members = {}, {}, {}
+    for name, s in strategies.items():
+        models = {"ensemble": (s["calibrated"].mean(axis=1), s["uncalibrated"].mean(axis=1), s["ensemble_threshold"])}
+        for i, threshold in enumerate(s["thresholds"]):
+            models[i] = (s["calibrated"][:, i], s["uncalibrated"][:, i], threshold)
+        for model, (calibrated, uncalibrated, threshold) in models.items():
+            scorers[(name, model)] = ModelScores(labels, calibrated, uncalibrated, threshold, settings)
+        members[name] = len(s["thresholds"])
+        points[name] = {
+            "ensemble": scorers[(name, "ensemble")].point(),
+            "members": [scorers[(name, i)].point() for i in range(members[name])],
         }
-        models[(strategy, "ensemble")] = ensemble
-        models |= {(strategy, member): column for member, column in enumerate(member_probabilities.T)}
-    resampled = bootstrap_scores(labels, models, threshold, resamples, seed)
+    resampled = bootstrap_scores(labels, scorers, settings["resamples"], settings["seed"])
     summaries = {
-        strategy: summary(point["ensemble"], point["members"], resampled[(strategy, "ensemble")])
-        for strategy, point in points.items()
+        name: nest(summary(point["ensemble"], point["members"], resampled[(name, "ensemble")]))
+        for name, point in points.items()
     }
-    members = next(iter(probabilities.values())).shape[1]
-    return summaries, paired_differences(points, resampled, members, seed + 1)
+    return summaries, paired_differences(points, resampled, members, settings["seed"] + 1)
+
+
+def nest(flat: dict) -> dict:
+    """{'chosen.recall': v} -> {'chosen': {'recall': v}}."""
+    nested = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested

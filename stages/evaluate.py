@@ -1,4 +1,10 @@
-"""evaluate: every strategy's test metrics with 95 % intervals, paired differences, curves and PNG figures."""
+"""evaluate: every strategy's test metrics with 95 % intervals at three operating points, paired differences,
+curves and PNG figures.
+
+The weighted and resampled strategies' probabilities are first corrected to the real fraud rate (prior
+correction); each model's cost-minimising threshold is chosen on the validation split and applied unchanged
+to the test split.
+"""
 
 import numpy as np
 import pandas as pd
@@ -7,12 +13,14 @@ from sklearn import metrics
 from stages import figures
 from stages.common import (
     PREDICTIONS_DIR,
+    REFERENCE_STRATEGY,
     STRATEGIES,
     StageError,
     atomic_output,
     is_int,
     is_number,
     load_params,
+    load_labels,
     log,
     read_parquet,
     require,
@@ -20,21 +28,61 @@ from stages.common import (
     write_json,
 )
 from stages.compare import compare
+from stages.operating import cost_threshold, prior_shift, reliability, shift_probabilities
 
 METRICS_DIR = "metrics/test"
 DIFFERENCES_FILE = "metrics/differences.json"
 PLOTS_DIR = "plots"
+EVALUATED = (*STRATEGIES, REFERENCE_STRATEGY)
 
 
-def test_predictions(strategy: str) -> tuple[np.ndarray, np.ndarray]:
-    """True labels and the members' predicted probabilities, (rows, members), of one strategy on the test split."""
+def read_settings() -> dict:
+    params = load_params("evaluate")
+    number = lambda v: is_number(v) and v >= 0
+    return {
+        "threshold": require(
+            params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
+        ),
+        "cost_false_negative": require(params, "evaluate", "cost_false_negative", number, "a number >= 0"),
+        "cost_false_positive": require(params, "evaluate", "cost_false_positive", number, "a number >= 0"),
+        "false_positive_rate": require(
+            params, "evaluate", "false_positive_rate", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
+        ),
+        "curve_points": require(params, "evaluate", "curve_points", lambda v: is_int(v) and v >= 2, "an integer >= 2"),
+        "resamples": require(
+            params, "evaluate", "bootstrap_resamples", lambda v: is_int(v) and v >= 100, "an integer >= 100"
+        ),
+        "seed": require(params, "evaluate", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    }
+
+
+def read_predictions(strategy: str) -> dict:
+    """{split: (labels, (rows, members) probabilities as trained)} of one strategy, for val and test."""
     path = PREDICTIONS_DIR / f"{strategy}.parquet"
     frame = read_parquet(path).to_pandas()
-    test = frame[frame["split"] == "test"]
-    members = [column for column in test.columns if column.startswith("member_")]
+    members = [column for column in frame.columns if column.startswith("member_")]
     if not members:
         raise StageError(f"{path}: no member_<i> columns; run 'dvc repro train_{strategy}'")
-    return test["label"].to_numpy(), test[members].to_numpy()
+    parts = {split: frame[frame["split"] == split] for split in ("val", "test")}
+    return {split: (part["label"].to_numpy(), part[members].to_numpy()) for split, part in parts.items()}
+
+
+def operating_points(strategy: str, predictions: dict, shift: float, settings: dict) -> dict:
+    """Calibrated and as-trained test probabilities, and the thresholds chosen on the validation split."""
+    (val_labels, val_raw), (_, test_raw) = predictions["val"], predictions["test"]
+    val = shift_probabilities(val_raw, shift)
+    costs = settings["cost_false_negative"], settings["cost_false_positive"]
+    try:
+        thresholds = [cost_threshold(val_labels, column, *costs) for column in val.T]
+        ensemble_threshold = cost_threshold(val_labels, val.mean(axis=1), *costs)
+    except ValueError as error:
+        raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: validation split: {error}") from error
+    return {
+        "calibrated": shift_probabilities(test_raw, shift),
+        "uncalibrated": test_raw,
+        "thresholds": thresholds,
+        "ensemble_threshold": ensemble_threshold,
+    }
 
 
 def thin(curve: pd.DataFrame, max_points: int) -> pd.DataFrame:
@@ -58,66 +106,61 @@ def pr_points(labels, probabilities, max_points: int) -> pd.DataFrame:
 
 
 def confusion_cells(result: dict) -> pd.DataFrame:
-    """The ensemble's 2x2 confusion matrix as four rows of counts (the `confusion_counts` template sums them)."""
+    """The ensemble's 2x2 confusion matrix at the chosen threshold as four rows of counts."""
     cells = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}
-    return pd.DataFrame(
-        [{"actual": a, "predicted": p, "count": result[key]["ensemble"]} for (a, p), key in cells.items()]
-    )
+    chosen = result["chosen"]
+    return pd.DataFrame([{"actual": a, "predicted": p, "count": chosen[key]["ensemble"]} for (a, p), key in cells.items()])
 
 
 def write_csv(frame: pd.DataFrame, path):
     with atomic_output(path) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
-def read_settings() -> dict:
-    params = load_params("evaluate")
-    return {
-        "threshold": require(
-            params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
-        ),
-        "curve_points": require(params, "evaluate", "curve_points", lambda v: is_int(v) and v >= 2, "an integer >= 2"),
-        "resamples": require(
-            params, "evaluate", "bootstrap_resamples", lambda v: is_int(v) and v >= 100, "an integer >= 100"
-        ),
-        "seed": require(params, "evaluate", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-    }
+        frame.to_csv(tmp, index=False, float_format="%.10g")
 
 
 def main():
     settings = read_settings()
-    labels, probabilities = None, {}
-    for strategy in STRATEGIES:
-        strategy_labels, probabilities[strategy] = test_predictions(strategy)
-        if labels is not None and not np.array_equal(labels, strategy_labels):
+    train_labels = load_labels("train")
+    labels, strategies = None, {}
+    for strategy in EVALUATED:
+        predictions = read_predictions(strategy)
+        if labels is not None and not np.array_equal(labels, predictions["test"][0]):
             raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: other test rows than baseline; rerun 'dvc repro'")
-        labels = strategy_labels
-    if len({p.shape[1] for p in probabilities.values()}) > 1:
-        counts = {s: p.shape[1] for s, p in probabilities.items()}
+        labels = predictions["test"][0]
+        strategies[strategy] = operating_points(strategy, predictions, prior_shift(strategy, train_labels), settings)
+    counts = {s: len(p["thresholds"]) for s, p in strategies.items() if len(p["thresholds"]) > 1}
+    if len(set(counts.values())) > 1:
         raise StageError(f"{PREDICTIONS_DIR}: strategies have different numbers of members {counts}; rerun 'dvc repro'")
 
-    results, differences = compare(
-        labels, probabilities, settings["threshold"], settings["resamples"], settings["seed"]
-    )
-    curves = {}
-    for strategy, member_probabilities in probabilities.items():
-        result, ensemble = results[strategy], member_probabilities.mean(axis=1)
+    results, differences = compare(labels, strategies, settings)
+    curves, calibration = {}, {}
+    for strategy, points in strategies.items():
+        result = results[strategy]
         write_json(f"{METRICS_DIR}/{strategy}.json", result)
-        points = settings["curve_points"]
-        roc, pr = roc_points(labels, ensemble, points), pr_points(labels, ensemble, points)
+        n = settings["curve_points"]
+        ensemble = points["calibrated"].mean(axis=1)
+        roc, pr = roc_points(labels, ensemble, n), pr_points(labels, ensemble, n)
         write_csv(roc, f"{PLOTS_DIR}/roc/{strategy}.csv")
         write_csv(pr, f"{PLOTS_DIR}/prc/{strategy}.csv")
         write_csv(confusion_cells(result), f"{PLOTS_DIR}/confusion/{strategy}.csv")
-        members = [(roc_points(labels, p, points), pr_points(labels, p, points)) for p in member_probabilities.T]
-        curves[strategy] = (roc, pr), members
+        calibration[strategy] = {
+            "as trained": reliability(labels, points["uncalibrated"].mean(axis=1)),
+            "calibrated": reliability(labels, ensemble),
+        }
+        write_csv(pd.DataFrame(calibration[strategy]["calibrated"]), f"{PLOTS_DIR}/calibration/{strategy}.csv")
+        members = [(roc_points(labels, p, n), pr_points(labels, p, n)) for p in points["calibrated"].T]
+        curves[strategy] = (roc, pr), (members if len(members) > 1 else [])
+        chosen = result["chosen"]
         log.info(
-            "evaluate: %-9s ensemble of %d: AP %.4f [%.4f, %.4f], ROC AUC %.4f [%.4f, %.4f], recall %.4f, precision %.4f",
+            "evaluate: %-9s AP %.4f [%.4f, %.4f]; recall at FPR %g: %.4f; threshold %.4f on validation: "
+            "recall %.4f, precision %.4f, cost per 1,000 %.2f",
             strategy,
-            member_probabilities.shape[1],
             *(result["average_precision"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
-            *(result["roc_auc"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
-            result["recall"]["ensemble"],
-            result["precision"]["ensemble"],
+            settings["false_positive_rate"],
+            result["recall_at_fpr"]["ensemble"],
+            chosen["threshold"]["ensemble"],
+            chosen["recall"]["ensemble"],
+            chosen["precision"]["ensemble"],
+            chosen["cost_per_1000"]["ensemble"],
         )
     write_json(DIFFERENCES_FILE, differences)
     for pair, difference in differences.items():
@@ -125,11 +168,13 @@ def main():
         log.info(
             "evaluate: %s AP difference %+.4f [%+.4f, %+.4f] (members %+.4f [%+.4f, %+.4f]): %s",
             pair,
-            *(ap[k] for k in ("ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper", "verdict")),
+            *(ap[k] for k in ("ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper")),
+            ap["verdict"],
         )
     figures.draw_roc({s: (c[0][0], [m[0] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/roc.png")
     figures.draw_prc({s: (c[0][1], [m[1] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/prc.png")
-    figures.draw_confusion(results, settings["threshold"], f"{PLOTS_DIR}/confusion.png")
+    figures.draw_confusion(results, f"{PLOTS_DIR}/confusion.png")
+    figures.draw_reliability(calibration, f"{PLOTS_DIR}/calibration.png")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import numpy as np  # noqa: E402
 
 from stages.common import atomic_output  # noqa: E402
 
-COLOURS = {"baseline": "#1f77b4", "weighted": "#ff7f0e", "resampled": "#2ca02c"}  # the same in every chart
+# The same in every chart, PNG or vega (.dvc/plots templates).
+COLOURS = {"baseline": "#1f77b4", "weighted": "#ff7f0e", "resampled": "#2ca02c", "logistic": "#7f7f7f"}
 
 
 def save_figure(figure, path):
@@ -62,11 +63,13 @@ def draw_prc(curves: dict, results: dict, path):
     save_figure(figure, path)
 
 
-def draw_confusion(results: dict, threshold: float, path):
-    """The ensembles' 2x2 counts; colour is the share of the actual class, so the small cells show."""
+def draw_confusion(results: dict, path):
+    """The ensembles' 2x2 counts at the threshold chosen on validation; colour is the share of the actual class,
+    so the small cells show."""
     figure, all_axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
     for axes, (strategy, result) in zip(np.atleast_1d(all_axes), results.items()):
-        counts = np.array([[result[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
+        chosen = result["chosen"]
+        counts = np.array([[chosen[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
         share = counts / counts.sum(axis=1, keepdims=True)
         axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (row, column), count in np.ndenumerate(counts):
@@ -78,6 +81,34 @@ def draw_confusion(results: dict, threshold: float, path):
             yticks=[0, 1],
             xlabel="Predicted label",
             ylabel="Actual label",
-            title=f"{strategy} ensemble @ {threshold:g}",
+            title=f"{strategy} @ {chosen['threshold']['ensemble']:.3g} (chosen on validation)",
         )
+    save_figure(figure, path)
+
+
+def draw_reliability(calibration: dict, path):
+    """Predicted against observed fraud rate per bin, log-log, before and after the prior correction."""
+    figure, all_axes = plt.subplots(1, 2, figsize=(12, 6), sharey=True)
+    for axes, kind in zip(all_axes, ("as trained", "calibrated")):
+        axes.plot([1e-5, 1], [1e-5, 1], color="black", linewidth=0.8, linestyle=":", label="perfect calibration")
+        for strategy, bins in calibration.items():
+            shown = bins[kind]["observed"] > 0  # a bin without frauds has no place on a log scale
+            axes.plot(
+                bins[kind]["predicted"][shown],
+                bins[kind]["observed"][shown],
+                marker="o",
+                color=COLOURS[strategy],
+                label=strategy,
+            )
+        axes.set(
+            xscale="log",
+            yscale="log",
+            xlim=(1e-5, 1.2),
+            ylim=(1e-5, 1.2),
+            xlabel="Mean predicted fraud probability in the bin",
+            title=f"Reliability on the test split: {kind}",
+        )
+        axes.grid(True, which="major")
+    all_axes[0].set_ylabel("Observed fraud rate in the bin")
+    all_axes[1].legend(loc="lower right")
     save_figure(figure, path)

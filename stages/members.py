@@ -194,11 +194,11 @@ def validation_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     ones = np.ones((len(labels), 1))
     result = {"val_loss": [], "val_auc": [], "val_prc": [], "val_precision": [], "val_recall": []}
     for column in probabilities.T:
-        average_precision, auc = Ranking(labels, column).scores(ones)
+        ranking = Ranking(labels, column).scores(ones)
         at_half = Thresholded(labels, column, 0.5).scores(ones)
         result["val_loss"].append(at_half["log_loss"][0])
-        result["val_auc"].append(auc[0])
-        result["val_prc"].append(average_precision[0])
+        result["val_auc"].append(ranking["roc_auc"][0])
+        result["val_prc"].append(ranking["average_precision"][0])
         result["val_precision"].append(at_half["precision"][0])
         result["val_recall"].append(at_half["recall"][0])
     return {name: np.array(values) for name, values in result.items()}

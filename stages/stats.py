@@ -39,8 +39,9 @@ class Ranking:
         self.width = width
         self.sums = sparse.csr_array((np.ones(len(rows)), (sums, rows)), shape=(3 * width, len(scores)))
 
-    def scores(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(average precision, ROC AUC), one value per column of `weights` (rows, k)."""
+    def scores(self, weights: np.ndarray, fpr: float | None = None) -> dict:
+        """Average precision, ROC AUC and (with `fpr`) the recall at false-positive rate <= fpr, one value per
+        column of `weights` (rows, k)."""
         sums = self.sums @ weights
         pos, neg, tied_neg = sums[: self.width - 1], sums[self.width : 2 * self.width], sums[2 * self.width : -1]
         neg_total = neg.sum(axis=0)
@@ -48,10 +49,14 @@ class Ranking:
         pos_total = tp[-1]
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-            average_precision = (pos * precision).sum(axis=0) / pos_total
-            # A positive beats every negative below its threshold and ties half of those at it.
-            auc = (pos * (neg_total - fp + 0.5 * tied_neg)).sum(axis=0) / (pos_total * neg_total)
-        return average_precision, auc
+            result = {
+                "average_precision": (pos * precision).sum(axis=0) / pos_total,
+                # A positive beats every negative below its threshold and ties half of those at it.
+                "roc_auc": (pos * (neg_total - fp + 0.5 * tied_neg)).sum(axis=0) / (pos_total * neg_total),
+            }
+            if fpr is not None:  # the ROC point with the most recall among those within the false-positive budget
+                result["recall_at_fpr"] = np.where(fp <= fpr * neg_total, tp, 0.0).max(axis=0) / pos_total
+        return result
 
 
 def log_loss_rows(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -62,16 +67,20 @@ def log_loss_rows(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
 
 
 class Thresholded:
-    """tp, fp, tn, fn, precision, recall (predicted fraud: p > threshold) and log loss, for many row weightings."""
+    """tp, fp, tn, fn, precision, recall (predicted fraud: p > threshold), log loss and Brier score, for many row
+    weightings. The sums go through a sparse product (fixed order, no BLAS), so they are the same bits on every
+    processor."""
 
     def __init__(self, labels: np.ndarray, probabilities: np.ndarray, threshold: float):
         flagged, positive = probabilities > threshold, labels.astype(bool)
         cells = [flagged & positive, flagged & ~positive, ~flagged & ~positive, ~flagged & positive]
-        self.columns = np.stack([*cells, log_loss_rows(labels, probabilities)]).astype(np.float64)
+        columns = [*cells, log_loss_rows(labels, probabilities), (probabilities - labels) ** 2]
+        self.columns = sparse.csr_array(np.stack(columns).astype(np.float64))
 
     def scores(self, weights: np.ndarray) -> dict:
         """Every metric, one value per column of `weights` (rows, k)."""
-        tp, fp, tn, fn, loss = self.columns @ weights
+        tp, fp, tn, fn, loss, squared_error = self.columns @ weights
+        total = tp + fp + tn + fn
         with np.errstate(invalid="ignore", divide="ignore"):
             return {
                 "tp": tp,
@@ -80,7 +89,8 @@ class Thresholded:
                 "fn": fn,
                 "precision": np.where(tp + fp > 0, tp / (tp + fp), 0.0),
                 "recall": tp / (tp + fn),
-                "log_loss": loss / weights.sum(axis=0),
+                "log_loss": loss / total,
+                "brier": squared_error / total,
             }
 
 

@@ -10,7 +10,7 @@ from conftest import python_environment, set_params
 from sklearn import metrics
 
 from stages import evaluate
-from stages.common import PREDICTIONS_DIR, STRATEGIES, write_parquet
+from stages.common import PREDICTIONS_DIR, SCALED_DIR, STRATEGIES, write_parquet
 
 SUMMARY_KEYS = {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"}
 
@@ -32,53 +32,101 @@ def test_pr_points_keep_every_recall_level():
     assert set(points["recall"]) == set(full_recall)
 
 
-def write_predictions(members: int, rows: int = 2000, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Test predictions of every strategy with `members` members; strategy k is noisier than strategy k - 1."""
+EVALUATED = (*STRATEGIES, "logistic")
+
+
+def write_predictions(members: int, rows: int = 2000, seed: int = 0, test_labels=None, val_frauds: bool = True):
+    """Validation and test predictions of every strategy (logistic: one member), training labels at 1 % frauds.
+
+    Strategy k is noisier than strategy k - 1; weighted and resampled predict at balanced odds, as trained.
+    """
     rng = np.random.default_rng(seed)
-    labels = (rng.random(rows) < 0.05).astype(int)
+    SCALED_DIR.mkdir(parents=True, exist_ok=True)
+    np.save(SCALED_DIR / "train_labels.npy", (np.arange(10_000) < 100).astype(np.int8))
+    labels = {split: (rng.random(rows) < 0.05).astype(int) for split in ("val", "test")}
+    if not val_frauds:
+        labels["val"][:] = 0
+    if test_labels is not None:
+        labels["test"] = test_labels
     probabilities = {}
-    for noise, strategy in enumerate(STRATEGIES, start=1):
-        logits = rng.normal(2.5 * labels - 3, noise, size=(members, rows)).T
-        probabilities[strategy] = 1 / (1 + np.exp(-logits))
-        frame = pd.DataFrame({"split": "test", "label": labels, "probability": probabilities[strategy].mean(axis=1)})
-        for member in range(members):
-            frame[f"member_{member}"] = probabilities[strategy][:, member]
-        write_parquet(pa.Table.from_pandas(frame), PREDICTIONS_DIR / f"{strategy}.parquet")
+    for noise, strategy in enumerate(EVALUATED, start=1):
+        count = 1 if strategy == "logistic" else members
+        inflation = np.log(99) if strategy in ("weighted", "resampled") else 0.0
+        frames = []
+        for split, y in labels.items():
+            logits = rng.normal(3 * y - 4.5 + inflation, noise, size=(count, rows)).T
+            p = 1 / (1 + np.exp(-logits))
+            frame = pd.DataFrame({"split": split, "label": y, "probability": p.mean(axis=1)})
+            for member in range(count):
+                frame[f"member_{member}"] = p[:, member]
+            frames.append(frame)
+            probabilities[strategy, split] = p
+        write_parquet(pa.Table.from_pandas(pd.concat(frames)), PREDICTIONS_DIR / f"{strategy}.parquet")
     return labels, probabilities
 
 
+def read_metrics(project, strategy):
+    return json.loads((project / "metrics" / "test" / f"{strategy}.json").read_text())
+
+
 @pytest.mark.parametrize("members", [1, 4])
-def test_stage_writes_intervals_differences_curves_and_images(project, members):
+def test_stage_writes_intervals_operating_points_differences_and_figures(project, members):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=200)
     labels, probabilities = write_predictions(members)
     evaluate.main()
-    baseline = json.loads((project / "metrics" / "test" / "baseline.json").read_text())
-    assert set(baseline) == {"tp", "fp", "tn", "fn", "precision", "recall", "roc_auc", "average_precision", "log_loss"}
-    assert all(set(values) == SUMMARY_KEYS for values in baseline.values())
-    ensemble = probabilities["baseline"].mean(axis=1)
+    baseline = read_metrics(project, "baseline")
+    assert set(baseline) == {
+        "average_precision", "roc_auc", "recall_at_fpr", "log_loss", "brier", "chosen", "tutorial", "uncalibrated"
+    }
+    assert set(baseline["chosen"]) == {"threshold", "tp", "fp", "tn", "fn", "precision", "recall", "cost_per_1000"}
+    assert set(baseline["tutorial"]) == {"tp", "fp", "tn", "fn", "precision", "recall"}
+    assert set(baseline["uncalibrated"]) == {"log_loss", "brier"}
+    assert set(baseline["roc_auc"]) == SUMMARY_KEYS and set(baseline["chosen"]["recall"]) == SUMMARY_KEYS
+    ensemble = probabilities["baseline", "test"].mean(axis=1)
     ap = baseline["average_precision"]
-    assert ap["ensemble"] == pytest.approx(metrics.average_precision_score(labels, ensemble))
+    assert ap["ensemble"] == pytest.approx(metrics.average_precision_score(labels["test"], ensemble))
     assert ap["ensemble_lower"] < ap["ensemble"] < ap["ensemble_upper"]
-    member_aps = [metrics.average_precision_score(labels, p) for p in probabilities["baseline"].T]
+    member_aps = [metrics.average_precision_score(labels["test"], p) for p in probabilities["baseline", "test"].T]
     assert ap["mean"] == pytest.approx(np.mean(member_aps))
     if members == 1:
         assert ap["mean_lower"] is None and ap["mean_upper"] is None
     else:
         assert ap["mean_lower"] < ap["mean"] < ap["mean_upper"]
-    assert baseline["tp"]["ensemble"] == int(((ensemble > 0.5) & (labels == 1)).sum())
+    assert baseline["tutorial"]["tp"]["ensemble"] == int(((ensemble > 0.5) & (labels["test"] == 1)).sum())
+
+    # The weighted strategy's probabilities are corrected to the training split's 1 % frauds before scoring:
+    weighted = read_metrics(project, "weighted")
+    raw = probabilities["weighted", "test"]
+    assert weighted["uncalibrated"]["brier"]["ensemble"] > 4 * weighted["brier"]["ensemble"]
+    assert weighted["tutorial"]["fp"]["ensemble"] == int(((raw.mean(axis=1) > 0.5) & (labels["test"] == 0)).sum())
 
     differences = json.loads((project / "metrics" / "differences.json").read_text())
-    assert set(differences) == {"baseline-weighted", "baseline-resampled", "weighted-resampled"}
-    first = differences["baseline-resampled"]["roc_auc"]
+    assert len(differences) == 6 and "baseline-logistic" in differences
+    first = differences["baseline-logistic"]["roc_auc"]
     assert set(first) == SUMMARY_KEYS | {"verdict"}
     assert first["verdict"] == "baseline better"  # the least noisy against the noisiest
 
     confusion = pd.read_csv(project / "plots" / "confusion" / "weighted.csv")
-    assert confusion["count"].sum() == len(labels) and len(confusion) == 4
-    roc = pd.read_csv(project / "plots" / "roc" / "resampled.csv")
+    assert confusion["count"].sum() == len(labels["test"]) and len(confusion) == 4
+    roc = pd.read_csv(project / "plots" / "roc" / "logistic.csv")
     assert (roc["fpr"].iloc[0], roc["tpr"].iloc[-1]) == (0, 1)
-    for image in ("roc.png", "prc.png", "confusion.png"):
+    calibration = pd.read_csv(project / "plots" / "calibration" / "resampled.csv")
+    assert calibration["rows"].sum() == len(labels["test"])
+    for image in ("roc.png", "prc.png", "confusion.png", "calibration.png"):
         assert (project / "plots" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_thresholds_are_chosen_on_validation_without_reading_test_labels(project):
+    set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
+    write_predictions(3, seed=2)
+    evaluate.main()
+    before = {s: read_metrics(project, s)["chosen"]["threshold"] for s in EVALUATED}
+    flipped = np.random.default_rng(9).permutation((np.arange(2000) < 300).astype(int))  # other test labels only
+    write_predictions(3, seed=2, test_labels=flipped)
+    evaluate.main()
+    after = {s: read_metrics(project, s) for s in EVALUATED}
+    assert {s: m["chosen"]["threshold"] for s, m in after.items()} == before
+    assert after["baseline"]["chosen"]["tp"]["ensemble"] + after["baseline"]["chosen"]["fn"]["ensemble"] == 300
 
 
 def test_stage_output_is_the_same_bytes_run_after_run(project):
@@ -91,9 +139,19 @@ def test_stage_output_is_the_same_bytes_run_after_run(project):
     assert {path: (project / path).read_bytes() for path in outputs} == first
 
 
-@pytest.mark.parametrize(
-    "key, value", [("bootstrap_resamples", 10), ("bootstrap_resamples", "many"), ("seed", -1), ("threshold", 1.5)]
-)
+BAD_PARAMS = [
+    ("bootstrap_resamples", 10),
+    ("bootstrap_resamples", "many"),
+    ("seed", -1),
+    ("threshold", 1.5),
+    ("cost_false_negative", -1),
+    ("cost_false_positive", "cheap"),
+    ("false_positive_rate", 0),
+    ("false_positive_rate", 1.2),
+]
+
+
+@pytest.mark.parametrize("key, value", BAD_PARAMS)
 def test_bad_params_give_one_line_and_write_nothing(project, key, value):
     set_params(project / "params.yaml", **{f"evaluate__{key}": value})
     write_predictions(2)
@@ -101,13 +159,33 @@ def test_bad_params_give_one_line_and_write_nothing(project, key, value):
         [sys.executable, "-m", "stages.evaluate"], capture_output=True, text=True, env=python_environment()
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: params.yaml: param 'evaluate.{key}' must be")
+    assert result.stderr.strip().splitlines() == [
+        f"error: params.yaml: param 'evaluate.{key}' must be {evaluate_description(key)}, got {value!r}"
+    ]
     assert not (project / "metrics").exists() and not (project / "plots").exists()
 
 
+def evaluate_description(key):
+    return {
+        "bootstrap_resamples": "an integer >= 100",
+        "seed": "an integer >= 0",
+        "threshold": "a number between 0 and 1",
+        "cost_false_negative": "a number >= 0",
+        "cost_false_positive": "a number >= 0",
+        "false_positive_rate": "a number between 0 and 1",
+    }[key]
+
+
+def test_validation_without_frauds_is_a_clear_error(project):
+    write_predictions(2, val_frauds=False)
+    with pytest.raises(evaluate.StageError, match="baseline.parquet: validation split: no frauds among them"):
+        evaluate.main()
+    assert not (project / "metrics").exists()
+
+
 def test_predictions_without_members_are_refused(project):
-    frame = pd.DataFrame({"split": "test", "label": [0, 1], "probability": [0.1, 0.9]})
-    for strategy in STRATEGIES:
-        write_parquet(pa.Table.from_pandas(frame), PREDICTIONS_DIR / f"{strategy}.parquet")
-    with pytest.raises(evaluate.StageError, match="no member_<i> columns; run 'dvc repro train_baseline'"):
+    write_predictions(2)
+    frame = pd.DataFrame({"split": ["val", "test"], "label": [0, 1], "probability": [0.1, 0.9]})
+    write_parquet(pa.Table.from_pandas(frame), PREDICTIONS_DIR / "weighted.parquet")
+    with pytest.raises(evaluate.StageError, match="no member_<i> columns; run 'dvc repro train_weighted'"):
         evaluate.main()

@@ -9,7 +9,7 @@ from conftest import REPO, check_page, make_creditcard, needs_chromium, python_e
 
 PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 DATA_STAGES = ["download", "clean", "split", "scale"]
-TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled"]
+TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled", "train_logistic"]
 STRATEGIES = ["baseline", "weighted", "resampled"]
 # The synthetic data has no duplicate rows, so the grouped split has the stratified split's counts and no twins.
 TEST_SPLIT = {"rows": 600, "frauds": 12, "duplicate_groups": 0, "rows_with_twin_in_other_split": 0}
@@ -101,15 +101,18 @@ def test_second_repro_skips_every_stage(repo, reproduced):
 def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
     shown = json.loads(repo.run("dvc", "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
-    for strategy in STRATEGIES:
+    for strategy in [*STRATEGIES, "logistic"]:
         test_metrics = files[f"metrics/test/{strategy}.json"]["data"]
-        assert {"tp", "fp", "tn", "fn", "precision", "recall", "roc_auc", "average_precision", "log_loss"} <= set(
+        assert {"average_precision", "roc_auc", "recall_at_fpr", "log_loss", "brier", "chosen", "tutorial"} <= set(
             test_metrics
         )
+        # A single model has no interval over members: DVC leaves out the null mean_lower and mean_upper.
+        single = {"mean_lower", "mean_upper"} if strategy == "logistic" else set()
         assert set(test_metrics["average_precision"]) == {
             "ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"
-        }
-        assert sum(test_metrics[k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
+        } - single
+        for operating_point in ("chosen", "tutorial"):
+            assert sum(test_metrics[operating_point][k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
         assert f"metrics/train/{strategy}.json" in files
     differences = files["metrics/differences.json"]["data"]
     assert differences["baseline-weighted"]["average_precision"]["verdict"] in {
@@ -161,3 +164,12 @@ def test_resampled_param_change_reruns_only_train_resampled_and_evaluate(repo, r
     assert ran(repo.run("dvc", "repro")) == {"train_resampled", "evaluate"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
     assert "metrics/train/resampled.json" in diff and "metrics/train/baseline.json" not in diff
+
+
+def test_logistic_param_change_reruns_only_train_logistic_and_evaluate(repo, reproduced):
+    repo.commit("results")
+    set_params(repo.cwd / "params.yaml", train_logistic__C=0.01)
+    assert repo.changed_stages() == {"train_logistic"}
+    assert ran(repo.run("dvc", "repro")) == {"train_logistic", "evaluate"}
+    diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
+    assert "metrics/test/logistic.json" in diff

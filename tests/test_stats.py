@@ -21,22 +21,27 @@ def noisy_scores(rows=400, seed=0, ties=True):
 
 
 def test_ranking_scores_on_a_hand_made_example():
-    average_precision, auc = stats.Ranking(LABELS, PROBABILITIES).scores(np.ones((10, 1)))
+    result = stats.Ranking(LABELS, PROBABILITIES).scores(np.ones((10, 1)), fpr=0.2)
     # Of the 4 x 6 fraud/non-fraud pairs, four are misordered: 0.6 < 0.7, and 0.3 < 0.7, 0.4, 0.5.
-    assert auc[0] == pytest.approx(20 / 24)
+    assert result["roc_auc"][0] == pytest.approx(20 / 24)
     # Ranked by probability: hits at ranks 1, 2, 4, 7 -> AP = (1 + 1 + 3/4 + 4/7) / 4.
-    assert average_precision[0] == pytest.approx((1 + 1 + 3 / 4 + 4 / 7) / 4)
+    assert result["average_precision"][0] == pytest.approx((1 + 1 + 3 / 4 + 4 / 7) / 4)
+    # At most 1 of the 6 non-frauds flagged (FPR <= 0.2): threshold at 0.6 catches 3 of 4 frauds.
+    assert result["recall_at_fpr"][0] == pytest.approx(3 / 4)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_weighted_ranking_equals_scikit_learn_on_the_resampled_rows(seed):
     labels, scores = noisy_scores(seed=seed)
     weights = stats.bootstrap_counts(np.random.default_rng(seed), len(labels), 5)
-    average_precision, auc = stats.Ranking(labels, scores).scores(weights)
+    result = stats.Ranking(labels, scores).scores(weights, fpr=0.05)
     for column in range(weights.shape[1]):
         drawn = np.repeat(np.arange(len(labels)), weights[:, column].astype(int))  # the resample, as rows
-        assert average_precision[column] == pytest.approx(metrics.average_precision_score(labels[drawn], scores[drawn]))
-        assert auc[column] == pytest.approx(metrics.roc_auc_score(labels[drawn], scores[drawn]))
+        ap = metrics.average_precision_score(labels[drawn], scores[drawn])
+        assert result["average_precision"][column] == pytest.approx(ap)
+        assert result["roc_auc"][column] == pytest.approx(metrics.roc_auc_score(labels[drawn], scores[drawn]))
+        fpr, tpr, _ = metrics.roc_curve(labels[drawn], scores[drawn])
+        assert result["recall_at_fpr"][column] == pytest.approx(tpr[fpr <= 0.05].max())
 
 
 def test_thresholded_scores_equal_scikit_learn_on_the_resampled_rows():
@@ -52,6 +57,7 @@ def test_thresholded_scores_equal_scikit_learn_on_the_resampled_rows():
         assert result["precision"][column] == pytest.approx(metrics.precision_score(labels[drawn], flagged))
         assert result["recall"][column] == pytest.approx(metrics.recall_score(labels[drawn], flagged))
         assert result["log_loss"][column] == pytest.approx(metrics.log_loss(labels[drawn], probabilities[drawn]))
+        assert result["brier"][column] == pytest.approx(metrics.brier_score_loss(labels[drawn], probabilities[drawn]))
 
 
 def test_threshold_is_strict_like_keras():
@@ -74,11 +80,32 @@ def test_mean_interval_is_the_student_t_interval():
     assert stats.mean_interval([0.7]) == (0.7, None, None)
 
 
+SETTINGS = {
+    "threshold": 0.5,
+    "cost_false_negative": 20.0,
+    "cost_false_positive": 1.0,
+    "false_positive_rate": 0.01,
+    "resamples": 120,
+    "seed": 11,
+}
+
+
+def strategy(probabilities: np.ndarray, threshold: float = 0.5) -> dict:
+    """compare()'s input for a strategy whose members (columns) are already calibrated, all at one threshold."""
+    return {
+        "calibrated": probabilities,
+        "uncalibrated": probabilities,
+        "thresholds": [threshold] * probabilities.shape[1],
+        "ensemble_threshold": threshold,
+    }
+
+
 def test_paired_bootstrap_matches_an_explicit_loop():
     labels, first = noisy_scores(rows=300, seed=4, ties=False)
     second = first + np.random.default_rng(5).normal(0, 0.8, len(labels))
-    probabilities = {"a": 1 / (1 + np.exp(-first[:, None])), "b": 1 / (1 + np.exp(-second[:, None]))}
-    summaries, differences = compare.compare(labels, probabilities, 0.5, resamples=120, seed=11)
+    sigmoid = lambda z: 1 / (1 + np.exp(-z[:, None]))
+    strategies = {"a": strategy(sigmoid(first)), "b": strategy(sigmoid(second))}
+    summaries, differences = compare.compare(labels, strategies, SETTINGS)
 
     rng, explicit = np.random.default_rng(11), []
     for _ in range(0, 120, compare.CHUNK):  # the same resamples, drawn the same way, scored one by one
@@ -105,15 +132,18 @@ def test_verdict_needs_every_interval_on_one_side_of_zero():
     assert compare.verdict("a", "b", [(0.01, 0.05), (0.02, 0.04)]) == "a better"
     assert compare.verdict("a", "b", [(-0.05, -0.01), (-0.04, -0.02)]) == "b better"
     assert compare.verdict("a", "b", [(0.01, 0.05), (-0.01, 0.04)]) == "not distinguishable"
+    assert compare.verdict("a", "b", [(0.01, 0.05), (0.02, 0.04)], lower_is_better=True) == "b better"
 
 
 def test_member_interval_of_a_difference_resamples_members_and_rows():
     rng = np.random.default_rng(0)
     labels = (rng.random(2000) < 0.05).astype(int)
-    # Five members per strategy; strategy a is clearly better than b in every member.
+    # Five members per strategy; strategy a is clearly better than b in every member; c has a single model.
     a = np.stack([1 / (1 + np.exp(-rng.normal(1.5 * labels, 1.0))) for _ in range(5)], axis=1)
     b = np.stack([1 / (1 + np.exp(-rng.normal(0.5 * labels, 1.0))) for _ in range(5)], axis=1)
-    summaries, differences = compare.compare(labels, {"a": a, "b": b}, 0.5, resamples=200, seed=1)
+    c = 1 / (1 + np.exp(-rng.normal(0.5 * labels, 1.0)))[:, None]
+    strategies = {"a": strategy(a), "b": strategy(b), "c": strategy(c)}
+    summaries, differences = compare.compare(labels, strategies, SETTINGS | {"resamples": 200, "seed": 1})
     ap = differences["a-b"]["average_precision"]
     per_member = [
         metrics.average_precision_score(labels, a[:, m]) - metrics.average_precision_score(labels, b[:, m])
@@ -122,6 +152,23 @@ def test_member_interval_of_a_difference_resamples_members_and_rows():
     assert ap["mean"] == pytest.approx(np.mean(per_member))
     assert ap["mean_lower"] < np.mean(per_member) < ap["mean_upper"]
     assert ap["verdict"] == "a better"
+    single = differences["a-c"]["average_precision"]  # the single model is paired with every member
+    c_ap = metrics.average_precision_score(labels, c[:, 0])
+    assert single["mean"] == pytest.approx(np.mean([metrics.average_precision_score(labels, a[:, m]) - c_ap for m in range(5)]))
     ensemble = summaries["a"]["average_precision"]
     assert ensemble["ensemble"] == pytest.approx(metrics.average_precision_score(labels, a.mean(axis=1)))
     assert ensemble["ensemble_lower"] < ensemble["ensemble"] < ensemble["ensemble_upper"]
+    assert set(differences["a-b"]) == {"average_precision", "roc_auc", "recall_at_fpr", "chosen"}
+    assert set(differences["a-b"]["chosen"]) == {"cost_per_1000"}
+
+
+def test_cost_and_thresholds_in_the_summary():
+    labels = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    probabilities = np.array([0.9, 0.2, 0.6, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])[:, None]
+    summaries, _ = compare.compare(labels, {"a": strategy(probabilities, threshold=0.5)}, SETTINGS | {"resamples": 100})
+    chosen = summaries["a"]["chosen"]
+    assert (chosen["tp"]["ensemble"], chosen["fp"]["ensemble"], chosen["fn"]["ensemble"]) == (1, 1, 1)
+    assert chosen["cost_per_1000"]["ensemble"] == pytest.approx(1000 * (20 * 1 + 1 * 1) / 10)
+    assert chosen["threshold"] == {
+        "ensemble": 0.5, "ensemble_lower": None, "ensemble_upper": None, "mean": 0.5, "mean_lower": None, "mean_upper": None
+    }
