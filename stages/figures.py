@@ -81,7 +81,7 @@ def draw_confusion(results: dict, path):
             yticks=[0, 1],
             xlabel="Predicted label",
             ylabel="Actual label",
-            title=f"{strategy} @ {chosen['threshold']['ensemble']:.3g} (chosen on validation)",
+            title=f"{strategy}\nthreshold {chosen['threshold']['ensemble']:.3g}, chosen on validation",
         )
     save_figure(figure, path)
 
