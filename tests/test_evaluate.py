@@ -9,7 +9,7 @@ import pytest
 from conftest import python_environment, set_params
 from sklearn import metrics
 
-from stages import evaluate
+from stages import evaluate, report
 from stages.common import PREDICTIONS_DIR, SCALED_DIR, STRATEGIES, write_parquet
 
 SUMMARY_KEYS = {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"}
@@ -114,6 +114,20 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
     assert calibration["rows"].sum() == len(labels["test"])
     for image in ("roc.png", "prc.png", "confusion.png", "calibration.png"):
         assert (project / "plots" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_prints_the_readme_tables_from_the_metrics(project, capsys):
+    set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
+    write_predictions(3)
+    evaluate.main()
+    capsys.readouterr()
+    report.main()
+    printed = capsys.readouterr().out
+    baseline = read_metrics(project, "baseline")["chosen"]["cost_per_1000"]
+    row = f"| baseline | {read_metrics(project, 'baseline')['chosen']['threshold']['ensemble']:.3f} | "
+    assert row + f"{baseline['ensemble']:.1f} [{baseline['ensemble_lower']:.1f}, {baseline['ensemble_upper']:.1f}]" in printed
+    assert printed.count("| logistic |") == 3 and "one model" in printed
+    assert "| baseline − weighted |" in printed
 
 
 def test_thresholds_are_chosen_on_validation_without_reading_test_labels(project):

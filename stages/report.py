@@ -1,0 +1,92 @@
+"""report: the results tables of README.md, printed as Markdown from metrics/: `python -m stages.report`.
+
+`dvc metrics show` lists every number (about 100 columns per strategy); these tables pick the ones to read first.
+"""
+
+import json
+from pathlib import Path
+
+from stages.common import REFERENCE_STRATEGY, STRATEGIES, StageError, run
+
+METRICS = Path("metrics")
+
+
+def read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise StageError(f"{path}: cannot read metrics ({error}); run 'dvc repro evaluate'") from error
+
+
+def value(summary: dict, digits: int = 3, sign: str = "") -> str:
+    """The ensemble's value and its bootstrap interval."""
+    f = f"{{:{sign}.{digits}f}}"
+    return f"{f.format(summary['ensemble'])} [{f.format(summary['ensemble_lower'])}, {f.format(summary['ensemble_upper'])}]"
+
+
+def spread(summary: dict, digits: int = 3, sign: str = "") -> str:
+    """The members' mean and its interval ('one model' without one)."""
+    if summary["mean_lower"] is None:
+        return "one model"
+    f = f"{{:{sign}.{digits}f}}"
+    return f"{f.format(summary['mean'])} [{f.format(summary['mean_lower'])}, {f.format(summary['mean_upper'])}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def main():
+    strategies = (*STRATEGIES, REFERENCE_STRATEGY)
+    test = {s: read(METRICS / "test" / f"{s}.json") for s in strategies}
+    differences = read(METRICS / "differences.json")
+    operating = [
+        [
+            s,
+            f"{m['chosen']['threshold']['ensemble']:.3f}",
+            value(m["chosen"]["cost_per_1000"], 1),
+            value(m["chosen"]["precision"]),
+            value(m["chosen"]["recall"]),
+            " / ".join(str(m["chosen"][k]["ensemble"]) for k in ("tp", "fp", "fn")),
+        ]
+        for s, m in test.items()
+    ]
+    print(table(["strategy", "threshold", "cost per 1,000 transactions", "precision", "recall", "tp / fp / fn"], operating))
+    scores = [
+        [s, value(m["average_precision"]), spread(m["average_precision"]), value(m["roc_auc"], 4), spread(m["roc_auc"], 4),
+         value(m["recall_at_fpr"]), spread(m["recall_at_fpr"])]
+        for s, m in test.items()
+    ]
+    header = ["strategy", "average precision", "members", "ROC AUC", "members", "recall at the false-positive rate", "members"]
+    print("\n" + table(header, scores))
+    pairs = [
+        [
+            pair.replace("-", " − "),
+            value(d["average_precision"], sign="+"),
+            spread(d["average_precision"], sign="+"),
+            value(d["chosen"]["cost_per_1000"], 1, "+"),
+            d["average_precision"]["verdict"],
+            d["chosen"]["cost_per_1000"]["verdict"],
+        ]
+        for pair, d in differences.items()
+    ]
+    header = ["first − second", "AP: ensembles", "AP: members", "cost per 1,000: ensembles", "verdict on AP", "verdict on cost"]
+    print("\n" + table(header, pairs))
+    calibration = [
+        [
+            s,
+            f"{m['uncalibrated']['log_loss']['ensemble']:.4f} → {m['log_loss']['ensemble']:.4f}",
+            f"{m['uncalibrated']['brier']['ensemble']:.5f} → {m['brier']['ensemble']:.5f}",
+            " / ".join(str(m["tutorial"][k]["ensemble"]) for k in ("tp", "fp", "fn"))
+            + f", {m['tutorial']['precision']['ensemble']:.3f}, {m['tutorial']['recall']['ensemble']:.3f}",
+        ]
+        for s, m in test.items()
+    ]
+    header = ["strategy", "log loss as trained → calibrated", "Brier score as trained → calibrated",
+              "at the tutorial's threshold: tp / fp / fn, precision, recall"]
+    print("\n" + table(header, calibration))
+
+
+if __name__ == "__main__":
+    run(main)
