@@ -13,9 +13,11 @@ import pandas as pd
 from stages.common import StageError, quiet_tensorflow
 from stages.stats import Ranking, Thresholded
 
-# TensorFlow's own (Eigen) kernels only: oneDNN picks its kernels by processor, which changes the last bits of
-# the results from one machine to the next; with it off, the same data and seed give the same bytes anywhere.
+# oneDNN (TensorFlow's matrix products on x86) picks its kernels by processor, which changes the last bits of the
+# results from one machine to the next. Capped at AVX2 and without its graph rewrites, every x86-64 processor
+# with AVX2 runs the same kernels, so the same data and seed give the same bytes on any of them.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 with quiet_tensorflow():
     import keras
     import tensorflow as tf
