@@ -177,8 +177,8 @@ def test_stage_writes_members_predictions_history_and_metrics(scaled, project, m
     assert set(history["member"]) == set(range(count))
     metrics = json.loads((project / "metrics" / "train" / "weighted.json").read_text())
     assert metrics["members"] == count
-    assert set(metrics) == {"members", "epochs_run", "best_epoch", "best_val_auc"}
-    assert metrics["best_val_auc"]["max"] == pytest.approx(history["val_auc"].max(), abs=1e-6)
+    assert set(metrics) == {"members", "epochs_run", "best_epoch", "best_val_prc"}  # val_prc: the default monitor
+    assert metrics["best_val_prc"]["max"] == pytest.approx(history["val_prc"].max(), abs=1e-6)
 
 
 BAD_PARAMS = [
