@@ -2,8 +2,9 @@
 
     python benchmarks/benchmark.py --data ../shared/data/creditcard.csv.gz
 
-Parts: 1. same-work training (fixed epochs, no early stopping) against benchmarks/tutorial_reference.py;
-2. the whole `dvc repro` from scratch, per stage, against the whole tutorial script; 3. a no-op `dvc repro`;
+Parts: 1a. training 1 against 5 members (fixed epochs, no early stopping); 1b. same-work training of one model
+per strategy against benchmarks/tutorial_reference.py; 2. the whole `dvc repro` from scratch (5 members per
+strategy), per stage, against the whole tutorial script (one model each); 3. a no-op `dvc repro`;
 4. an incremental `dvc repro` after one train_resampled param change; 5. growth: the data stages and one
 epoch of each strategy on 1x, 4x and 16x the rows. Everything runs in scratch copies of the project, so
 the work tree is left alone. Needs the project's environment (`make repro` or `make test` creates it).
