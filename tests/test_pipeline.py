@@ -122,7 +122,7 @@ def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
     repo.run("dvc", "plots", "show", "-o", "plots_page")
     page = repo.cwd / "plots_page" / "index.html"
     html = page.read_text()
-    assert "ROC curve (test split)" in html and '"fpr"' in html and '"tpr"' in html
+    assert "ROC curve on the test split" in html and '"fpr"' in html and '"tpr"' in html
     assert all(f'"filename": "{strategy}.csv"' in html for strategy in STRATEGIES)
     assert "roc.png" in html
     assert page.stat().st_size < 2_000_000
