@@ -204,7 +204,7 @@ def test_templates_colour_each_strategy_as_the_figures_do():
 
     for template in PLOTS.glob("*.json"):
         strategy_scales(json.loads(template.read_text()), template.stem)
-    assert set(scales) == {"roc_log"}
+    assert set(scales) == {"roc_log", "precision_recall_steps"}
     for template, template_scales in scales.items():
         for scale in template_scales:
             assert scale["domain"] == STRATEGIES, template
@@ -213,7 +213,7 @@ def test_templates_colour_each_strategy_as_the_figures_do():
 
 @needs_chromium
 def test_curves_are_named_and_coloured_by_strategy(drawn):
-    for chart in ("roc",):
+    for chart in ("roc", "precision_recall"):
         assert drawn[chart]["legend"] == [[strategy, colour] for strategy, colour in figures.COLOURS.items()]
         assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(figures.COLOURS.values())
 
@@ -229,3 +229,18 @@ def test_roc_draws_false_positive_rates_on_a_log_axis_with_zero_at_its_left_end(
         assert len(line["points"]) == len(fpr)  # every point drawn, none lost to the log scale
         assert all(isinstance(x, (int, float)) and isinstance(y, (int, float)) for x, y in line["points"])
         assert [x for x, _ in line["points"][: (fpr == 0).sum()]] == [0] * (fpr == 0).sum()
+
+
+@needs_chromium
+def test_precision_recall_steps_enclose_the_average_precision(made_up, drawn):
+    width, height = 400, 320  # the template's plot size: recall 0..1 across, precision 0..1 up
+    for line in drawn["precision_recall"]["lines"]:
+        strategy = STRATEGIES[list(figures.COLOURS.values()).index(line["stroke"])]
+        labels, scores = made_up["scores"][strategy]
+        assert line["interpolate"] == "step-before"
+        recall = np.array([x / width for x, _ in line["points"]])
+        precision = np.array([1 - y / height for _, y in line["points"]])
+        assert len(recall) == len(np.unique(metrics.precision_recall_curve(labels, scores)[1]))  # one per level
+        # step-before holds each point's precision over the recall interval that ends at it: AP's sum
+        area = np.sum(np.diff(recall) * precision[1:])
+        assert area == pytest.approx(metrics.average_precision_score(labels, scores), abs=1e-9)
