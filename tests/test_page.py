@@ -244,3 +244,16 @@ def test_precision_recall_steps_enclose_the_average_precision(made_up, drawn):
         # step-before holds each point's precision over the recall interval that ends at it: AP's sum
         area = np.sum(np.diff(recall) * precision[1:])
         assert area == pytest.approx(metrics.average_precision_score(labels, scores), abs=1e-9)
+
+
+@needs_chromium
+def test_confusion_matrices_print_every_count_and_share_under_their_strategy(made_up, drawn):
+    confusion = drawn["confusion"]
+    assert texts(confusion, "title-text")[: len(STRATEGIES)] == STRATEGIES  # one matrix per strategy, titled
+    cells = texts(confusion, "mark")
+    assert len(cells) == 4 * len(STRATEGIES)
+    for strategy, counts in made_up["counts"].items():
+        for count in counts.values():
+            assert any(cell.startswith(f"{count:,}\n") for cell in cells), (strategy, count)
+    # shares of the actual class; never 0.0 % or 100.0 % for 8 false alarms among 56,863
+    assert cells[:4] == ["56,855\n99.98%", "8\n0.014%", "26\n26.5%", "72\n73.5%"]
