@@ -118,6 +118,13 @@ TRAINED = [strategy for strategy in STRATEGIES if strategy != "logistic"]
 MEMBERS, EPOCHS = 2, 4
 COUNTS = {"tn": 56855, "fp": 8, "fn": 26, "tp": 72}  # baseline's on the real data; the others differ
 CELLS = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}  # (actual, predicted)
+CHARTS = ["roc", "precision_recall", "confusion", "training"]
+HISTORY_TITLES = [
+    "Loss (binary cross-entropy)",
+    "Validation ROC AUC",
+    "Validation average precision",
+    "Validation recall at 0.5",
+]
 
 
 def made_up_scores(strategy: str) -> tuple[np.ndarray, np.ndarray]:
@@ -204,11 +211,20 @@ def test_templates_colour_each_strategy_as_the_figures_do():
 
     for template in PLOTS.glob("*.json"):
         strategy_scales(json.loads(template.read_text()), template.stem)
-    assert set(scales) == {"roc_log", "precision_recall_steps"}
+    assert set(scales) == {"roc_log", "precision_recall_steps", "history"}
     for template, template_scales in scales.items():
         for scale in template_scales:
-            assert scale["domain"] == STRATEGIES, template
+            assert scale["domain"] == (TRAINED if template == "history" else STRATEGIES), template
             assert scale["range"][: len(scale["domain"])] == [figures.COLOURS[s] for s in scale["domain"]], template
+
+
+@needs_chromium
+def test_page_of_made_up_results_draws_every_chart_in_reading_order(made_up, tmp_path):
+    assert list(chart_specs(made_up["page"])) == CHARTS
+    html = made_up["page"].read_text()
+    assert html.index('id = "training"') < html.index("plots_confusion.png")  # dvc-render puts images last
+    result = check_page(made_up["page"], tmp_path / "page.png")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @needs_chromium
@@ -216,6 +232,8 @@ def test_curves_are_named_and_coloured_by_strategy(drawn):
     for chart in ("roc", "precision_recall"):
         assert drawn[chart]["legend"] == [[strategy, colour] for strategy, colour in figures.COLOURS.items()]
         assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(figures.COLOURS.values())
+    assert drawn["training"]["legend"][: len(TRAINED)] == [[s, figures.COLOURS[s]] for s in TRAINED]
+    assert [label for label, _ in drawn["training"]["legend"][len(TRAINED) :]] == ["training", "validation"]
 
 
 @needs_chromium
@@ -257,3 +275,16 @@ def test_confusion_matrices_print_every_count_and_share_under_their_strategy(mad
             assert any(cell.startswith(f"{count:,}\n") for cell in cells), (strategy, count)
     # shares of the actual class; never 0.0 % or 100.0 % for 8 false alarms among 56,863
     assert cells[:4] == ["56,855\n99.98%", "8\n0.014%", "26\n26.5%", "72\n73.5%"]
+
+
+@needs_chromium
+def test_training_history_has_a_titled_panel_per_metric_and_the_loss_on_a_log_scale(drawn):
+    training = drawn["training"]
+    titles = texts(training, "title-text")
+    assert [title for title in titles if title in HISTORY_TITLES] == HISTORY_TITLES
+    assert "loss (log scale)" in texts(training, "axis-title")
+    lines = training["lines"]
+    assert len(lines) == len(TRAINED) * MEMBERS * (2 + 3)  # a line per member: training and validation loss, 3 metrics
+    loss = [line for line in lines if line["dash"] is not None]
+    assert len(loss) == len(TRAINED) * MEMBERS * 2
+    assert sorted(map(tuple, (line["dash"] for line in loss))) == [(1, 0)] * 6 + [(4, 3)] * 6
