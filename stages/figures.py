@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 
 from stages.common import atomic_output  # noqa: E402
 
-# The same in every chart, PNG or vega (.dvc/plots templates).
-COLOURS = {"baseline": "#1f77b4", "weighted": "#ff7f0e", "resampled": "#2ca02c", "logistic": "#7f7f7f"}
+# The same in every chart: these figures and the `dvc plots show` templates (.dvc/plots/*.json, tested to agree).
+COLOURS = {"baseline": "#1f77b4", "weighted": "#ff7f0e", "resampled": "#2ca02c", "logistic": "#9467bd"}
 
 
 def save_figure(figure, path):

@@ -1,7 +1,9 @@
 """Shared fixtures: a synthetic creditcard-like data set and a scratch project directory."""
 
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,3 +92,72 @@ def check_page(page: Path, screenshot: Path | None = None, timeout: float = 60) 
     result = subprocess.run([*command, "--timeout", str(timeout)], capture_output=True, text=True, timeout=300)
     print(result.stdout, result.stderr)  # shown by pytest -rP or on failure
     return result
+
+
+# Evaluated in a page that holds vega, vega-lite and vega-embed (any page dvc plots show writes): draws each spec
+# headless and returns what a reader would see in it: every text (chart, panel and axis titles, legend and axis
+# labels, text marks) with its role, every legend entry (label, colour of its symbol), every line (colour,
+# interpolation, dash, points in pixels).
+CHART_CONTENTS_JS = r"""async (specs) => {
+  const charts = {};
+  for (const [id, spec] of Object.entries(specs)) {
+    const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), {renderer: 'none'});
+    await view.runAsync();
+    const texts = [], legend = [], lines = [];
+    const walk = (mark) => {
+      for (const item of mark.items || []) {
+        if (mark.marktype === 'text' && item.text !== undefined && item.text !== '') {
+          texts.push([mark.role, String(item.text)]);
+        }
+        const symbols = (item.items || []).find(m => m.role === 'legend-symbol');
+        const labels = (item.items || []).find(m => m.role === 'legend-label');
+        if (symbols && labels) labels.items.forEach((label, i) => legend.push([label.text, symbols.items[i].stroke]));
+        (item.items || []).forEach(walk);
+      }
+      if (mark.marktype === 'line' && mark.items.length) {
+        const first = mark.items[0];
+        lines.push({stroke: first.stroke, interpolate: first.interpolate || 'linear', dash: first.strokeDash || null,
+                    points: mark.items.map(point => [point.x, point.y])});
+      }
+    };
+    walk(view.scenegraph().root);
+    view.finalize();
+    charts[id] = {texts, legend, lines};
+  }
+  return charts;
+}"""
+
+
+def chart_specs(page: Path) -> dict:
+    """The vega-lite spec of every chart on a page dvc plots show wrote, by chart id, in page order."""
+    found = re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", page.read_text(), re.DOTALL)
+    return {chart_id: json.loads(spec) for spec, chart_id in found}
+
+
+def chart_contents(page: Path) -> dict:
+    """What every chart on the page draws (see CHART_CONTENTS_JS), by chart id: headless Chromium, no network."""
+    check_page_module = load_script(CHECK_PAGE)
+    browser = check_page_module.Browser(check_page_module.find_chromium(), timeout=60)
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.send("Page.enable", session=session)
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session)
+        expression = f"({CHART_CONTENTS_JS})({json.dumps(chart_specs(page))})"
+        for _ in range(100):  # the libraries are in the page's head: wait until they are loaded
+            reply = browser.send(
+                "Runtime.evaluate",
+                {"expression": "typeof vegaEmbed", "returnByValue": True},
+                session,
+            )
+            if reply.get("result", {}).get("value") == "function":
+                break
+            browser.pump(0.1)
+        reply = browser.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session
+        )
+    finally:
+        browser.close()
+    if "exceptionDetails" in reply:
+        raise AssertionError(f"drawing the charts failed: {reply['exceptionDetails']}")
+    return reply["result"]["value"]

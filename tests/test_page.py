@@ -1,14 +1,25 @@
 """The page `dvc plots show` writes: its template (.dvc/plots/page.html) holds the vendored chart libraries, so
 it needs no network, and .ci/check_page.py, which opens a page in headless Chromium, fails on pages that do not
-draw. The page of a real `dvc plots show` is checked in test_pipeline.py."""
+draw. The chart templates (.dvc/plots/*.json) are checked on made-up results here, for what a reader sees in
+each chart; the page of a real `dvc plots show` is checked in test_pipeline.py."""
 
 import configparser
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
-from conftest import REPO, check_page, load_script, needs_chromium
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, chart_contents, chart_specs, check_page, load_script, needs_chromium, python_environment
 from dvc_render.html import PAGE_HTML
 from dvc_render.vega import VegaRenderer
+from sklearn import metrics
+
+from stages import figures
 
 PLOTS = REPO / ".dvc" / "plots"
 TEMPLATE = PLOTS / "page.html"
@@ -97,3 +108,183 @@ def test_check_page_fails_on_a_page_that_needs_the_network(tmp_path):
     assert result.returncode == 1
     assert "FAIL network request attempted: https://cdn.jsdelivr.net/npm/vega@5.20.2" in result.stdout
     assert "FAIL chart #good: drew nothing (no svg or canvas)" in result.stdout
+
+
+# The chart templates (.dvc/plots/*.json) on made-up results: `dvc plots show` in a scratch DVC project holding this
+# project's dvc.yaml, plus the line per chart that adds a fourth strategy, logistic (ROC, precision-recall and
+# confusion files, no training history).
+STRATEGIES = list(figures.COLOURS)  # baseline, weighted, resampled, logistic: the legends' order
+TRAINED = [strategy for strategy in STRATEGIES if strategy != "logistic"]
+MEMBERS, EPOCHS = 2, 4
+COUNTS = {"tn": 56855, "fp": 8, "fn": 26, "tp": 72}  # baseline's on the real data; the others differ
+CELLS = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}  # (actual, predicted)
+CHARTS = ["roc", "precision_recall", "confusion", "training"]
+HISTORY_TITLES = [
+    "Loss (binary cross-entropy)",
+    "Validation ROC AUC",
+    "Validation average precision",
+    "Validation recall at 0.5",
+]
+
+
+def made_up_scores(strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores with ties (rounded), so that the curves have points of equal recall and a rate 0."""
+    rng = np.random.default_rng(STRATEGIES.index(strategy))
+    labels = np.r_[np.ones(40), np.zeros(4000)]
+    scores = np.round(rng.normal(labels * (1.5 + 0.5 * STRATEGIES.index(strategy)), 1.0), 1)
+    return labels, scores
+
+
+def with_logistic(dvc_yaml: dict) -> dict:
+    """The project's dvc.yaml with logistic added to every chart of test results: one line per chart."""
+    for plot in dvc_yaml["plots"]:
+        for definition in plot.values() if isinstance(plot, dict) else []:
+            files = definition["y"]
+            baseline = next(iter(files))
+            if not baseline.startswith("plots/history/"):
+                files[baseline.replace("baseline", "logistic")] = files[baseline]
+    return dvc_yaml
+
+
+def write_csv(path: Path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(data).to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def made_up(tmp_path_factory):
+    """`dvc plots show` on made-up results of every strategy: the page, the scores and the confusion counts."""
+    root = tmp_path_factory.mktemp("made_up")
+    env = python_environment()
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
+    shutil.copytree(PLOTS, root / ".dvc" / "plots", dirs_exist_ok=True)
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    (root / "dvc.yaml").write_text(yaml.safe_dump(with_logistic(yaml.safe_load((REPO / "dvc.yaml").read_text()))))
+    scores = {strategy: made_up_scores(strategy) for strategy in STRATEGIES}
+    counts = {
+        strategy: {**COUNTS, "tn": COUNTS["tn"] - 100 * number, "fp": COUNTS["fp"] + 100 * number}
+        for number, strategy in enumerate(STRATEGIES)
+    }
+    plots = root / "plots"
+    for strategy, (labels, score) in scores.items():
+        fpr, tpr, _ = metrics.roc_curve(labels, score)
+        write_csv(plots / "roc" / f"{strategy}.csv", {"fpr": fpr, "tpr": tpr})
+        precision, recall, _ = metrics.precision_recall_curve(labels, score)
+        write_csv(plots / "prc" / f"{strategy}.csv", {"recall": recall, "precision": precision})
+        cells = [{"actual": a, "predicted": p, "count": counts[strategy][key]} for (a, p), key in CELLS.items()]
+        write_csv(plots / "confusion" / f"{strategy}.csv", cells)
+    for number, strategy in enumerate(TRAINED):  # training losses 10 and 100 times the baseline's
+        history = [
+            {"member": member, "epoch": epoch, "loss": 0.01 * 10**number / epoch, "val_loss": 0.01 / epoch,
+             "val_auc": 0.9, "val_prc": 0.7, "val_precision": 0.8, "val_recall": 0.75}
+            for member in range(MEMBERS)
+            for epoch in range(1, EPOCHS + 1)
+        ]
+        write_csv(plots / "history" / f"{strategy}.csv", history)
+    for figure in ("roc", "prc", "confusion"):
+        figures.plt.imsave(plots / f"{figure}.png", np.zeros((4, 4)))
+    subprocess.run(["dvc", "plots", "show"], cwd=root, env=env, check=True, capture_output=True)
+    return {"page": root / "dvc_plots" / "index.html", "scores": scores, "counts": counts}
+
+
+@pytest.fixture(scope="module")
+def drawn(made_up):
+    return chart_contents(made_up["page"])
+
+
+def texts(chart: dict, role: str) -> list[str]:
+    return [text for text_role, text in chart["texts"] if text_role == role]
+
+
+def test_templates_colour_each_strategy_as_the_figures_do():
+    scales = {}
+
+    def strategy_scales(node, template):
+        if isinstance(node, dict):
+            if node.get("field") == "strategy" and "scale" in node:
+                scales.setdefault(template, []).append(node["scale"])
+            for value in node.values():
+                strategy_scales(value, template)
+        elif isinstance(node, list):
+            for value in node:
+                strategy_scales(value, template)
+
+    for template in PLOTS.glob("*.json"):
+        strategy_scales(json.loads(template.read_text()), template.stem)
+    assert set(scales) == {"roc_log", "precision_recall_steps", "history"}
+    for template, template_scales in scales.items():
+        for scale in template_scales:
+            assert scale["domain"] == (TRAINED if template == "history" else STRATEGIES), template
+            assert scale["range"][: len(scale["domain"])] == [figures.COLOURS[s] for s in scale["domain"]], template
+
+
+@needs_chromium
+def test_page_of_made_up_results_draws_every_chart_in_reading_order(made_up, tmp_path):
+    assert list(chart_specs(made_up["page"])) == CHARTS
+    html = made_up["page"].read_text()
+    assert html.index('id = "training"') < html.index("plots_confusion.png")  # dvc-render puts images last
+    result = check_page(made_up["page"], tmp_path / "page.png")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_chromium
+def test_curves_are_named_and_coloured_by_strategy(drawn):
+    for chart in ("roc", "precision_recall"):
+        assert drawn[chart]["legend"] == [[strategy, colour] for strategy, colour in figures.COLOURS.items()]
+        assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(figures.COLOURS.values())
+    assert drawn["training"]["legend"][: len(TRAINED)] == [[s, figures.COLOURS[s]] for s in TRAINED]
+    assert [label for label, _ in drawn["training"]["legend"][len(TRAINED) :]] == ["training", "validation"]
+
+
+@needs_chromium
+def test_roc_draws_false_positive_rates_on_a_log_axis_with_zero_at_its_left_end(made_up, drawn):
+    roc = drawn["roc"]
+    assert texts(roc, "axis-title")[-1] == "False positive rate (log scale; 0 drawn at 0.001 %)"
+    assert texts(roc, "axis-label")[-6:] == ["0.001%", "0.01%", "0.1%", "1%", "10%", "100%"]
+    for line in roc["lines"]:
+        strategy = STRATEGIES[list(figures.COLOURS.values()).index(line["stroke"])]
+        fpr, _, _ = metrics.roc_curve(*made_up["scores"][strategy])
+        assert len(line["points"]) == len(fpr)  # every point drawn, none lost to the log scale
+        assert all(isinstance(x, (int, float)) and isinstance(y, (int, float)) for x, y in line["points"])
+        assert [x for x, _ in line["points"][: (fpr == 0).sum()]] == [0] * (fpr == 0).sum()
+
+
+@needs_chromium
+def test_precision_recall_steps_enclose_the_average_precision(made_up, drawn):
+    width, height = 400, 320  # the template's plot size: recall 0..1 across, precision 0..1 up
+    for line in drawn["precision_recall"]["lines"]:
+        strategy = STRATEGIES[list(figures.COLOURS.values()).index(line["stroke"])]
+        labels, scores = made_up["scores"][strategy]
+        assert line["interpolate"] == "step-before"
+        recall = np.array([x / width for x, _ in line["points"]])
+        precision = np.array([1 - y / height for _, y in line["points"]])
+        assert len(recall) == len(np.unique(metrics.precision_recall_curve(labels, scores)[1]))  # one per level
+        # step-before holds each point's precision over the recall interval that ends at it: AP's sum
+        area = np.sum(np.diff(recall) * precision[1:])
+        assert area == pytest.approx(metrics.average_precision_score(labels, scores), abs=1e-9)
+
+
+@needs_chromium
+def test_confusion_matrices_print_every_count_and_share_under_their_strategy(made_up, drawn):
+    confusion = drawn["confusion"]
+    assert texts(confusion, "title-text")[: len(STRATEGIES)] == STRATEGIES  # one matrix per strategy, titled
+    cells = texts(confusion, "mark")
+    assert len(cells) == 4 * len(STRATEGIES)
+    for strategy, counts in made_up["counts"].items():
+        for count in counts.values():
+            assert any(cell.startswith(f"{count:,}\n") for cell in cells), (strategy, count)
+    # shares of the actual class; never 0.0 % or 100.0 % for 8 false alarms among 56,863
+    assert cells[:4] == ["56,855\n99.98%", "8\n0.014%", "26\n26.5%", "72\n73.5%"]
+
+
+@needs_chromium
+def test_training_history_has_a_titled_panel_per_metric_and_the_loss_on_a_log_scale(drawn):
+    training = drawn["training"]
+    titles = texts(training, "title-text")
+    assert [title for title in titles if title in HISTORY_TITLES] == HISTORY_TITLES
+    assert "loss (log scale)" in texts(training, "axis-title")
+    lines = training["lines"]
+    assert len(lines) == len(TRAINED) * MEMBERS * (2 + 3)  # a line per member: training and validation loss, 3 metrics
+    loss = [line for line in lines if line["dash"] is not None]
+    assert len(loss) == len(TRAINED) * MEMBERS * 2
+    assert sorted(map(tuple, (line["dash"] for line in loss))) == [(1, 0)] * 6 + [(4, 3)] * 6

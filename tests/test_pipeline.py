@@ -5,12 +5,24 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO, check_page, make_creditcard, needs_chromium, python_environment, set_params
+from conftest import (
+    REPO,
+    chart_contents,
+    chart_specs,
+    check_page,
+    make_creditcard,
+    needs_chromium,
+    python_environment,
+    set_params,
+)
+
+from stages.figures import COLOURS
 
 PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 DATA_STAGES = ["download", "clean", "split", "scale"]
 TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled", "train_logistic"]
-STRATEGIES = ["baseline", "weighted", "resampled"]
+STRATEGIES = ["baseline", "weighted", "resampled"]  # the network's, which have a training history
+EVALUATED = [*STRATEGIES, "logistic"]
 # The synthetic data has no duplicate rows, so the grouped split has the stratified split's counts and no twins.
 TEST_SPLIT = {"rows": 600, "frauds": 12, "duplicate_groups": 0, "rows_with_twin_in_other_split": 0}
 
@@ -101,7 +113,7 @@ def test_second_repro_skips_every_stage(repo, reproduced):
 def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
     shown = json.loads(repo.run("dvc", "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
-    for strategy in [*STRATEGIES, "logistic"]:
+    for strategy in EVALUATED:
         test_metrics = files[f"metrics/test/{strategy}.json"]["data"]
         assert {"average_precision", "roc_auc", "recall_at_fpr", "log_loss", "brier", "chosen", "tutorial"} <= set(
             test_metrics
@@ -121,14 +133,23 @@ def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
     assert files["metrics/split.json"]["data"]["test"] == TEST_SPLIT
 
 
-def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
+def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, reproduced):
     repo.run("dvc", "plots", "show", "-o", "plots_page")
     page = repo.cwd / "plots_page" / "index.html"
+    specs = chart_specs(page)
+    assert list(specs) == ["roc", "precision_recall", "confusion", "training"]
+    titles = [spec["title"]["text"] for spec in specs.values()]
+    assert titles[0].startswith("ROC curve on the test split") and "log scale" in titles[0]
+    assert titles[1].startswith("Precision-recall curve on the test split")
+    assert titles[2].startswith("Confusion matrices on the test split")
+    assert titles[3].startswith("Training history")
+    for name, spec in specs.items():  # every strategy's results in every chart (no training history for logistic)
+        expected = STRATEGIES if name == "training" else EVALUATED
+        assert {row["filename"] for row in spec["data"]["values"]} == {f"{s}.csv" for s in expected}
     html = page.read_text()
-    assert "ROC curve (test split)" in html and '"fpr"' in html and '"tpr"' in html
-    assert all(f'"filename": "{strategy}.csv"' in html for strategy in STRATEGIES)
-    assert "roc.png" in html
-    assert page.stat().st_size < 2_000_000
+    positions = [html.index(f"_plots_{figure}.png") for figure in ("confusion", "prc", "roc")]
+    assert html.index('id = "training"') < min(positions)  # the PNG figures after the charts
+    assert page.stat().st_size < 2_500_000
 
 
 @needs_chromium
@@ -140,6 +161,15 @@ def test_plots_page_draws_every_chart_without_network(repo, reproduced, tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "of which not local: 0" in result.stdout
     assert (tmp_path / "page.png").read_bytes().startswith(b"\x89PNG")
+    # what a reader sees: legends name the strategies (not files) in the PNG figures' colours
+    drawn = chart_contents(page)
+    for chart in ("roc", "precision_recall"):
+        assert [label for label, _ in drawn[chart]["legend"]] == list(COLOURS)
+        assert all(colour == COLOURS[label] for label, colour in drawn[chart]["legend"])
+        assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(COLOURS[s] for s in EVALUATED)
+    assert drawn["training"]["legend"][: len(STRATEGIES)] == [[s, COLOURS[s]] for s in STRATEGIES]
+    headers = [text for role, text in drawn["confusion"]["texts"] if role == "title-text"]
+    assert headers[: len(EVALUATED)] == EVALUATED
 
 
 def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
@@ -164,6 +194,19 @@ def test_resampled_param_change_reruns_only_train_resampled_and_evaluate(repo, r
     assert ran(repo.run("dvc", "repro")) == {"train_resampled", "evaluate"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
     assert "metrics/train/resampled.json" in diff and "metrics/train/baseline.json" not in diff
+
+
+@needs_chromium
+def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path):
+    # after the previous test the workspace holds other resampled results than HEAD
+    repo.run("dvc", "plots", "diff", "HEAD", "-o", "diff_page")
+    page = repo.cwd / "diff_page" / "index.html"
+    result = check_page(page, tmp_path / "diff.png")
+    assert result.returncode == 0, result.stdout + result.stderr
+    drawn = chart_contents(page)
+    for chart in ("roc", "precision_recall", "confusion", "training"):
+        assert {"HEAD", "workspace"} <= {text for _, text in drawn[chart]["texts"]}, chart  # panel headers
+    assert len(drawn["roc"]["lines"]) == 2 * len(EVALUATED)
 
 
 def test_logistic_param_change_reruns_only_train_logistic_and_evaluate(repo, reproduced):
