@@ -7,6 +7,7 @@ import resource
 import shutil
 import sys
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +28,11 @@ SPLIT_DIR = Path("data/split")
 SCALED_DIR = Path("data/scaled")
 MODELS_DIR = Path("models")
 PREDICTIONS_DIR = Path("data/predictions")
+EXPORT_DIR = Path("models/export")
+
+# What save_keras writes instead of the save time, so identical models give identical files.
+KERAS_DATE_SAVED = "1980-01-01@00:00:00"
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 log = logging.getLogger("fraudflow")
 
@@ -112,6 +118,38 @@ def write_json(path, data):
 def write_parquet(table: pa.Table, path):
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def save_keras(model, path):
+    """Save a Keras model as a .keras file that is byte-identical for identical models.
+
+    Keras writes the save time into metadata.json and the zip entries, and the memory address of objects
+    shared between layers into config.json; these become a fixed date and ids counted in order of appearance.
+    """
+    with atomic_output(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp) as saved:
+            entries = [(info, saved.read(info)) for info in saved.infolist()]
+        with zipfile.ZipFile(tmp, "w") as fixed:
+            for info, data in entries:
+                if info.filename == "metadata.json":
+                    data = json.dumps({**json.loads(data), "date_saved": KERAS_DATE_SAVED}).encode()
+                elif info.filename == "config.json":
+                    data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+                fixed.writestr(zipfile.ZipInfo(info.filename, ZIP_DATE_TIME), data, compress_type=info.compress_type)
+
+
+def _renumber_shared_objects(config, ids: dict):
+    """The config with every 'shared_object_id' (an id() in Keras) replaced by 0, 1, ... in order of appearance."""
+    if isinstance(config, dict):
+        if "shared_object_id" in config:
+            config["shared_object_id"] = ids.setdefault(config["shared_object_id"], len(ids))
+        for value in config.values():
+            _renumber_shared_objects(value, ids)
+    elif isinstance(config, list):
+        for value in config:
+            _renumber_shared_objects(value, ids)
+    return config
 
 
 def read_parquet(path) -> pa.Table:
