@@ -28,6 +28,12 @@ def make_creditcard(rows: int = 3000, frauds: int = 60, seed: int = 0) -> pd.Dat
     return frame
 
 
+def set_cell(frame, column, row, value):
+    frame[column] = frame[column].astype(object)
+    frame.loc[row, column] = value
+    return frame
+
+
 def set_params(path: Path, **updates):
     """Change params in a params.yaml; keys are 'section__key' (double underscore), e.g. download__sha256=''."""
     params = yaml.safe_load(path.read_text())
