@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 from conftest import REPO, make_creditcard, python_environment, set_params
 
@@ -11,6 +12,11 @@ PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"
 DATA_STAGES = ["download", "clean", "split", "scale"]
 TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled"]
 STRATEGIES = ["baseline", "weighted", "resampled"]
+# The tests before the last one reproduce and check the stages up to evaluate: the export stage reads the
+# ensemble layout (models/<strategy>/member_<i>.keras) that the new train stage writes, and the last test
+# checks it. With that train stage in place, UP_TO can become the whole pipeline (no target) and "export" join
+# the expected stages.
+UP_TO = "evaluate"
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +66,13 @@ class Runner:
         self.run("git", "add", "-A")
         self.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message)
 
-    def changed_stages(self) -> set[str]:
-        return set(json.loads(self.run("dvc", "status", "--json")))
+    def changed_stages(self, *targets) -> set[str]:
+        return set(json.loads(self.run("dvc", "status", "--json", *targets)))
 
 
 @pytest.fixture(scope="module")
 def reproduced(repo):
-    return repo.run("dvc", "repro")
+    return repo.run("dvc", "repro", UP_TO)
 
 
 def ran(output: str) -> set[str]:
@@ -87,7 +93,7 @@ def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
 
 
 def test_second_repro_skips_every_stage(repo, reproduced):
-    again = repo.run("dvc", "repro")
+    again = repo.run("dvc", "repro", UP_TO)
     assert ran(again) == set()
     assert all(
         f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate"]
@@ -120,16 +126,40 @@ def test_plots_show_writes_one_page_with_the_roc_curves(repo, reproduced):
 def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
     set_params(repo.cwd / "params.yaml", split__seed=7)
     # dvc status compares each stage with its own dependencies: only split sees the change ...
-    assert repo.changed_stages() == {"split"}
+    assert repo.changed_stages("--with-deps", UP_TO) == {"split"}
     # ... and repro carries it on to every stage downstream, leaving download and clean cached.
-    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, "evaluate"}
-    assert repo.changed_stages() == set()
+    assert ran(repo.run("dvc", "repro", UP_TO)) == {"split", "scale", *TRAIN_STAGES, "evaluate"}
+    assert repo.changed_stages("--with-deps", UP_TO) == set()
 
 
 def test_resampled_param_change_reruns_only_train_resampled_and_evaluate(repo, reproduced):
     repo.commit("results")
     set_params(repo.cwd / "params.yaml", train_resampled__steps_per_epoch=4)
-    assert repo.changed_stages() == {"train_resampled"}
-    assert ran(repo.run("dvc", "repro")) == {"train_resampled", "evaluate"}
+    assert repo.changed_stages("--with-deps", UP_TO) == {"train_resampled"}
+    assert ran(repo.run("dvc", "repro", UP_TO)) == {"train_resampled", "evaluate"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
     assert "metrics/train/resampled.json" in diff and "metrics/train/baseline.json" not in diff
+
+
+def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_params_change(repo, reproduced):
+    """The contract with the train stage: it writes models/<strategy>/member_<i>.keras."""
+    assert ran(repo.run("dvc", "repro")) == {"export"}
+    card_file = repo.cwd / "models" / "export" / "model.json"
+    card = json.loads(card_file.read_text())
+    assert (card["strategy"], card["threshold"]) == ("baseline", 0.5)
+    assert card["members"] >= 1 and card["columns"][-1] == "Amount"
+    assert (repo.cwd / "models" / "export" / "saved_model" / "saved_model.pb").exists()
+
+    set_params(repo.cwd / "params.yaml", export__strategy="weighted")
+    assert repo.changed_stages() == {"export"}
+    assert ran(repo.run("dvc", "repro")) == {"export"}
+    assert json.loads(card_file.read_text())["strategy"] == "weighted"
+
+    set_params(repo.cwd / "params.yaml", evaluate__threshold=0.3)
+    assert ran(repo.run("dvc", "repro")) == {"evaluate", "export"}
+    assert json.loads(card_file.read_text())["threshold"] == 0.3
+    assert ran(repo.run("dvc", "repro")) == set()
+
+    repo.run("python", "-m", "stages.score", "data/raw/creditcard.csv", "scores.csv")
+    scores = pd.read_csv(repo.cwd / "scores.csv")
+    assert len(scores) == 3000 and scores["flagged"].tolist() == (scores["probability"] > 0.3).astype(int).tolist()
