@@ -90,7 +90,8 @@ def validate(df: pd.DataFrame, path, columns: list[str] = EXPECTED_COLUMNS, firs
             # Row numbers count data rows from 1; the file line adds the header.
             line = f" (line {row + 2})" if str(path).endswith(CSV_SUFFIXES) else ""
             raise StageError(f"{path}: column '{name}', row {row + 1}{line}: {description} ({value!r})")
-        df[name] = pd.to_numeric(df[name]).astype("float64")
+        if df[name].dtype != "float64":  # setting a column costs more than checking it
+            df[name] = pd.to_numeric(df[name]).astype("float64")
     if LABEL in columns:
         df[LABEL] = df[LABEL].astype("int8")
     return df

@@ -38,14 +38,14 @@ CSV_BLOCK = 1 << 20
 
 
 def load_exported():
-    """The exported model as a graph function of a float64 matrix, and its model.json."""
+    """The exported model as a graph function of a float64 matrix (traced here, once), and its model.json."""
     missing = [path for path in (CARD_FILE, MODEL_FILE) if not path.is_file()]
     if missing:
         raise StageError(f"{missing[0]}: not found; run 'dvc repro export' to make it")
     card = json.loads(CARD_FILE.read_text())
     model = keras.saving.load_model(MODEL_FILE)
     signature = tf.TensorSpec([None, len(card["columns"])], tf.float64)
-    return tf.function(lambda x: model(x, training=False), input_signature=[signature]), card
+    return tf.function(lambda x: model(x, training=False)).get_concrete_function(signature), card
 
 
 def csv_input(path: Path, columns: list[str]):
@@ -144,17 +144,16 @@ def prefetched(iterator):
 
 def features(batch, columns: list[str], path, first_row: int) -> np.ndarray:
     """The model's columns as a float64 matrix, validated as clean does (errors name the row in the file)."""
-    frame = pd.DataFrame({name: numbers_if_possible(batch.column(name)) for name in columns})
-    return validate(frame, path, columns, first_row).to_numpy(np.float64)
+    numbers = pa.table({name: numbers_if_possible(batch.column(name)) for name in columns})
+    return validate(numbers.to_pandas(), path, columns, first_row).to_numpy(np.float64)
 
 
-def numbers_if_possible(column) -> pd.Series:
+def numbers_if_possible(column):
     """The column as float64 when Arrow can convert every value, else as it is (validate then decides)."""
     try:
-        column = pc.cast(column, pa.float64())
+        return pc.cast(column, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    return column.to_pandas()
+        return column
 
 
 @contextmanager
