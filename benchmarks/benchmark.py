@@ -6,8 +6,10 @@ Parts: 1a. training 1 against 5 members (fixed epochs, no early stopping); 1b. s
 per strategy against benchmarks/tutorial_reference.py; 2. the whole `dvc repro` from scratch (5 members per
 strategy), per stage, against the whole tutorial script (one model each); 3. a no-op `dvc repro`;
 4. an incremental `dvc repro` after one train_resampled param change; 5. growth: the data stages and one
-epoch of each strategy on 1x, 4x and 16x the rows. Everything runs in scratch copies of the project, so
-the work tree is left alone. Needs the project's environment (`make repro` or `make test` creates it).
+epoch of each strategy on 1x, 4x and 16x the rows; 6. scoring: `python -m stages.score` on the whole CSV
+and on 16 copies of its rows (`--score-only` runs just this part). Everything runs in scratch copies of the
+project, so the work tree is left alone. Needs the project's environment (`make repro` or `make test`
+creates it).
 """
 
 import argparse
@@ -32,6 +34,32 @@ TRAINED = re.compile(
     r"^\S+ (?P<strategy>\w+): (?P<members>\d+) members, (?P<epochs>\d+) epochs in (?P<seconds>[\d.]+) s", re.M
 )
 REFERENCE = re.compile(r"^reference (?P<strategy>\w+): (?P<epochs>\d+) epochs, (?P<seconds>[\d.]+) s", re.M)
+DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+# Members with random weights for the export (scoring speed does not depend on the weights), in the layout
+# the train stage writes.
+RANDOM_MEMBERS = """
+import keras
+from stages.common import save_keras
+for i in range(3):
+    keras.utils.set_random_seed(i)
+    layers = [keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.5), keras.layers.Dense(1, "sigmoid")]
+    save_keras(keras.Sequential([keras.Input(shape=(29,)), *layers]), f"models/baseline/member_{i}.keras")
+"""
+# Scoring once the model is loaded, twice (the first run also pays TensorFlow's set-up on its first call):
+# wall and CPU seconds (all threads) of each run, and peak memory.
+TIMED_SCORE = """
+import resource, sys, time
+from pathlib import Path
+from stages import score
+predict, card = score.load_exported()
+for _ in range(2):
+    wall, cpu = time.perf_counter(), time.process_time()
+    rows = score.score(Path(sys.argv[1]), Path(sys.argv[2]), predict, card)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+    print(f"scored {rows} rows: {wall:.3f} s wall, {cpu:.3f} s cpu, {peak_mb} MB")
+"""
+TIMED = re.compile(r"scored (?P<rows>\d+) rows: (?P<wall>[\d.]+) s wall, (?P<cpu>[\d.]+) s cpu, (?P<mb>\d+) MB")
 
 
 class Project:
@@ -198,6 +226,58 @@ def growth(root: Path, data: Path, factors: list[int]):
     print_table("5. Growth: data stages and one epoch of each strategy", ["data", "stage", "wall s", "peak MB"], rows)
 
 
+def repeated_csv(source: Path, times: int, destination: Path):
+    """The CSV's data rows `times` times over under its header, copied as bytes (memory does not grow)."""
+    with source.open("rb") as file:
+        header = file.readline()
+        body = file.tell()
+    with destination.open("wb") as out:
+        out.write(header)
+        for _ in range(times):
+            with source.open("rb") as file:
+                file.seek(body)
+                shutil.copyfileobj(file, out, 1 << 24)
+
+
+def scoring(root: Path, data: Path):
+    project = Project(root / "score", data)
+    project.run(["dvc", "repro", "scale"])
+    (project.path / "models" / "baseline").mkdir(parents=True)
+    project.run([sys.executable, "-c", RANDOM_MEMBERS])
+    project.run([sys.executable, "-m", "stages.export"])
+    raw = project.path / "data" / "raw" / "creditcard.csv"
+    repeated = root / "creditcard_x16.csv"
+    repeated_csv(raw, 16, repeated)
+    rows = []
+    for label, source, output in [
+        ("1x CSV -> CSV", raw, "scores.csv"),
+        ("1x CSV -> Parquet", raw, "scores.parquet"),
+        ("16x CSV -> CSV", repeated, "scores.csv"),
+    ]:
+        destination = root / output
+        seconds, output_text = project.run([sys.executable, "-m", "stages.score", str(source), str(destination)])
+        done = DONE.search(output_text)
+        timed = list(TIMED.finditer(project.run([sys.executable, "-c", TIMED_SCORE, str(source), str(destination)])[1]))
+        runs = [f"{t['wall']} / {t['cpu']} / {int(t['rows']) / float(t['wall']):,.0f}" for t in timed]
+        rows.append([label, f"{int(timed[0]['rows']):,}", f"{seconds:.1f}", done["mb"], *runs, timed[-1]["mb"]])
+        destination.unlink()
+    repeated.unlink()
+    print_table(
+        "6. Scoring: python -m stages.score (3 members); then the same scoring timed twice once the model is loaded",
+        [
+            "input -> output",
+            "rows",
+            "command wall s",
+            "command peak MB",
+            "loaded, 1st run: wall s / cpu s / rows/s",
+            "2nd run",
+            "peak MB",
+        ],
+        rows,
+    )
+    shutil.rmtree(project.path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="creditcard.csv or .csv.gz")
@@ -211,15 +291,18 @@ def main():
     )
     parser.add_argument("--members", type=int, default=5, help="members against 1 in part 1a (default %(default)s)")
     parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
+    parser.add_argument("--score-only", action="store_true", help="run only part 6, scoring")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")
     data = args.data.resolve()
     with tempfile.TemporaryDirectory(prefix="fraudflow-bench-") as scratch:
-        same_work(Path(scratch), data, tuple(args.epochs), args.members)
-        whole_pipeline(Path(scratch), data)
-        if args.growth:
-            growth(Path(scratch), data, args.growth)
+        if not args.score_only:
+            same_work(Path(scratch), data, tuple(args.epochs), args.members)
+            whole_pipeline(Path(scratch), data)
+            if args.growth:
+                growth(Path(scratch), data, args.growth)
+        scoring(Path(scratch), data)
 
 
 if __name__ == "__main__":

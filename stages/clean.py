@@ -18,8 +18,10 @@ from stages.common import (
     write_parquet,
 )
 
-EXPECTED_COLUMNS = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", LABEL]
+FEATURES = [*(f"V{i}" for i in range(1, 29)), "Amount"]  # the raw columns a model scores
+EXPECTED_COLUMNS = ["Time", *FEATURES, LABEL]
 LOG_AMOUNT = "LogAmount"
+CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
 def read_csv(path) -> pd.DataFrame:
@@ -30,17 +32,30 @@ def read_csv(path) -> pd.DataFrame:
     except FileNotFoundError as error:
         raise StageError(f"{path}: file not found; run 'dvc repro download'") from error
     except pa.ArrowInvalid as error:
-        reason = "file is empty" if "Empty CSV file" in str(error) else str(error).splitlines()[0]
-        raise StageError(f"{path}: cannot parse CSV ({reason})") from error
-    missing = [name for name in EXPECTED_COLUMNS if name not in table.column_names]
-    if missing:
-        raise StageError(f"{path}: missing column '{missing[0]}'")
+        raise csv_error(path, error) from error
+    require_columns(table.column_names, path, EXPECTED_COLUMNS)
     extra = [name for name in table.column_names if name not in EXPECTED_COLUMNS]
     if extra:
         raise StageError(f"{path}: unexpected column '{extra[0]}'")
     if table.num_rows == 0:
-        raise StageError(f"{path}: header only, no data rows")
+        raise header_only(path)
     return table.select(EXPECTED_COLUMNS).to_pandas()
+
+
+def csv_error(path, error: pa.ArrowInvalid) -> StageError:
+    reason = "file is empty" if "Empty CSV file" in str(error) else str(error).splitlines()[0]
+    return StageError(f"{path}: cannot parse CSV ({reason})")
+
+
+def header_only(path) -> StageError:
+    return StageError(f"{path}: header only, no data rows")
+
+
+def require_columns(names: list[str], path, required: list[str]):
+    """Fail naming the first required column that is missing."""
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise StageError(f"{path}: missing column '{missing[0]}'")
 
 
 def first_problem(name: str, raw: pd.Series) -> tuple[int, str] | None:
@@ -59,17 +74,26 @@ def first_problem(name: str, raw: pd.Series) -> tuple[int, str] | None:
     return min(found, key=lambda problem: problem[0], default=None)
 
 
-def validate(df: pd.DataFrame, path) -> pd.DataFrame:
-    """All columns as float64 (Class as int8), or fail at the first invalid column and row."""
-    for name in EXPECTED_COLUMNS:
+def validate(df: pd.DataFrame, path, columns: list[str] = EXPECTED_COLUMNS, first_row: int = 0) -> pd.DataFrame:
+    """The columns as float64 (Class as int8), or fail at the first invalid column and row.
+
+    `df` may be a chunk of a file that has `first_row` data rows before it: errors name the row in the file
+    (and, for a CSV file, its line).
+    """
+    for name in columns:
         problem = first_problem(name, df[name])
         if problem:
             row, description = problem
             value = df[name].iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value  # -5.0, not np.float64(-5.0)
+            row += first_row
             # Row numbers count data rows from 1; the file line adds the header.
-            raise StageError(f"{path}: column '{name}', row {row + 1} (line {row + 2}): {description} ({value!r})")
-        df[name] = pd.to_numeric(df[name]).astype("float64")
-    df[LABEL] = df[LABEL].astype("int8")
+            line = f" (line {row + 2})" if str(path).endswith(CSV_SUFFIXES) else ""
+            raise StageError(f"{path}: column '{name}', row {row + 1}{line}: {description} ({value!r})")
+        if df[name].dtype != "float64":  # setting a column costs more than checking it
+            df[name] = pd.to_numeric(df[name]).astype("float64")
+    if LABEL in columns:
+        df[LABEL] = df[LABEL].astype("int8")
     return df
 
 

@@ -31,6 +31,11 @@ SPLIT_DIR = Path("data/split")
 SCALED_DIR = Path("data/scaled")
 MODELS_DIR = Path("models")
 PREDICTIONS_DIR = Path("data/predictions")
+EXPORT_DIR = Path("models/export")
+
+# What save_keras writes instead of the save time, so identical models give identical files.
+KERAS_DATE_SAVED = "1980-01-01@00:00:00"
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 log = logging.getLogger("fraudflow")
 
@@ -63,6 +68,17 @@ def run(main):
 ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 ABSL_LINE = re.compile(r"([IWEF])\d{4} \S+ +\d+ \S+:\d+\] ")
 SEVERITIES = "IWEF"  # the levels of TF_CPP_MIN_LOG_LEVEL: 0 shows all, 1 hides INFO, 2 WARNING, 3 ERROR too
+
+
+def tensorflow_settings():
+    """Environment for TensorFlow, set before it is imported.
+
+    oneDNN (TensorFlow's matrix products on x86) picks its kernels by processor, which changes the last bits of
+    the results from one machine to the next. Capped at AVX2 and without its graph rewrites, every x86-64
+    processor with AVX2 runs the same kernels, so the same data and seed give the same bytes on any of them.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
 
 @contextmanager
@@ -172,17 +188,35 @@ def write_parquet(table: pa.Table, path):
 
 
 def save_keras(model, path):
-    """Save a Keras model so that the same weights give the same bytes: Keras stores the save time in the
-    file (metadata.json and the zip entries' dates); here both are fixed."""
+    """Save a Keras model as a .keras file that is byte-identical for identical models.
+
+    Keras writes the save time into metadata.json and the zip entries, and the memory address of objects
+    shared between layers into config.json; these become a fixed date and ids counted in order of appearance.
+    """
     with atomic_output(path) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp) as saved:
-            entries = [(info.filename, saved.read(info)) for info in saved.infolist()]
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as fixed:
-            for name, data in entries:
-                if name == "metadata.json":
-                    data = json.dumps(json.loads(data) | {"date_saved": "1980-01-01@00:00:00"}).encode()
-                fixed.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+            entries = [(info, saved.read(info)) for info in saved.infolist()]
+        with zipfile.ZipFile(tmp, "w") as fixed:
+            for info, data in entries:
+                if info.filename == "metadata.json":
+                    data = json.dumps({**json.loads(data), "date_saved": KERAS_DATE_SAVED}).encode()
+                elif info.filename == "config.json":
+                    data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+                fixed.writestr(zipfile.ZipInfo(info.filename, ZIP_DATE_TIME), data, compress_type=info.compress_type)
+
+
+def _renumber_shared_objects(config, ids: dict):
+    """The config with every 'shared_object_id' (an id() in Keras) replaced by 0, 1, ... in order of appearance."""
+    if isinstance(config, dict):
+        if "shared_object_id" in config:
+            config["shared_object_id"] = ids.setdefault(config["shared_object_id"], len(ids))
+        for value in config.values():
+            _renumber_shared_objects(value, ids)
+    elif isinstance(config, list):
+        for value in config:
+            _renumber_shared_objects(value, ids)
+    return config
 
 
 def read_parquet(path) -> pa.Table:

@@ -5,19 +5,13 @@ and the dense layers hold one kernel per member (one batched matrix product for 
 works per weight), so this is the same as training them one by one, at about the cost of one.
 """
 
-import os
-
 import numpy as np
 import pandas as pd
 
-from stages.common import StageError, quiet_tensorflow
+from stages.common import StageError, quiet_tensorflow, tensorflow_settings
 from stages.stats import Ranking, Thresholded
 
-# oneDNN (TensorFlow's matrix products on x86) picks its kernels by processor, which changes the last bits of the
-# results from one machine to the next. Capped at AVX2 and without its graph rewrites, every x86-64 processor
-# with AVX2 runs the same kernels, so the same data and seed give the same bytes on any of them.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+tensorflow_settings()
 with quiet_tensorflow():
     import keras
     import tensorflow as tf

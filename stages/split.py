@@ -124,25 +124,36 @@ def counts(labels: np.ndarray, groups: np.ndarray, parts: dict) -> dict:
     return result
 
 
-def main():
+def read_settings() -> dict:
     params = load_params("split")
-    method = require(params, "split", "method", lambda v: v in METHODS, "'random' or 'time'")
     fraction = lambda v: is_number(v) and 0 < v < 1
-    test_size = require(params, "split", "test_size", fraction, "a fraction between 0 and 1")
-    val_size = require(params, "split", "val_size", fraction, "a fraction between 0 and 1")
-    stratify = require(params, "split", "stratify", lambda v: isinstance(v, bool), "true or false")
-    group = require(params, "split", "group_duplicates", lambda v: isinstance(v, bool), "true or false")
-    seed = require(params, "split", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+    return {
+        "method": require(params, "split", "method", lambda v: v in METHODS, "'random' or 'time'"),
+        "test_size": require(params, "split", "test_size", fraction, "a fraction between 0 and 1"),
+        "val_size": require(params, "split", "val_size", fraction, "a fraction between 0 and 1"),
+        "stratify": require(params, "split", "stratify", lambda v: isinstance(v, bool), "true or false"),
+        "group": require(params, "split", "group_duplicates", lambda v: isinstance(v, bool), "true or false"),
+        "seed": require(params, "split", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    }
 
+
+def split_rows(df: pd.DataFrame, groups: np.ndarray, s: dict) -> dict:
+    """Row positions of each split, as the settings ask."""
+    labels = df[LABEL].to_numpy()
+    if s["method"] == "time":
+        return time_split(groups if s["group"] else np.arange(len(df)), s["test_size"], s["val_size"])
+    if s["group"]:
+        return grouped_random_split(labels, groups, s["test_size"], s["val_size"], s["stratify"], s["seed"])
+    return random_split(labels, s["test_size"], s["val_size"], s["stratify"], s["seed"])
+
+
+def main():
+    settings = read_settings()
     df = read_parquet(CLEAN_PARQUET).to_pandas()
     labels = df[LABEL].to_numpy()
     groups = duplicate_groups(df)
-    if method == "time":
-        parts = time_split(groups if group else np.arange(len(df)), test_size, val_size)
-    elif group:
-        parts = grouped_random_split(labels, groups, test_size, val_size, stratify, seed)
-    else:
-        parts = random_split(labels, test_size, val_size, stratify, seed)
+    parts = split_rows(df, groups, settings)
+    method = settings["method"]
     for name, rows in parts.items():
         if not labels[rows].any():
             raise StageError(

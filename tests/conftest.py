@@ -17,6 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CHECK_PAGE = REPO / ".ci" / "check_page.py"
 COLUMNS = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"]
+MODEL_COLUMNS = COLUMNS[1:-1]  # what the exported model takes: V1 ... V28, Amount
 
 
 def make_creditcard(rows: int = 3000, frauds: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -30,6 +31,12 @@ def make_creditcard(rows: int = 3000, frauds: int = 60, seed: int = 0) -> pd.Dat
     frame.insert(0, "Time", np.sort(rng.uniform(0, 172_800, rows)).round())
     frame["Amount"] = rng.lognormal(3, 1.5, rows).round(2)
     frame["Class"] = labels
+    return frame
+
+
+def set_cell(frame, column, row, value):
+    frame[column] = frame[column].astype(object)
+    frame.loc[row, column] = value
     return frame
 
 
@@ -161,3 +168,82 @@ def chart_contents(page: Path) -> dict:
     if "exceptionDetails" in reply:
         raise AssertionError(f"drawing the charts failed: {reply['exceptionDetails']}")
     return reply["result"]["value"]
+
+
+CHOSEN_THRESHOLD = 0.4  # what make_members writes as evaluate's chosen threshold
+
+
+def make_members(strategy: str = "baseline", count: int = 3):
+    """What the train stage writes for a strategy, from small models trained briefly on the scaled data in the
+    working directory: models/<strategy>/member_<i>.keras and data/predictions/<strategy>.parquet (the members'
+    probabilities on the val and test splits, computed from the saved files, and their mean)."""
+    import keras
+
+    from stages.common import MODELS_DIR, PREDICTIONS_DIR, load_scaled, save_keras
+
+    features, labels = load_scaled("train")
+    paths = [MODELS_DIR / strategy / f"member_{i}.keras" for i in range(count)]
+    for seed, path in enumerate(paths):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(features.shape[1],)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dropout(0.5),
+                keras.layers.Dense(1, activation="sigmoid"),
+            ]
+        )
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        model.fit(features, labels, batch_size=256, epochs=2, verbose=0)
+        save_keras(model, path)
+    members = [keras.saving.load_model(path) for path in paths]
+    parts = []
+    for split in ("val", "test"):
+        split_features, split_labels = load_scaled(split)
+        probabilities = [m.predict(split_features, verbose=0).ravel().astype(np.float64) for m in members]
+        columns = {f"member_{i}": p for i, p in enumerate(probabilities)}
+        parts.append(
+            pd.DataFrame(
+                {"split": split, "label": split_labels, "probability": np.mean(probabilities, axis=0), **columns}
+            )
+        )
+    PREDICTIONS_DIR.mkdir(parents=True, exist_ok=True)
+    pd.concat(parts, ignore_index=True).to_parquet(PREDICTIONS_DIR / f"{strategy}.parquet", index=False)
+    # The part of evaluate's metrics that export reads: the threshold chosen on validation.
+    metrics = Path("metrics") / "test" / f"{strategy}.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"chosen": {"threshold": {"ensemble": CHOSEN_THRESHOLD}}}))
+
+
+def raw_test_rows() -> pd.DataFrame:
+    """The raw CSV rows of the test split in the working directory, in the split's order: the split's row
+    positions (computed from the cleaned rows, which clean sorts by Time) taken from the raw rows sorted the same way."""
+    from stages import split
+    from stages.common import CLEAN_PARQUET, RAW_CSV
+
+    cleaned = pd.read_parquet(CLEAN_PARQUET)
+    parts = split.split_rows(cleaned, split.duplicate_groups(cleaned), split.read_settings())
+    return pd.read_csv(RAW_CSV).sort_values("Time", kind="stable").iloc[parts["test"]]
+
+
+@pytest.fixture(scope="session")
+def exported_dir(tmp_path_factory):
+    """A project directory, made once: the data stages run on synthetic data, three baseline members and the
+    export stage run on them (models/export). Use it through `exported`, and change nothing in it."""
+    from stages import export
+
+    root = tmp_path_factory.mktemp("exported")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        run_data_stages()
+        make_members("baseline")
+        export.main()
+    return root
+
+
+@pytest.fixture
+def exported(exported_dir, monkeypatch):
+    """The working directory is `exported_dir`."""
+    monkeypatch.chdir(exported_dir)
+    return exported_dir

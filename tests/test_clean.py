@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_creditcard
+from conftest import make_creditcard, set_cell
 
 from stages import clean
 from stages.common import CLEAN_PARQUET, RAW_CSV, StageError
@@ -40,12 +40,6 @@ def test_columns_in_another_order_are_accepted(project):
     write_raw(raw[list(reversed(raw.columns))])
     clean.main()
     np.testing.assert_allclose(pd.read_parquet(CLEAN_PARQUET)["V1"], raw["V1"])
-
-
-def set_cell(frame, column, row, value):
-    frame[column] = frame[column].astype(object)
-    frame.loc[row, column] = value
-    return frame
 
 
 BAD_INPUTS = {

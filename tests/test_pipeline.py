@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 from conftest import (
     REPO,
@@ -76,8 +77,8 @@ class Runner:
         self.run("git", "add", "-A")
         self.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message)
 
-    def changed_stages(self) -> set[str]:
-        return set(json.loads(self.run("dvc", "status", "--json")))
+    def changed_stages(self, *targets) -> set[str]:
+        return set(json.loads(self.run("dvc", "status", "--json", *targets)))
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def ran(output: str) -> set[str]:
 
 
 def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
-    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + ["evaluate"])
+    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + ["evaluate", "export"])
     work = repo.cwd
     assert (work / "data" / "raw" / "creditcard.csv").stat().st_size > 0
     assert {p.name for p in (work / "data" / "split").iterdir()} == {"train.parquet", "val.parquet", "test.parquet"}
@@ -106,7 +107,7 @@ def test_second_repro_skips_every_stage(repo, reproduced):
     again = repo.run("dvc", "repro")
     assert ran(again) == set()
     assert all(
-        f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate"]
+        f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate", "export"]
     )
 
 
@@ -183,7 +184,7 @@ def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced)
     # dvc status compares each stage with its own dependencies: only split sees the change ...
     assert repo.changed_stages() == {"split"}
     # ... and repro carries it on to every stage downstream, leaving download and clean cached.
-    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, "evaluate"}
+    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, "evaluate", "export"}
     assert repo.changed_stages() == set()
 
 
@@ -216,3 +217,30 @@ def test_logistic_param_change_reruns_only_train_logistic_and_evaluate(repo, rep
     assert ran(repo.run("dvc", "repro")) == {"train_logistic", "evaluate"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
     assert "metrics/test/logistic.json" in diff
+
+
+def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(repo, reproduced):
+    card_file = repo.cwd / "models" / "export" / "model.json"
+    card = json.loads(card_file.read_text())
+    chosen = json.loads((repo.cwd / "metrics" / "test" / "baseline.json").read_text())["chosen"]["threshold"]
+    assert (card["strategy"], card["threshold"], card["calibration_logit_shift"]) == ("baseline", chosen["ensemble"], 0)
+    assert card["members"] == 2 and card["columns"][-1] == "Amount"
+    assert (repo.cwd / "models" / "export" / "saved_model" / "saved_model.pb").exists()
+
+    set_params(repo.cwd / "params.yaml", export__strategy="weighted")
+    assert repo.changed_stages() == {"export"}
+    assert ran(repo.run("dvc", "repro")) == {"export"}
+    card = json.loads(card_file.read_text())
+    chosen = json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text())["chosen"]["threshold"]
+    assert (card["strategy"], card["threshold"]) == ("weighted", chosen["ensemble"])
+    assert card["calibration_logit_shift"] < 0  # the weighted members are calibrated to the real fraud rate
+
+    set_params(repo.cwd / "params.yaml", evaluate__cost_false_positive=50)  # false alarms dearer: a higher threshold
+    assert ran(repo.run("dvc", "repro")) == {"evaluate", "export"}
+    assert json.loads(card_file.read_text())["threshold"] > card["threshold"]
+    assert ran(repo.run("dvc", "repro")) == set()
+
+    repo.run("python", "-m", "stages.score", "data/raw/creditcard.csv", "scores.csv")
+    scores = pd.read_csv(repo.cwd / "scores.csv")
+    threshold = json.loads(card_file.read_text())["threshold"]
+    assert len(scores) == 3000 and scores["flagged"].tolist() == (scores["probability"] > threshold).astype(int).tolist()

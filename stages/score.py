@@ -1,0 +1,214 @@
+"""score: `python -m stages.score INPUT OUTPUT` -- the exported model's fraud probability and flag for new transactions.
+
+INPUT is a CSV (plain or .gz) or Parquet file with the columns V1 ... V28, Amount, validated as `clean` does.
+OUTPUT (.csv, .csv.gz or .parquet) holds, row for row in input order, the input's other columns untouched
+(an id, Time, Class ...; text from a CSV), `probability` and `flagged` (1 when probability > the exported
+threshold, else 0). Both files are streamed in batches, so memory does not grow with their size.
+"""
+
+import argparse
+import json
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from stages.clean import CSV_SUFFIXES, csv_error, header_only, require_columns, validate
+from stages.common import EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run, tensorflow_settings
+
+tensorflow_settings()
+with quiet_tensorflow():
+    import keras
+    import tensorflow as tf
+
+MODEL_FILE = EXPORT_DIR / "model.keras"
+CARD_FILE = EXPORT_DIR / "model.json"
+SCORE_COLUMNS = ("probability", "flagged")  # added to the output
+# Rows scored at a time. CSV is parsed in blocks of CSV_BLOCK bytes (Arrow's parser needs about ten times a
+# block's size in memory), gathered into batches of at least BATCH_ROWS rows.
+BATCH_ROWS = 1 << 15
+CSV_BLOCK = 1 << 20
+
+
+def load_exported():
+    """The exported model as a graph function of a float64 matrix (traced here, once), and its model.json."""
+    missing = [path for path in (CARD_FILE, MODEL_FILE) if not path.is_file()]
+    if missing:
+        raise StageError(f"{missing[0]}: not found; run 'dvc repro export' to make it")
+    card = json.loads(CARD_FILE.read_text())
+    model = keras.saving.load_model(MODEL_FILE)
+    signature = tf.TensorSpec([None, len(card["columns"])], tf.float64)
+    return tf.function(lambda x: model(x, training=False)).get_concrete_function(signature), card
+
+
+def csv_input(path: Path, columns: list[str]):
+    """The CSV's schema (the model's columns as float64, all others as text) and a generator of its batches."""
+    try:
+        with pa.input_stream(path, compression="detect") as stream:
+            names = pacsv.open_csv(stream).schema.names
+    except (pa.ArrowInvalid, OSError) as error:
+        raise csv_error(path, error) from error
+    require_columns(names, path, columns)
+    schema = pa.schema([(name, pa.float64() if name in columns else pa.string()) for name in names])
+    return schema, rebatched(csv_batches(path, schema, columns))
+
+
+def csv_batches(path: Path, schema: pa.Schema, columns: list[str]):
+    """The CSV's record batches, one per block, typed as `schema` says."""
+    rows = 0
+    try:
+        for batch in csv_blocks(path, schema, progress_bar=True):
+            rows += batch.num_rows
+            yield batch
+    except pa.ArrowInvalid as error:
+        name_bad_value(path, schema, columns, rows)
+        raise csv_error(path, error) from error
+    except OSError as error:  # a truncated or corrupt .gz
+        raise csv_error(path, error) from error
+
+
+def name_bad_value(path: Path, schema: pa.Schema, columns: list[str], first_row: int):
+    """Arrow could not read the block starting at first_row (a value that is not a number?): read it again as
+    text and validate it as clean does, which names the column, row and value."""
+    text = pa.schema([(name, pa.string()) for name in schema.names])
+    rows = 0
+    try:
+        for batch in csv_blocks(path, text, progress_bar=False):
+            if rows == first_row:
+                features(batch, columns, path, rows)
+                return
+            rows += batch.num_rows
+    except pa.ArrowInvalid:
+        return  # not a number problem: the caller reports Arrow's own message
+
+
+def csv_blocks(path: Path, schema: pa.Schema, progress_bar: bool):
+    """Record batches of the CSV file, one per block, typed as `schema` says; a bar counts the bytes read."""
+    options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)  # NaN/NA/empty: missing
+    with open(path, "rb") as file, progress(path.stat().st_size, "B", progress_bar) as bar:
+        stream = pa.input_stream(file, compression="gzip" if path.name.endswith(".gz") else None)
+        for batch in pacsv.open_csv(stream, pacsv.ReadOptions(block_size=CSV_BLOCK), convert_options=options):
+            bar.update(file.tell() - bar.n)
+            yield batch
+
+
+def rebatched(batches):
+    """Tables of at least BATCH_ROWS rows (the last one may be shorter) from a stream of small batches."""
+    pending = []
+    for batch in batches:
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= BATCH_ROWS:
+            yield pa.Table.from_batches(pending)
+            pending = []
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def parquet_input(path: Path, columns: list[str]):
+    """The Parquet file's schema and a generator of its batches; a progress bar counts the rows."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as error:
+        raise StageError(f"{path}: cannot read Parquet ({error})") from error
+    require_columns(parquet.schema_arrow.names, path, columns)
+
+    def batches():
+        with progress(parquet.metadata.num_rows, "rows", True) as bar:
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                bar.update(batch.num_rows)
+                yield batch
+
+    return parquet.schema_arrow, batches()
+
+
+def progress(total: int, unit: str, enabled: bool):
+    """A progress bar on stderr, shown only when the work takes more than two seconds."""
+    return tqdm(total=total, unit=unit, unit_scale=True, desc="score", delay=2, mininterval=1, disable=not enabled)
+
+
+def prefetched(iterator):
+    """The iterator's items, the next one read in a background thread while the caller works on this one."""
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(next, iterator, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = pool.submit(next, iterator, None)
+            yield item
+
+
+def features(batch, columns: list[str], path, first_row: int) -> np.ndarray:
+    """The model's columns as a float64 matrix, validated as clean does (errors name the row in the file)."""
+    numbers = pa.table({name: numbers_if_possible(batch.column(name)) for name in columns})
+    return validate(numbers.to_pandas(), path, columns, first_row).to_numpy(np.float64)
+
+
+def numbers_if_possible(column):
+    """The column as float64 when Arrow can convert every value, else as it is (validate then decides)."""
+    try:
+        return pc.cast(column, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column
+
+
+@contextmanager
+def open_writer(path: Path, schema: pa.Schema):
+    """A writer of record batches to a Parquet or CSV file (plain or .gz, by the name's ending)."""
+    if path.name.endswith(".parquet"):
+        with pq.ParquetWriter(path, schema) as writer:
+            yield writer
+    else:
+        with pa.output_stream(path, compression="detect") as stream, pacsv.CSVWriter(stream, schema) as writer:
+            yield writer
+
+
+def score(source: Path, destination: Path, predict, card: dict) -> int:
+    """Stream source through the model into destination (written atomically); return the number of rows."""
+    columns, threshold = card["columns"], card["threshold"]
+    read = parquet_input if source.name.endswith(".parquet") else csv_input
+    schema, batches = read(source, columns)
+    taken = [name for name in SCORE_COLUMNS if name in schema.names]
+    if taken:
+        raise StageError(f"{source}: has a column '{taken[0]}', which the output would repeat")
+    kept = [schema.field(name) for name in schema.names if name not in columns]
+    output_schema = pa.schema([*kept, ("probability", pa.float64()), ("flagged", pa.int8())])
+    rows = 0
+    with atomic_output(destination) as tmp, open_writer(tmp, output_schema) as writer:
+        for batch in prefetched(batches):
+            probability = predict(features(batch, columns, source, rows)).numpy().ravel()
+            flagged = (probability > threshold).astype(np.int8)
+            scored = [*(batch.column(field.name) for field in kept), pa.array(probability), pa.array(flagged)]
+            writer.write_table(pa.Table.from_arrays(scored, schema=output_schema))
+            rows += batch.num_rows
+        if rows == 0:
+            raise header_only(source)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m stages.score", description=__doc__.splitlines()[0])
+    parser.add_argument("input", type=Path, help="transactions: .csv, .csv.gz or .parquet")
+    parser.add_argument("output", type=Path, help="scores: .csv, .csv.gz or .parquet")
+    args = parser.parse_args()
+    suffixes = (*CSV_SUFFIXES, ".parquet")
+    for path in (args.input, args.output):
+        if not path.name.endswith(suffixes):
+            raise StageError(f"{path}: expected a file name ending in {', '.join(suffixes)}")
+    if not args.input.is_file():
+        raise StageError(f"{args.input}: file not found")
+    if not args.output.parent.is_dir():
+        raise StageError(f"{args.output}: folder '{args.output.parent}' does not exist")
+    predict, card = load_exported()
+    rows = score(args.input, args.output, predict, card)
+    log.info(
+        "score: wrote %s (%d rows, %s model, threshold %g)", args.output, rows, card["strategy"], card["threshold"]
+    )
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,194 @@
+import gzip
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from conftest import CHOSEN_THRESHOLD, MODEL_COLUMNS, make_creditcard, python_environment, raw_test_rows, set_cell
+
+from stages import clean, score
+from stages.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
+
+
+def score_file(source, destination):
+    predict, card = score.load_exported()
+    return score.score(source, destination, predict, card)
+
+
+def read_any(path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.name.endswith(".parquet") else pd.read_csv(path)
+
+
+def write_any(frame: pd.DataFrame, path):
+    if path.name.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)  # pandas compresses a .gz name
+
+
+def transactions(rows: int = 200) -> pd.DataFrame:
+    """New transactions: an id first, the columns in another order, Time and Class present, rows shuffled."""
+    frame = make_creditcard(rows=rows, frauds=10, seed=5).sample(frac=1, random_state=1, ignore_index=True)
+    frame.insert(0, "id", [f"tx-{i:05d}" for i in range(rows)])
+    return frame[["id", "Amount", *reversed(MODEL_COLUMNS[:-1]), "Time", "Class"]]
+
+
+def test_scoring_the_raw_test_rows_reproduces_the_pipelines_test_predictions(exported, tmp_path):
+    source, destination = tmp_path / "test_rows.csv", tmp_path / "scores.csv"
+    raw_test_rows().to_csv(source, index=False)
+    assert score_file(source, destination) == 600
+    predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet")
+    expected = predictions.loc[predictions["split"] == "test", "probability"].to_numpy()
+    scores = pd.read_csv(destination)
+    np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(scores["flagged"], (scores["probability"] > CHOSEN_THRESHOLD).astype(int))
+
+
+@pytest.mark.parametrize(
+    "source_name, destination_name",
+    [("in.csv", "out.csv"), ("in.csv.gz", "out.parquet"), ("in.parquet", "out.csv.gz"), ("in.parquet", "out.parquet")],
+)
+def test_ids_order_and_other_columns_are_kept(exported, tmp_path, monkeypatch, source_name, destination_name):
+    monkeypatch.setattr(score, "BATCH_ROWS", 64)  # several batches
+    monkeypatch.setattr(score, "CSV_BLOCK", 4096)
+    frame = transactions()
+    source, destination = tmp_path / source_name, tmp_path / destination_name
+    write_any(frame, source)
+    assert score_file(source, destination) == 200
+    scores = read_any(destination)
+    assert list(scores.columns) == ["id", "Time", "Class", "probability", "flagged"]
+    assert scores["id"].tolist() == frame["id"].tolist()
+    # From a CSV they are carried as text (read back into Parquet as text), from Parquet with their types.
+    np.testing.assert_array_equal(scores[["Time", "Class"]].astype(float), frame[["Time", "Class"]])
+    model = keras.saving.load_model(EXPORT_DIR / "model.keras")
+    expected = model.predict(frame[MODEL_COLUMNS].to_numpy(), verbose=0).ravel()
+    np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
+    assert scores["flagged"].tolist() == (scores["probability"] > CHOSEN_THRESHOLD).astype(int).tolist()
+    assert 0 < scores["flagged"].sum() < 200
+
+
+def test_flag_uses_the_threshold_in_model_json(exported, tmp_path):
+    source = tmp_path / "in.csv"
+    transactions().to_csv(source, index=False)
+    predict, card = score.load_exported()
+    score.score(source, tmp_path / "default.csv", predict, card)
+    probability = pd.read_csv(tmp_path / "default.csv")["probability"]
+    threshold = float(probability.median())
+    score.score(source, tmp_path / "other.csv", predict, {**card, "threshold": threshold})
+    flagged = pd.read_csv(tmp_path / "other.csv")["flagged"]
+    assert flagged.tolist() == (probability > threshold).astype(int).tolist()
+    assert flagged.sum() != (probability > card["threshold"]).sum()
+
+
+def clean_error(frame: pd.DataFrame) -> str:
+    """clean's message for this raw file, with the file's name left out."""
+    RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(RAW_CSV, index=False)
+    with pytest.raises(StageError) as error:
+        clean.main()
+    return str(error.value).removeprefix(f"{RAW_CSV}: ")
+
+
+BAD_INPUTS = {
+    "missing column": lambda f: f.drop(columns=["V7"]),
+    "non-numeric": lambda f: set_cell(f, "V3", 6, "abc"),
+    "NaN": lambda f: set_cell(f, "V12", 4, np.nan),
+    "inf": lambda f: set_cell(f, "V20", 8, "inf"),
+    "negative Amount": lambda f: set_cell(f, "Amount", 3, -5.0),
+    "non-numeric in a later block": lambda f: set_cell(f, "V5", 157, "1,5"),
+    "NaN in a later batch": lambda f: set_cell(f, "V9", 171, np.nan),
+    "header only": lambda f: f.iloc[:0],
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gets_cleans_error_and_no_output(project, monkeypatch, case):
+    monkeypatch.setattr(score, "BATCH_ROWS", 64)  # the "later" cases are in the third batch
+    monkeypatch.setattr(score, "CSV_BLOCK", 4096)  # ... and in a later CSV block
+    frame = BAD_INPUTS[case](make_creditcard(rows=200, frauds=4))
+    expected = clean_error(frame)
+    folder = project / "scoring"
+    folder.mkdir()
+    source, destination = folder / "new.csv", folder / "scores.csv"
+    frame.to_csv(source, index=False)
+    predict = lambda x: tf.zeros((len(x), 1), tf.float64)  # noqa: E731  (earlier batches are scored)
+    with pytest.raises(StageError) as error:
+        score.score(source, destination, predict, {"columns": MODEL_COLUMNS, "threshold": 0.5})
+    assert str(error.value) == f"{source}: {expected}"
+    assert list(folder.iterdir()) == [source]
+
+
+def test_a_bad_row_in_parquet_is_named_by_row(exported, tmp_path, monkeypatch):
+    monkeypatch.setattr(score, "BATCH_ROWS", 64)
+    source = tmp_path / "new.parquet"
+    set_cell(transactions(), "Amount", 150, -1.0).to_parquet(source, index=False)
+    with pytest.raises(StageError, match=r"new.parquet: column 'Amount', row 151: negative amount \(-1.0\)$"):
+        score_file(source, tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_empty_file(exported, tmp_path):
+    (tmp_path / "new.csv").write_bytes(b"")
+    with pytest.raises(StageError, match=r"new.csv: cannot parse CSV \(file is empty\)"):
+        score_file(tmp_path / "new.csv", tmp_path / "out.csv")
+
+
+def test_truncated_gzip(exported, tmp_path):
+    data = gzip.compress(transactions(2000).to_csv(index=False).encode())
+    (tmp_path / "new.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StageError, match=r"new.csv.gz: cannot parse CSV"):
+        score_file(tmp_path / "new.csv.gz", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_column_the_output_would_repeat_is_refused(exported, tmp_path):
+    transactions().assign(probability=0.5).to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(StageError, match=r"new.csv: has a column 'probability', which the output would repeat"):
+        score_file(tmp_path / "new.csv", tmp_path / "out.csv")
+
+
+def run_command(cwd, *args) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "stages.score", *map(str, args)]
+    return subprocess.run(command, cwd=cwd, env=python_environment(), capture_output=True, text=True)
+
+
+def test_command_scores_a_file(exported, tmp_path):
+    transactions().to_csv(tmp_path / "new.csv", index=False)
+    result = run_command(exported, tmp_path / "new.csv", tmp_path / "out.parquet")
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 200
+
+
+def test_command_fails_with_one_line_and_no_output(exported, tmp_path):
+    set_cell(transactions(), "V3", 6, "abc").to_csv(tmp_path / "new.csv", index=False)
+    result = run_command(exported, tmp_path / "new.csv", tmp_path / "out.csv")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {tmp_path / 'new.csv'}: column 'V3', row 7 (line 8): non-numeric value ('abc')"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_missing_exported_model_names_the_repro_target(project, tmp_path):
+    transactions().to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(StageError, match=r"^models/export/model.json: not found; run 'dvc repro export' to make it$"):
+        score.load_exported()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["new.csv", "missing/out.csv"], r"missing/out.csv: folder 'missing' does not exist"),
+        (["new.csv", "out.xlsx"], r"out.xlsx: expected a file name ending in .csv, .csv.gz, .parquet"),
+        (["absent.csv", "out.csv"], r"absent.csv: file not found"),
+    ],
+)
+def test_bad_paths_are_named_before_the_model_loads(project, monkeypatch, arguments, message):
+    transactions().to_csv(project / "new.csv", index=False)
+    monkeypatch.setattr(sys, "argv", ["score", *arguments])
+    with pytest.raises(StageError, match=message):
+        score.main()
+    assert not (project / "missing").exists()
