@@ -159,6 +159,7 @@ def made_up(tmp_path_factory):
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
     shutil.copytree(PLOTS, root / ".dvc" / "plots", dirs_exist_ok=True)
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")  # dvc.yaml reads params (export's strategy)
     (root / "dvc.yaml").write_text(yaml.safe_dump(with_logistic(yaml.safe_load((REPO / "dvc.yaml").read_text()))))
     scores = {strategy: made_up_scores(strategy) for strategy in STRATEGIES}
     counts = {
