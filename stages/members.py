@@ -1,8 +1,9 @@
 """Train several members of one strategy at once: one Keras model holds every member's weights side by side.
 
-Each training step updates every member, each on its own batch: inputs are (members, batch, features),
-and the dense layers hold one kernel per member (one batched matrix product for all). Members are independent (their losses are summed, Adam
-works per weight), so this is the same as training them one by one, at about the cost of one.
+Each training step updates every member, each on its own batch: inputs are (members, batch, features), and the
+dense layers hold one kernel per member (one batched matrix product for all). Members are independent (their
+losses are summed, Adam works per weight), so this is the same as training them one by one, but each step's
+fixed cost is paid once for all of them.
 """
 
 import numpy as np
