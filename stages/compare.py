@@ -100,14 +100,17 @@ def paired_differences(points: dict, resampled: dict, members: dict, seed: int) 
     resamples = len(next(iter(resampled.values()))["roc_auc"])
     count = max(members.values())
     member_draws = rng.integers(0, count, size=(resamples, count))  # the same member draws for every pair
+    own = lambda strategy, i: min(i, members[strategy] - 1)  # member i of a strategy; its only one if it has one
     result = {}
     for first, second in combinations(points, 2):
         pair = {}
         for metric in DIFFERENCE_METRICS:
             ensemble = resampled[(first, "ensemble")][metric] - resampled[(second, "ensemble")][metric]
-            own = lambda strategy, i: min(i, members[strategy] - 1)
             by_member = np.array(
-                [resampled[(first, own(first, i))][metric] - resampled[(second, own(second, i))][metric] for i in range(count)]
+                [
+                    resampled[(first, own(first, i))][metric] - resampled[(second, own(second, i))][metric]
+                    for i in range(count)
+                ]
             )  # (members, resamples)
             member_mean = by_member[member_draws.T, np.arange(resamples)].mean(axis=0)
             point_differences = [
