@@ -103,6 +103,7 @@ def export_saved_model(model: keras.Model, path):
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # no "Assets written to ..."
     with mock.patch.object(saved_model_export_archive, "_list_variables_used_by_fns", in_model_order):
         model.export(path, format="tf_saved_model", verbose=False)
+    (path / "assets").rmdir()  # empty (the model has no assets); DVC would not restore an empty folder anyway
     fingerprint_file = path / "fingerprint.pb"
     fingerprint = fingerprint_pb2.FingerprintDef.FromString(fingerprint_file.read_bytes())
     fingerprint.ClearField("uuid")

@@ -22,13 +22,14 @@ def save_figure(figure, path):
     plt.close(figure)
 
 
-def curve_figure(curves: dict, x: str, y: str, label: str, scale: float = 1.0):
+def curve_figure(curves: dict, x: str, y: str, label: str, scale: float = 1.0, drawstyle: str = "default"):
     """One axes: per strategy, its members thin and its ensemble thick; `label(strategy)` names the ensemble."""
     figure, axes = plt.subplots(figsize=(6, 6))
     for strategy, (ensemble, members) in curves.items():
+        style = {"color": COLOURS[strategy], "drawstyle": drawstyle}
         for member in members:
-            axes.plot(scale * member[x], scale * member[y], linewidth=0.6, alpha=0.45, color=COLOURS[strategy])
-        axes.plot(scale * ensemble[x], scale * ensemble[y], linewidth=2.2, color=COLOURS[strategy], label=label(strategy))
+            axes.plot(scale * member[x], scale * member[y], linewidth=0.6, alpha=0.45, **style)
+        axes.plot(scale * ensemble[x], scale * ensemble[y], linewidth=2.2, label=label(strategy), **style)
     axes.grid(True)
     return figure, axes
 
@@ -51,7 +52,9 @@ def draw_roc(curves: dict, results: dict, path):
 
 def draw_prc(curves: dict, results: dict, path):
     label = lambda s: f"{s} (AP {results[s]['average_precision']['ensemble']:.4f})"
-    figure, axes = curve_figure(curves, "recall", "precision", label)
+    # Steps, as average precision sums them: the points come by falling recall, and each precision holds from its
+    # recall down to the next point's.
+    figure, axes = curve_figure(curves, "recall", "precision", label, drawstyle="steps-post")
     axes.set(
         xlabel="Recall",
         ylabel="Precision",
@@ -74,15 +77,16 @@ def draw_confusion(results: dict, path):
         axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (row, column), count in np.ndenumerate(counts):
             colour = "white" if share[row, column] > 0.5 else "black"
-            text = f"{count}\n{100 * share[row, column]:.1f} %"
+            text = f"{count:,}\n{100 * share[row, column]:.1f} %"
             axes.text(column, row, text, ha="center", va="center", fontsize=13, color=colour)
         axes.set(
             xticks=[0, 1],
             yticks=[0, 1],
             xlabel="Predicted label",
             ylabel="Actual label",
-            title=f"{strategy}\nthreshold {chosen['threshold']['ensemble']:.3g}, chosen on validation",
+            title=f"{strategy} @ {chosen['threshold']['ensemble']:.3g}",
         )
+    figure.suptitle("Test split, at each strategy's threshold chosen on validation", y=1.02)
     save_figure(figure, path)
 
 

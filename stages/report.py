@@ -66,12 +66,14 @@ def main():
             value(d["average_precision"], sign="+"),
             spread(d["average_precision"], sign="+"),
             value(d["chosen"]["cost_per_1000"], 1, "+"),
+            spread(d["chosen"]["cost_per_1000"], 1, "+"),
             d["average_precision"]["verdict"],
             d["chosen"]["cost_per_1000"]["verdict"],
         ]
         for pair, d in differences.items()
     ]
-    header = ["first − second", "AP: ensembles", "AP: members", "cost per 1,000: ensembles", "verdict on AP", "verdict on cost"]
+    header = ["first − second", "AP: ensembles", "AP: members", "cost per 1,000: ensembles", "cost: members",
+              "verdict on AP", "verdict on cost"]
     print("\n" + table(header, pairs))
     calibration = [
         [
