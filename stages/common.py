@@ -29,6 +29,7 @@ RAW_CSV = Path("data/raw/creditcard.csv")
 CLEAN_PARQUET = Path("data/clean/creditcard.parquet")
 SPLIT_DIR = Path("data/split")
 SCALED_DIR = Path("data/scaled")
+SCALER_FILE = SCALED_DIR / "scaler.json"  # what scale fitted: features, mean, scale, clip
 MODELS_DIR = Path("models")
 PREDICTIONS_DIR = Path("data/predictions")
 EXPORT_DIR = Path("models/export")
@@ -233,6 +234,14 @@ def load_scaled(split: str):
     except OSError as error:
         raise StageError(f"{SCALED_DIR}: cannot read the '{split}' split ({error}); run 'dvc repro scale'") from error
     return features, load_labels(split)
+
+
+def load_scaler() -> dict:
+    """The scaling that the scale stage fitted on the training split (see stages/scale.py)."""
+    try:
+        return json.loads(SCALER_FILE.read_text())
+    except (OSError, ValueError) as error:
+        raise StageError(f"{SCALER_FILE}: cannot read ({error}); run 'dvc repro scale'") from error
 
 
 def load_labels(split: str) -> np.ndarray:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import re
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -17,13 +18,13 @@ from stages.common import (
     EXPORT_DIR,
     MODELS_DIR,
     RAW_CSV,
-    SCALED_DIR,
     STRATEGIES,
     StageError,
     atomic_output,
     is_number,
     load_labels,
     load_params,
+    load_scaler,
     log,
     quiet_tensorflow,
     require,
@@ -56,14 +57,6 @@ def load_members(strategy: str, n_features: int) -> list[keras.Model]:
         if member.input_shape != (None, n_features):
             raise StageError(f"{found[i]}: takes input {member.input_shape}, expected (None, {n_features})")
     return members
-
-
-def read_scaler() -> dict:
-    path = SCALED_DIR / "scaler.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise StageError(f"{path}: cannot read ({error}); run 'dvc repro scale'") from error
 
 
 def build(members: list[keras.Model], scaler: dict, eps: float, shift: float) -> keras.Model:
@@ -120,9 +113,9 @@ def sha256(path) -> str:
 
 def chosen_threshold(strategy: str) -> float:
     """The ensemble's threshold that evaluate chose on the validation split (least expected cost)."""
-    path = f"metrics/test/{strategy}.json"
+    path = Path("metrics/test") / f"{strategy}.json"
     try:
-        return float(json.loads(open(path).read())["chosen"]["threshold"]["ensemble"])
+        return float(json.loads(path.read_text())["chosen"]["threshold"]["ensemble"])
     except (OSError, ValueError, KeyError) as error:
         raise StageError(f"{path}: cannot read the chosen threshold ({error}); run 'dvc repro evaluate'") from error
 
@@ -132,7 +125,7 @@ def main():
         load_params("export"), "export", "strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"
     )
     eps = require(load_params("clean"), "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
-    scaler = read_scaler()
+    scaler = load_scaler()
     # The same layer names and (unused) dropout seeds whatever ran before: both are written to the files.
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)

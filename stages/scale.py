@@ -8,6 +8,7 @@ from sklearn.preprocessing import StandardScaler
 from stages.common import (
     LABEL,
     SCALED_DIR,
+    SCALER_FILE,
     SPLIT_DIR,
     SPLITS,
     atomic_output,
@@ -41,7 +42,7 @@ def main():
         for name, frame in frames.items():
             np.save(tmp / f"{name}_features.npy", transform(scaler, frame[feature_names].to_numpy(), clip))
             np.save(tmp / f"{name}_labels.npy", frame[LABEL].to_numpy(np.int8))
-        (tmp / "scaler.json").write_text(json.dumps(scaler_json(scaler, feature_names, clip), indent=2) + "\n")
+        (tmp / SCALER_FILE.name).write_text(json.dumps(scaler_json(scaler, feature_names, clip), indent=2) + "\n")
     log.info("scale: wrote %s (%d features, clipped to [-%g, %g])", SCALED_DIR, len(feature_names), clip, clip)
 
 

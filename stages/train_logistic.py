@@ -17,10 +17,10 @@ from stages.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
     REFERENCE_STRATEGY,
-    SCALED_DIR,
     is_number,
     load_params,
     load_scaled,
+    load_scaler,
     log,
     require,
     run,
@@ -57,8 +57,8 @@ def main():
     coefficients, intercept, iterations = fit(x_train, y_train, c)
     seconds = time.perf_counter() - started
 
-    features = pd.read_json(SCALED_DIR / "scaler.json", typ="series")["features"]
-    write_json(MODEL_FILE, {"features": list(features), "coefficients": coefficients.tolist(), "intercept": intercept})
+    features = load_scaler()["features"]
+    write_json(MODEL_FILE, {"features": features, "coefficients": coefficients.tolist(), "intercept": intercept})
     parts = []
     for name, (x, y) in {"val": val, "test": test}.items():
         probability = predict(x, coefficients, intercept)
