@@ -5,13 +5,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test benchmark
+.PHONY: repro test lint benchmark
 
 repro: $(VENV)/installed
 	dvc repro
 
 test: $(VENV)/installed
 	python -m pytest
+
+# ruff's lint rules and formatter, as pyproject.toml sets them; `ruff format .` and `ruff check --fix .` fix most.
+lint: $(VENV)/installed
+	ruff check .
+	ruff format --check .
 
 # Check the interpreter before making .venv: cheap, and only when .venv is (re)made. "+" runs the check
 # under make -n too, so `make -n repro PYTHON=python3.11` tries an interpreter without making anything.

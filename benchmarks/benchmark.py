@@ -7,12 +7,15 @@ per strategy against benchmarks/tutorial_reference.py; 2. the whole `dvc repro` 
 strategy), per stage, against the whole tutorial script (one model each); 3. a no-op `dvc repro`;
 4. an incremental `dvc repro` after one train_resampled param change; 5. growth: the data stages and one
 epoch of each strategy on 1x, 4x and 16x the rows; 6. scoring: `python -m stages.score` on the whole CSV
-and on 16 copies of its rows (`--score-only` runs just this part). Everything runs in scratch copies of the
+and on 16 copies of its rows; 7. pins: each setting that fraudflow pins (fraudflow/__init__.py), and others that
+could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time.
+`--only score` or `--only pins` runs just that part. Everything runs in scratch copies of the
 project, so the work tree is left alone. Needs the project's environment (`make repro` or `make test`
 creates it).
 """
 
 import argparse
+import hashlib
 import re
 import shutil
 import subprocess
@@ -26,7 +29,7 @@ import pyarrow.csv as pacsv
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 STRATEGIES = ("baseline", "weighted", "resampled")
 TUTORIAL_EPOCHS = (28, 13, 111)  # where the tutorial's own run stopped early
 STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
@@ -42,7 +45,7 @@ DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
 RANDOM_MEMBERS = """
 import json, keras
 from pathlib import Path
-from stages.common import save_keras
+from fraudflow.common import save_keras
 for i in range(5):
     keras.utils.set_random_seed(i)
     layers = [keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.5), keras.layers.Dense(1, "sigmoid")]
@@ -120,7 +123,8 @@ def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int
     project = Project(root / "same_work", data)
     project.run(["dvc", "repro", "scale"])
     project.set_params(
-        **{"train.patience": max(epochs)}, **{f"train_{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs)}
+        **{"train.patience": max(epochs)},
+        **{f"train_{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs, strict=True)},
     )
     trained = {}
     for count in (1, members):
@@ -131,7 +135,7 @@ def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int
     pipeline = {strategy: trained[strategy, 1] for strategy in STRATEGIES}
     rows = [
         [s, n, f"{trained[s, 1]:.1f}", f"{trained[s, members]:.1f}", f"{trained[s, members] / trained[s, 1]:.2f}"]
-        for s, n in zip(STRATEGIES, epochs)
+        for s, n in zip(STRATEGIES, epochs, strict=True)
     ]
     print_table(
         f"1a. Members: 1 against {members} members of each strategy, same fixed epochs (build + fit)",
@@ -151,7 +155,7 @@ def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int
     reference = {m["strategy"]: float(m["seconds"]) for m in REFERENCE.finditer(output)}
     rows = [
         [s, n, f"{pipeline[s]:.1f}", f"{reference[s]:.1f}", f"{pipeline[s] / reference[s]:.3f}"]
-        for s, n in zip(STRATEGIES, epochs)
+        for s, n in zip(STRATEGIES, epochs, strict=True)
     ]
     total_pipeline, total_reference = sum(pipeline.values()), sum(reference.values())
     rows.append(
@@ -283,6 +287,50 @@ def scoring(root: Path, data: Path):
     shutil.rmtree(project.path)
 
 
+# Part 7: (label, environment on top of the pins). TF_NUM_*_THREADS=0 is TensorFlow's own default: the machine's cores.
+PIN_SETTINGS = [
+    ("pinned (fraudflow/__init__.py)", {}),
+    ("pinned, again", {}),
+    (
+        "threads from the machine (TF_NUM_INTRAOP/INTEROP_THREADS=0)",
+        {"TF_NUM_INTRAOP_THREADS": "0", "TF_NUM_INTEROP_THREADS": "0"},
+    ),
+    ("intra-op threads 1", {"TF_NUM_INTRAOP_THREADS": "1"}),
+    ("intra-op threads 4", {"TF_NUM_INTRAOP_THREADS": "4"}),
+    ("inter-op threads 1", {"TF_NUM_INTEROP_THREADS": "1"}),
+    ("oneDNN capped at SSE4.1 (ONEDNN_MAX_CPU_ISA=SSE41)", {"ONEDNN_MAX_CPU_ISA": "SSE41"}),
+    ("oneDNN uncapped (ONEDNN_MAX_CPU_ISA=ALL)", {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+    ("oneDNN graph rewrites on (TF_ENABLE_ONEDNN_OPTS=1)", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+    ("XLA auto-clustering (TF_XLA_FLAGS)", {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"}),
+    ("op determinism (TF_DETERMINISTIC_OPS=1)", {"TF_DETERMINISTIC_OPS": "1"}),
+    ("numpy's AVX-512 loops allowed (NPY_DISABLE_CPU_FEATURES empty)", {"NPY_DISABLE_CPU_FEATURES": ""}),
+]
+
+
+def pins(root: Path, data: Path, members: int = 2, epochs: int = 5):
+    """Train `members` baseline members for `epochs` epochs (no early stopping) under each of PIN_SETTINGS."""
+    project = Project(root / "pins", data)
+    project.run(["dvc", "repro", "scale"])
+    project.set_params(**{"train.members": members, "train.patience": epochs, "train_baseline.epochs": epochs})
+    predictions = project.path / "data" / "predictions" / "baseline.parquet"
+    pinned, rows = None, []
+    environment = project.env
+    for label, overrides in PIN_SETTINGS:
+        project.env = {**environment, **overrides}
+        output = project.run([sys.executable, "-m", "stages.train", "baseline"])[1]
+        digest = hashlib.md5(predictions.read_bytes()).hexdigest()
+        pinned = pinned or digest
+        bytes_ = "same" if digest == pinned else "different"
+        rows.append([label, f"{digest[:10]} ({bytes_})", TRAINED.search(output)["seconds"]])
+    project.env = environment
+    print_table(
+        f"7. Pins: {members} baseline members, {epochs} epochs, one setting changed at a time (md5 of the predictions)",
+        ["setting", "predictions md5", "training s"],
+        rows,
+    )
+    shutil.rmtree(project.path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="creditcard.csv or .csv.gz")
@@ -296,18 +344,21 @@ def main():
     )
     parser.add_argument("--members", type=int, default=5, help="members against 1 in part 1a (default %(default)s)")
     parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
-    parser.add_argument("--score-only", action="store_true", help="run only part 6, scoring")
+    parser.add_argument("--only", choices=["score", "pins"], help="run only part 6 (scoring) or part 7 (pins)")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")
     data = args.data.resolve()
     with tempfile.TemporaryDirectory(prefix="fraudflow-bench-") as scratch:
-        if not args.score_only:
+        if not args.only:
             same_work(Path(scratch), data, tuple(args.epochs), args.members)
             whole_pipeline(Path(scratch), data)
             if args.growth:
                 growth(Path(scratch), data, args.growth)
-        scoring(Path(scratch), data)
+        if args.only in (None, "score"):
+            scoring(Path(scratch), data)
+        if args.only in (None, "pins"):
+            pins(Path(scratch), data)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def main():
 
         keras.utils.set_random_seed(args.seed)
     data = tutorial_data(args.csv, args.seed) if args.csv else scaled_data(args.scaled)
-    epochs = dict(zip(STRATEGIES, args.epochs or (100, 100, 1000)))
+    epochs = dict(zip(STRATEGIES, args.epochs or (100, 100, 1000), strict=True))
     run(data, epochs, early_stopping=args.epochs is None)
     print(f"reference total: {time.perf_counter() - started:.1f} s", flush=True)
 

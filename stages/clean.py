@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from stages.common import (
+from fraudflow.common import (
     CLEAN_PARQUET,
     LABEL,
     RAW_CSV,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stages.common import RAW_CSV, StageError, atomic_output, load_params, log, require, run
+from fraudflow.common import RAW_CSV, StageError, atomic_output, load_params, log, require, run
 
 SOURCE_ENV = "CREDITCARD_URL"
 CHUNK = 1 << 20

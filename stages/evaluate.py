@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from stages import figures
-from stages.common import (
+from fraudflow import figures
+from fraudflow.common import (
     PREDICTIONS_DIR,
     REFERENCE_STRATEGY,
     STRATEGIES,
@@ -19,16 +19,16 @@ from stages.common import (
     atomic_output,
     is_int,
     is_number,
-    load_params,
     load_labels,
+    load_params,
     log,
     read_parquet,
     require,
     run,
     write_json,
 )
-from stages.compare import compare
-from stages.operating import cost_threshold, prior_shift, reliability, shift_probabilities
+from fraudflow.compare import compare
+from fraudflow.operating import cost_threshold, prior_shift, reliability, shift_probabilities
 
 METRICS_DIR = "metrics/test"
 DIFFERENCES_FILE = "metrics/differences.json"
@@ -38,7 +38,10 @@ EVALUATED = (*STRATEGIES, REFERENCE_STRATEGY)
 
 def read_settings() -> dict:
     params = load_params("evaluate")
-    number = lambda v: is_number(v) and v >= 0
+
+    def number(v):
+        return is_number(v) and v >= 0
+
     return {
         "threshold": require(
             params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
@@ -109,7 +112,9 @@ def confusion_cells(result: dict) -> pd.DataFrame:
     """The ensemble's 2x2 confusion matrix at the chosen threshold as four rows of counts."""
     cells = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}
     chosen = result["chosen"]
-    return pd.DataFrame([{"actual": a, "predicted": p, "count": chosen[key]["ensemble"]} for (a, p), key in cells.items()])
+    return pd.DataFrame(
+        [{"actual": a, "predicted": p, "count": chosen[key]["ensemble"]} for (a, p), key in cells.items()]
+    )
 
 
 def write_csv(frame: pd.DataFrame, path):

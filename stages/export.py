@@ -13,8 +13,7 @@ from unittest import mock
 
 import numpy as np
 
-from stages.clean import LOG_AMOUNT
-from stages.common import (
+from fraudflow.common import (
     EXPORT_DIR,
     MODELS_DIR,
     RAW_CSV,
@@ -30,11 +29,10 @@ from stages.common import (
     require,
     run,
     save_keras,
-    tensorflow_settings,
 )
-from stages.operating import prior_shift
+from fraudflow.operating import prior_shift
+from stages.clean import LOG_AMOUNT
 
-tensorflow_settings()
 with quiet_tensorflow():
     import keras
     from keras import ops
@@ -74,7 +72,7 @@ def build(members: list[keras.Model], scaler: dict, eps: float, shift: float) ->
     for i, member in enumerate(members):
         member.name = f"member_{i}"  # unique names inside the model
         probability = ops.cast(member(x), "float64")
-        if shift:  # prior correction (stages/operating.py): sigmoid(logit(p) + shift)
+        if shift:  # prior correction (fraudflow/operating.py): sigmoid(logit(p) + shift)
             probability = ops.sigmoid(ops.log(probability) - ops.log1p(-probability) + shift)
         probabilities.append(probability)
     ensemble = ops.mean(ops.concatenate(probabilities, axis=1), axis=1, keepdims=True)

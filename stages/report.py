@@ -6,7 +6,7 @@
 import json
 from pathlib import Path
 
-from stages.common import REFERENCE_STRATEGY, STRATEGIES, StageError, run
+from fraudflow.common import REFERENCE_STRATEGY, STRATEGIES, StageError, run
 
 METRICS = Path("metrics")
 
@@ -20,8 +20,8 @@ def read(path: Path) -> dict:
 
 def value(summary: dict, digits: int = 3, sign: str = "") -> str:
     """The ensemble's value and its bootstrap interval."""
-    f = f"{{:{sign}.{digits}f}}"
-    return f"{f.format(summary['ensemble'])} [{f.format(summary['ensemble_lower'])}, {f.format(summary['ensemble_upper'])}]"
+    low, value, high = (f"{summary[key]:{sign}.{digits}f}" for key in ("ensemble_lower", "ensemble", "ensemble_upper"))
+    return f"{value} [{low}, {high}]"
 
 
 def spread(summary: dict, digits: int = 3, sign: str = "") -> str:
@@ -52,13 +52,32 @@ def main():
         ]
         for s, m in test.items()
     ]
-    print(table(["strategy", "threshold", "cost per 1,000 transactions", "precision", "recall", "tp / fp / fn"], operating))
+    print(
+        table(
+            ["strategy", "threshold", "cost per 1,000 transactions", "precision", "recall", "tp / fp / fn"], operating
+        )
+    )
     scores = [
-        [s, value(m["average_precision"]), spread(m["average_precision"]), value(m["roc_auc"], 4), spread(m["roc_auc"], 4),
-         value(m["recall_at_fpr"]), spread(m["recall_at_fpr"])]
+        [
+            s,
+            value(m["average_precision"]),
+            spread(m["average_precision"]),
+            value(m["roc_auc"], 4),
+            spread(m["roc_auc"], 4),
+            value(m["recall_at_fpr"]),
+            spread(m["recall_at_fpr"]),
+        ]
         for s, m in test.items()
     ]
-    header = ["strategy", "average precision", "members", "ROC AUC", "members", "recall at the false-positive rate", "members"]
+    header = [
+        "strategy",
+        "average precision",
+        "members",
+        "ROC AUC",
+        "members",
+        "recall at the false-positive rate",
+        "members",
+    ]
     print("\n" + table(header, scores))
     pairs = [
         [
@@ -72,8 +91,15 @@ def main():
         ]
         for pair, d in differences.items()
     ]
-    header = ["first − second", "AP: ensembles", "AP: members", "cost per 1,000: ensembles", "cost: members",
-              "verdict on AP", "verdict on cost"]
+    header = [
+        "first − second",
+        "AP: ensembles",
+        "AP: members",
+        "cost per 1,000: ensembles",
+        "cost: members",
+        "verdict on AP",
+        "verdict on cost",
+    ]
     print("\n" + table(header, pairs))
     calibration = [
         [
@@ -85,8 +111,12 @@ def main():
         ]
         for s, m in test.items()
     ]
-    header = ["strategy", "log loss as trained → calibrated", "Brier score as trained → calibrated",
-              "at the tutorial's threshold: tp / fp / fn, precision, recall"]
+    header = [
+        "strategy",
+        "log loss as trained → calibrated",
+        "Brier score as trained → calibrated",
+        "at the tutorial's threshold: tp / fp / fn, precision, recall",
+    ]
     print("\n" + table(header, calibration))
 
 

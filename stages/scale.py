@@ -5,7 +5,7 @@ import json
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from stages.common import (
+from fraudflow.common import (
     LABEL,
     SCALED_DIR,
     SCALER_FILE,

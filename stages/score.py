@@ -19,10 +19,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from fraudflow.common import EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run
 from stages.clean import CSV_SUFFIXES, csv_error, header_only, require_columns, validate
-from stages.common import EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run, tensorflow_settings
 
-tensorflow_settings()
 with quiet_tensorflow():
     import keras
     import tensorflow as tf

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from stages.common import (
+from fraudflow.common import (
     CLEAN_PARQUET,
     LABEL,
     SPLIT_DIR,
@@ -60,7 +60,7 @@ def random_split(labels: np.ndarray, test_size: float, val_size: float, stratify
 def fill(groups: np.ndarray, sizes: np.ndarray, target: int) -> list:
     """The groups, taken in order, each only if the rows taken so far plus its own stay within target."""
     taken, total = [], 0
-    for group, size in zip(groups.tolist(), sizes[groups].tolist()):
+    for group, size in zip(groups.tolist(), sizes[groups].tolist(), strict=True):
         if total + size <= target:
             taken.append(group)
             total += size
@@ -126,7 +126,10 @@ def counts(labels: np.ndarray, groups: np.ndarray, parts: dict) -> dict:
 
 def read_settings() -> dict:
     params = load_params("split")
-    fraction = lambda v: is_number(v) and 0 < v < 1
+
+    def fraction(v):
+        return is_number(v) and 0 < v < 1
+
     return {
         "method": require(params, "split", "method", lambda v: v in METHODS, "'random' or 'time'"),
         "test_size": require(params, "split", "test_size", fraction, "a fraction between 0 and 1"),

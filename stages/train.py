@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from stages.common import (
+from fraudflow.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
     SPLITS,
@@ -25,7 +25,7 @@ from stages.common import (
     write_json,
     write_parquet,
 )
-from stages.members import MONITORS, fit_members, member_predictor
+from fraudflow.members import MONITORS, fit_members, member_predictor
 
 HISTORY_DIR = "plots/history"
 METRICS_DIR = "metrics/train"
@@ -38,11 +38,18 @@ def read_settings(strategy: str) -> dict:
         raise StageError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     shared, own_section = load_params("train"), f"train_{strategy}"
     own = load_params(own_section)
-    positive_int = lambda v: is_int(v) and v > 0
+
+    def positive_int(v):
+        return is_int(v) and v > 0
+
     settings = {
         "seed": require(shared, "train", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
         "members": require(
-            shared, "train", "members", lambda v: positive_int(v) and v <= MAX_MEMBERS, f"an integer in 1..{MAX_MEMBERS}"
+            shared,
+            "train",
+            "members",
+            lambda v: positive_int(v) and v <= MAX_MEMBERS,
+            f"an integer in 1..{MAX_MEMBERS}",
         ),
         "hidden_units": require(shared, "train", "hidden_units", positive_int, "an integer > 0"),
         "dropout": require(shared, "train", "dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),

@@ -13,7 +13,7 @@ import pyarrow as pa
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
-from stages.common import (
+from fraudflow.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
     REFERENCE_STRATEGY,
@@ -36,7 +36,10 @@ def fit(features: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.ndarray,
     """Coefficients, intercept and Newton iterations of an L2-regularised logistic regression (inverse strength c)."""
     model = LogisticRegression(C=c, solver="newton-cholesky", tol=1e-12, max_iter=100)
     model.fit(features.astype(np.float64), labels)
-    round10 = lambda values: np.array([float(f"{v:.10g}") for v in np.ravel(values)])
+
+    def round10(values):
+        return np.array([float(f"{v:.10g}") for v in np.ravel(values)])
+
     return round10(model.coef_), float(round10(model.intercept_)[0]), int(model.n_iter_[0])
 
 
@@ -68,7 +71,13 @@ def main():
         PREDICTIONS_DIR / f"{REFERENCE_STRATEGY}.parquet",
     )
     write_json(METRICS_FILE, {"members": 1, "iterations": iterations})
-    log.info("%s: fitted in %.1f s (%d Newton iterations); model written to %s", REFERENCE_STRATEGY, seconds, iterations, MODEL_FILE)
+    log.info(
+        "%s: fitted in %.1f s (%d Newton iterations); model written to %s",
+        REFERENCE_STRATEGY,
+        seconds,
+        iterations,
+        MODEL_FILE,
+    )
 
 
 if __name__ == "__main__":

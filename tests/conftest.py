@@ -69,8 +69,8 @@ def python_environment() -> dict:
 
 def run_data_stages(rows: int = 3000, frauds: int = 60):
     """Write a synthetic raw CSV in the working directory and run clean, split and scale on it."""
+    from fraudflow.common import RAW_CSV
     from stages import clean, scale, split
-    from stages.common import RAW_CSV
 
     RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
     make_creditcard(rows, frauds).to_csv(RAW_CSV, index=False)
@@ -179,7 +179,7 @@ def make_members(strategy: str = "baseline", count: int = 3):
     probabilities on the val and test splits, computed from the saved files, and their mean)."""
     import keras
 
-    from stages.common import MODELS_DIR, PREDICTIONS_DIR, load_scaled, save_keras
+    from fraudflow.common import MODELS_DIR, PREDICTIONS_DIR, load_scaled, save_keras
 
     features, labels = load_scaled("train")
     paths = [MODELS_DIR / strategy / f"member_{i}.keras" for i in range(count)]
@@ -216,10 +216,10 @@ def make_members(strategy: str = "baseline", count: int = 3):
 
 
 def raw_test_rows() -> pd.DataFrame:
-    """The raw CSV rows of the test split in the working directory, in the split's order: the split's row
-    positions (computed from the cleaned rows, which clean sorts by Time) taken from the raw rows sorted the same way."""
+    """The raw CSV rows of the test split in the working directory, in the split's order: the split's row positions
+    (computed from the cleaned rows, which clean sorts by Time) taken from the raw rows sorted the same way."""
+    from fraudflow.common import CLEAN_PARQUET, RAW_CSV
     from stages import split
-    from stages.common import CLEAN_PARQUET, RAW_CSV
 
     cleaned = pd.read_parquet(CLEAN_PARQUET)
     parts = split.split_rows(cleaned, split.duplicate_groups(cleaned), split.read_settings())

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from conftest import make_creditcard, set_cell
 
+from fraudflow.common import CLEAN_PARQUET, RAW_CSV, StageError
 from stages import clean
-from stages.common import CLEAN_PARQUET, RAW_CSV, StageError
 
 
 def write_raw(frame: pd.DataFrame):

@@ -4,7 +4,7 @@ import zipfile
 import keras
 import numpy as np
 
-from stages.common import save_keras
+from fraudflow.common import save_keras
 
 
 def small_model():
@@ -30,7 +30,7 @@ def test_save_keras_files_load_with_their_weights_and_differ_when_weights_do(tmp
     model = small_model()
     save_keras(model, tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
-    for saved, original in zip(loaded.get_weights(), model.get_weights()):
+    for saved, original in zip(loaded.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(saved, original)
     model.layers[-1].bias.assign([1.0])
     save_keras(model, tmp_path / "changed.keras")

@@ -6,8 +6,8 @@ import sys
 import pytest
 from conftest import make_creditcard, python_environment, set_params
 
+from fraudflow.common import RAW_CSV, StageError
 from stages import download
-from stages.common import RAW_CSV, StageError
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 from conftest import python_environment, set_params
 from sklearn import metrics
 
+from fraudflow.common import PREDICTIONS_DIR, SCALED_DIR, STRATEGIES, write_parquet
 from stages import evaluate, report
-from stages.common import PREDICTIONS_DIR, SCALED_DIR, STRATEGIES, write_parquet
 
 SUMMARY_KEYS = {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"}
 
@@ -76,7 +76,14 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
     evaluate.main()
     baseline = read_metrics(project, "baseline")
     assert set(baseline) == {
-        "average_precision", "roc_auc", "recall_at_fpr", "log_loss", "brier", "chosen", "tutorial", "uncalibrated"
+        "average_precision",
+        "roc_auc",
+        "recall_at_fpr",
+        "log_loss",
+        "brier",
+        "chosen",
+        "tutorial",
+        "uncalibrated",
     }
     assert set(baseline["chosen"]) == {"threshold", "tp", "fp", "tn", "fn", "precision", "recall", "cost_per_1000"}
     assert set(baseline["tutorial"]) == {"tp", "fp", "tn", "fn", "precision", "recall"}
@@ -125,7 +132,10 @@ def test_report_prints_the_readme_tables_from_the_metrics(project, capsys):
     printed = capsys.readouterr().out
     baseline = read_metrics(project, "baseline")["chosen"]["cost_per_1000"]
     row = f"| baseline | {read_metrics(project, 'baseline')['chosen']['threshold']['ensemble']:.3f} | "
-    assert row + f"{baseline['ensemble']:.1f} [{baseline['ensemble_lower']:.1f}, {baseline['ensemble_upper']:.1f}]" in printed
+    assert (
+        row + f"{baseline['ensemble']:.1f} [{baseline['ensemble_lower']:.1f}, {baseline['ensemble_upper']:.1f}]"
+        in printed
+    )
     assert printed.count("| logistic |") == 3 and "one model" in printed
     assert "| baseline − weighted |" in printed
 

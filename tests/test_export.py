@@ -9,11 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import CHOSEN_THRESHOLD, MODEL_COLUMNS, make_members, python_environment, raw_test_rows, run_data_stages, set_params
+from conftest import (
+    CHOSEN_THRESHOLD,
+    MODEL_COLUMNS,
+    make_members,
+    python_environment,
+    raw_test_rows,
+    run_data_stages,
+    set_params,
+)
 
+from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError, load_labels
+from fraudflow.operating import prior_shift, shift_probabilities
 from stages import export
-from stages.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError, load_labels
-from stages.operating import prior_shift, shift_probabilities
 
 
 def pipeline_test_probabilities() -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from stages import operating
+from fraudflow import operating
 
 
 def test_prior_correction_recovers_the_real_probabilities():
@@ -30,7 +30,9 @@ def test_baseline_and_logistic_are_not_shifted():
     assert operating.prior_shift("resampled", labels) == pytest.approx(np.log(1 / 99))
     p = np.array([0.0, 0.2, 1.0])
     np.testing.assert_array_equal(operating.shift_probabilities(p, 0.0), p)
-    np.testing.assert_allclose(operating.shift_probabilities(p, np.log(1 / 99)), [0.0, 0.25 / 99 / (1 + 0.25 / 99), 1.0])
+    np.testing.assert_allclose(
+        operating.shift_probabilities(p, np.log(1 / 99)), [0.0, 0.25 / 99 / (1 + 0.25 / 99), 1.0]
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -39,7 +41,13 @@ def test_cost_threshold_matches_a_brute_force_search(seed):
     labels = (rng.random(60) < 0.2).astype(int)
     probabilities = np.round(np.clip(rng.normal(0.3 + 0.3 * labels, 0.2), 0, 1), 2)  # with ties
     cost_fn, cost_fp = 10.0, 1.0
-    cost = lambda t: cost_fn * ((probabilities <= t) & (labels == 1)).sum() + cost_fp * ((probabilities > t) & (labels == 0)).sum()
+
+    def cost(t):
+        return (
+            cost_fn * ((probabilities <= t) & (labels == 1)).sum()
+            + cost_fp * ((probabilities > t) & (labels == 0)).sum()
+        )
+
     candidates = np.r_[np.unique(probabilities), 1.0, probabilities.min() / 2]
     best = min(cost(t) for t in candidates)
     chosen = operating.cost_threshold(labels, probabilities, cost_fn, cost_fp)

@@ -19,7 +19,7 @@ from dvc_render.html import PAGE_HTML
 from dvc_render.vega import VegaRenderer
 from sklearn import metrics
 
-from stages import figures
+from fraudflow import figures
 
 PLOTS = REPO / ".dvc" / "plots"
 TEMPLATE = PLOTS / "page.html"
@@ -176,8 +176,16 @@ def made_up(tmp_path_factory):
         write_csv(plots / "confusion" / f"{strategy}.csv", cells)
     for number, strategy in enumerate(TRAINED):  # training losses 10 and 100 times the baseline's
         history = [
-            {"member": member, "epoch": epoch, "loss": 0.01 * 10**number / epoch, "val_loss": 0.01 / epoch,
-             "val_auc": 0.9, "val_prc": 0.7, "val_precision": 0.8, "val_recall": 0.75}
+            {
+                "member": member,
+                "epoch": epoch,
+                "loss": 0.01 * 10**number / epoch,
+                "val_loss": 0.01 / epoch,
+                "val_auc": 0.9,
+                "val_prc": 0.7,
+                "val_precision": 0.8,
+                "val_recall": 0.75,
+            }
             for member in range(MEMBERS)
             for epoch in range(1, EPOCHS + 1)
         ]

@@ -3,9 +3,11 @@
 import json
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import (
     REPO,
     chart_contents,
@@ -17,9 +19,9 @@ from conftest import (
     set_params,
 )
 
-from stages.figures import COLOURS
+from fraudflow.figures import COLOURS
 
-PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 DATA_STAGES = ["download", "clean", "split", "scale"]
 TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled", "train_logistic"]
 STRATEGIES = ["baseline", "weighted", "resampled"]  # the network's, which have a training history
@@ -107,7 +109,8 @@ def test_second_repro_skips_every_stage(repo, reproduced):
     again = repo.run("dvc", "repro")
     assert ran(again) == set()
     assert all(
-        f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate", "export"]
+        f"Stage '{stage}' didn't change, skipping" in again
+        for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate", "export"]
     )
 
 
@@ -121,15 +124,18 @@ def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
         )
         # A single model has no interval over members: DVC leaves out the null mean_lower and mean_upper.
         single = {"mean_lower", "mean_upper"} if strategy == "logistic" else set()
-        assert set(test_metrics["average_precision"]) == {
-            "ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"
-        } - single
+        assert (
+            set(test_metrics["average_precision"])
+            == {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"} - single
+        )
         for operating_point in ("chosen", "tutorial"):
             assert sum(test_metrics[operating_point][k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
         assert f"metrics/train/{strategy}.json" in files
     differences = files["metrics/differences.json"]["data"]
     assert differences["baseline-weighted"]["average_precision"]["verdict"] in {
-        "baseline better", "weighted better", "not distinguishable"
+        "baseline better",
+        "weighted better",
+        "not distinguishable",
     }
     assert files["metrics/split.json"]["data"]["test"] == TEST_SPLIT
 
@@ -243,4 +249,38 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     repo.run("python", "-m", "stages.score", "data/raw/creditcard.csv", "scores.csv")
     scores = pd.read_csv(repo.cwd / "scores.csv")
     threshold = json.loads(card_file.read_text())["threshold"]
-    assert len(scores) == 3000 and scores["flagged"].tolist() == (scores["probability"] > threshold).astype(int).tolist()
+    assert (
+        len(scores) == 3000 and scores["flagged"].tolist() == (scores["probability"] > threshold).astype(int).tolist()
+    )
+
+
+def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_commit(repo, reproduced):
+    """The committed dvc.lock names baseline models and predictions this machine never made, as one committed from
+    another processor does: the README's way back makes this machine's results again, deleting nothing, and
+    fraudflow.verify accepts them."""
+    work = repo.cwd
+    repo.run("git", "checkout", "--", "params.yaml")
+    repo.run("dvc", "repro")
+    predictions = work / "data" / "predictions" / "baseline.parquet"
+    ours = predictions.read_bytes()
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    for stage in lock["stages"].values():
+        for entry in stage.get("deps", []) + stage.get("outs", []):
+            if entry["path"] in ("models/baseline", "data/predictions/baseline.parquet"):
+                entry["md5"] = "0" * 32 + (".dir" if entry["path"].startswith("models") else "")
+    (work / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    repo.commit("results from another machine")
+
+    repo.run("dvc", "exp", "run", "-S", "train_baseline.epochs=2")
+    assert predictions.read_bytes() != ours
+    repo.run("git", "checkout", "--", "params.yaml")
+    back = repo.run("dvc", "repro")
+    assert ran(back) == {"train_baseline", "evaluate", "export"}  # trained again, to the same bytes
+    assert predictions.read_bytes() == ours
+    assert {p.name for p in (work / "models" / "baseline").iterdir()} == {"member_0.keras", "member_1.keras"}
+    assert (work / "models" / "export" / "model.json").exists()
+    verified = subprocess.run(
+        [sys.executable, "-m", "fraudflow.verify"], cwd=work, env=repo.env, capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "hashes of training outputs differ" in verified.stdout

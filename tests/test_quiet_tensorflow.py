@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import python_environment
 
-from stages.common import ABSL_NOTICE, quiet_tensorflow
+from fraudflow.common import ABSL_NOTICE, quiet_tensorflow
 
 ONEDNN = "I0000 00:00:1795850485.842253   11538 port.cc:153] oneDNN custom operations are on. You may see ..."
 CPP_WARNING = "W0000 00:00:1795850486.000001   11538 some_op.cc:12] a C++ warning"
@@ -54,7 +54,7 @@ def test_importing_tensorflow_prints_nothing_but_warnings():
     code = "\n".join(
         [
             "import warnings",
-            "from stages.common import quiet_tensorflow",
+            "from fraudflow.common import quiet_tensorflow",
             "with quiet_tensorflow():",
             "    import keras",
             "    import tensorflow",

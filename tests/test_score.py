@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from conftest import CHOSEN_THRESHOLD, MODEL_COLUMNS, make_creditcard, python_environment, raw_test_rows, set_cell
 
+from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
 from stages import clean, score
-from stages.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
 
 
 def score_file(source, destination):

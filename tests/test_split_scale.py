@@ -8,8 +8,8 @@ import pytest
 from conftest import make_creditcard, run_data_stages, set_params
 from sklearn.model_selection import train_test_split
 
+from fraudflow.common import CLEAN_PARQUET, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_scaled
 from stages import clean, scale, split
-from stages.common import CLEAN_PARQUET, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_scaled
 
 SPLITS = ("train", "val", "test")
 FEATURES = [f"V{i}" for i in range(1, 29)] + ["Amount"]  # of the raw data; Time is not a feature
@@ -151,7 +151,9 @@ def period(time: float) -> str:
 def test_time_split_trains_on_the_earliest_rows_and_tests_on_the_latest(project):
     raw = shuffled_in_time(make_creditcard(rows=3000, frauds=60))
     run_clean_and_split(project, raw, method="time", group_duplicates=False)
-    time_of = dict(zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"])))  # clean rows are in time order
+    time_of = dict(
+        zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"]), strict=True)
+    )  # clean rows are in time order
     times = {name: [time_of[key] for key in keys(part)] for name, part in read_splits().items()}
     assert max(times["train"]) < min(times["val"]) and max(times["val"]) < min(times["test"])
     assert {name: len(values) for name, values in times.items()} == {"train": 1920, "val": 480, "test": 600}
@@ -161,7 +163,7 @@ def test_time_split_moves_earlier_twins_forward_with_their_latest_row(project):
     raw = shuffled_in_time(with_duplicates())
     run_clean_and_split(project, raw, method="time")
     latest = {}
-    for key, time in zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"])):
+    for key, time in zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"]), strict=True):
         latest[key] = max(latest.get(key, time), time)
     # Every row is where its group's latest row falls by time: training holds nothing from the later periods.
     for name, part in read_splits().items():

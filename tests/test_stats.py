@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from stages import compare, stats
+from fraudflow import compare, stats
 
 # Ten test rows: 4 frauds. At threshold 0.5: tp 3 (0.9, 0.8, 0.6), fn 1 (0.3), fp 1 (0.7), tn 5.
 LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
@@ -103,7 +103,10 @@ def strategy(probabilities: np.ndarray, threshold: float = 0.5) -> dict:
 def test_paired_bootstrap_matches_an_explicit_loop():
     labels, first = noisy_scores(rows=300, seed=4, ties=False)
     second = first + np.random.default_rng(5).normal(0, 0.8, len(labels))
-    sigmoid = lambda z: 1 / (1 + np.exp(-z[:, None]))
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z[:, None]))
+
     strategies = {"a": strategy(sigmoid(first)), "b": strategy(sigmoid(second))}
     summaries, differences = compare.compare(labels, strategies, SETTINGS)
 
@@ -154,7 +157,9 @@ def test_member_interval_of_a_difference_resamples_members_and_rows():
     assert ap["verdict"] == "a better"
     single = differences["a-c"]["average_precision"]  # the single model is paired with every member
     c_ap = metrics.average_precision_score(labels, c[:, 0])
-    assert single["mean"] == pytest.approx(np.mean([metrics.average_precision_score(labels, a[:, m]) - c_ap for m in range(5)]))
+    assert single["mean"] == pytest.approx(
+        np.mean([metrics.average_precision_score(labels, a[:, m]) - c_ap for m in range(5)])
+    )
     ensemble = summaries["a"]["average_precision"]
     assert ensemble["ensemble"] == pytest.approx(metrics.average_precision_score(labels, a.mean(axis=1)))
     assert ensemble["ensemble_lower"] < ensemble["ensemble"] < ensemble["ensemble_upper"]
@@ -170,5 +175,10 @@ def test_cost_and_thresholds_in_the_summary():
     assert (chosen["tp"]["ensemble"], chosen["fp"]["ensemble"], chosen["fn"]["ensemble"]) == (1, 1, 1)
     assert chosen["cost_per_1000"]["ensemble"] == pytest.approx(1000 * (20 * 1 + 1 * 1) / 10)
     assert chosen["threshold"] == {
-        "ensemble": 0.5, "ensemble_lower": None, "ensemble_upper": None, "mean": 0.5, "mean_lower": None, "mean_upper": None
+        "ensemble": 0.5,
+        "ensemble_lower": None,
+        "ensemble_upper": None,
+        "mean": 0.5,
+        "mean_lower": None,
+        "mean_upper": None,
     }

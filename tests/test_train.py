@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 from conftest import run_data_stages, set_params
 
-from stages import members, train
-from stages.common import PREDICTIONS_DIR, StageError, load_scaled, save_keras
+from fraudflow import members
+from fraudflow.common import PREDICTIONS_DIR, StageError, load_scaled, save_keras
+from stages import train
 
 SETTINGS = {
     "seed": 1,
@@ -66,9 +67,10 @@ def test_stacked_model_predicts_what_each_member_predicts(scaled):
 
 def test_balanced_batches_give_each_member_its_own_half_positive_draw(scaled):
     x_train, y_train = scaled["train"]
-    batch = members.balanced_epoch(tf.constant(x_train), tf.constant(y_train.astype(np.float32)), 3, 256, 3,
-                                   tf.constant(1, tf.int64), steps=5)
-    training_rows = {row.tobytes(): label for row, label in zip(x_train, y_train)}
+    batch = members.balanced_epoch(
+        tf.constant(x_train), tf.constant(y_train.astype(np.float32)), 3, 256, 3, tf.constant(1, tf.int64), steps=5
+    )
+    training_rows = {row.tobytes(): label for row, label in zip(x_train, y_train, strict=True)}
     features, labels = (t.numpy() for t in batch(tf.constant(0)))
     assert features.shape == (3, 256, 29) and (labels.mean(axis=1) == 0.5).all()
     for member in range(3):
@@ -117,8 +119,8 @@ def test_members_start_alike_across_strategies_and_end_different(scaled, monkeyp
     monkeypatch.setattr(members, "stack", recording_stack)
     trained = [fit(strategy, scaled, epochs=2)[1] for strategy in train.STRATEGIES]
     for other in started[1:]:
-        for a, b in zip(started[0], other):  # member i of every strategy: the same starting weights
-            for x, y in zip(a, b):
+        for a, b in zip(started[0], other, strict=True):  # member i of every strategy: the same starting weights
+            for x, y in zip(a, b, strict=True):
                 np.testing.assert_array_equal(x, y)
     assert not np.array_equal(started[0][0][0], started[0][1][0])  # members start differently
     for built in trained:
@@ -141,7 +143,7 @@ def test_each_member_gets_its_own_best_epoch_restored(scaled, monkeypatch):
         best = int(mine.loc[mine["val_auc"].idxmax(), "epoch"])  # the first of equal values, as Keras keeps it
         assert best == stopping.best_epoch[member]
         assert len(mine) == min(15, best + 2) == stopping.epochs_run[member]  # stopped after 2 epochs without gain
-        for restored, kept in zip(keras_model.get_weights(), snapshots[best][member]):
+        for restored, kept in zip(keras_model.get_weights(), snapshots[best][member], strict=True):
             np.testing.assert_array_equal(restored, kept)
     assert len(set(stopping.best_epoch)) > 1 or len(set(stopping.epochs_run)) > 1  # members stop on their own
 
@@ -152,7 +154,7 @@ def test_save_keras_writes_the_same_bytes_for_the_same_weights(tmp_path):
     save_keras(model, tmp_path / "b.keras")
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
     loaded = keras.saving.load_model(tmp_path / "a.keras")
-    for a, b in zip(loaded.get_weights(), model.get_weights()):
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -168,7 +170,7 @@ def test_stage_writes_members_predictions_history_and_metrics(scaled, project, m
     test = predictions[predictions["split"] == "test"]
     member_columns = [f"member_{i}" for i in range(count)]
     assert list(test.columns) == ["split", "label", "probability", *member_columns]
-    for path, column in zip(files, member_columns):  # the saved members give the predictions
+    for path, column in zip(files, member_columns, strict=True):  # the saved members give the predictions
         model = keras.saving.load_model(path)
         np.testing.assert_allclose(test[column], model.predict(scaled["test"][0], verbose=0)[:, 0], rtol=1e-5)
     np.testing.assert_allclose(test["probability"], test[member_columns].mean(axis=1))
@@ -204,7 +206,7 @@ def test_bad_members_param_fails_the_stage_with_one_line_and_writes_nothing(scal
     set_params(project / "params.yaml", train__members=65)
     monkeypatch.setattr(sys, "argv", ["train", "baseline"])
     with pytest.raises(SystemExit) as exit_info:
-        from stages.common import run
+        from fraudflow.common import run
 
         run(train.main)
     assert exit_info.value.code == 1

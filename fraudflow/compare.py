@@ -8,7 +8,7 @@ from itertools import combinations
 
 import numpy as np
 
-from stages.stats import Ranking, Thresholded, bootstrap_counts, mean_interval, percentile_interval
+from fraudflow.stats import Ranking, Thresholded, bootstrap_counts, mean_interval, percentile_interval
 
 DIFFERENCE_METRICS = ("average_precision", "roc_auc", "recall_at_fpr", "chosen.cost_per_1000")
 LOWER_IS_BETTER = {"chosen.cost_per_1000"}
@@ -100,7 +100,10 @@ def paired_differences(points: dict, resampled: dict, members: dict, seed: int) 
     resamples = len(next(iter(resampled.values()))["roc_auc"])
     count = max(members.values())
     member_draws = rng.integers(0, count, size=(resamples, count))  # the same member draws for every pair
-    own = lambda strategy, i: min(i, members[strategy] - 1)  # member i of a strategy; its only one if it has one
+
+    def own(strategy, i):  # member i of a strategy; its only one if it has one
+        return min(i, members[strategy] - 1)
+
     result = {}
     for first, second in combinations(points, 2):
         pair = {}

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stages.common import atomic_output  # noqa: E402
+from fraudflow.common import atomic_output  # noqa: E402
 
 # The same in every chart: these figures and the `dvc plots show` templates (.dvc/plots/*.json, tested to agree).
 COLOURS = {"baseline": "#1f77b4", "weighted": "#ff7f0e", "resampled": "#2ca02c", "logistic": "#9467bd"}
@@ -36,7 +36,10 @@ def curve_figure(curves: dict, x: str, y: str, label: str, scale: float = 1.0, d
 
 def draw_roc(curves: dict, results: dict, path):
     """The tutorial's zoomed ROC view: false positives up to 20 %, true positives from 80 %."""
-    label = lambda s: f"{s} (AUC {results[s]['roc_auc']['ensemble']:.4f})"
+
+    def label(s):
+        return f"{s} (AUC {results[s]['roc_auc']['ensemble']:.4f})"
+
     figure, axes = curve_figure(curves, "fpr", "tpr", label, scale=100)
     axes.set(
         xlabel="False positives [%]",
@@ -51,7 +54,9 @@ def draw_roc(curves: dict, results: dict, path):
 
 
 def draw_prc(curves: dict, results: dict, path):
-    label = lambda s: f"{s} (AP {results[s]['average_precision']['ensemble']:.4f})"
+    def label(s):
+        return f"{s} (AP {results[s]['average_precision']['ensemble']:.4f})"
+
     # Steps, as average precision sums them: the points come by falling recall, and each precision holds from its
     # recall down to the next point's.
     figure, axes = curve_figure(curves, "recall", "precision", label, drawstyle="steps-post")
@@ -70,7 +75,7 @@ def draw_confusion(results: dict, path):
     """The ensembles' 2x2 counts at the threshold chosen on validation; colour is the share of the actual class,
     so the small cells show."""
     figure, all_axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
-    for axes, (strategy, result) in zip(np.atleast_1d(all_axes), results.items()):
+    for axes, (strategy, result) in zip(np.atleast_1d(all_axes), results.items(), strict=True):
         chosen = result["chosen"]
         counts = np.array([[chosen[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
         share = counts / counts.sum(axis=1, keepdims=True)
@@ -93,7 +98,7 @@ def draw_confusion(results: dict, path):
 def draw_reliability(calibration: dict, path):
     """Predicted against observed fraud rate per bin, log-log, before and after the prior correction."""
     figure, all_axes = plt.subplots(1, 2, figsize=(12, 6), sharey=True)
-    for axes, kind in zip(all_axes, ("as trained", "calibrated")):
+    for axes, kind in zip(all_axes, ("as trained", "calibrated"), strict=True):
         axes.plot([1e-5, 1], [1e-5, 1], color="black", linewidth=0.8, linestyle=":", label="perfect calibration")
         for strategy, bins in calibration.items():
             shown = bins[kind]["observed"] > 0  # a bin without frauds has no place on a log scale

@@ -71,17 +71,6 @@ ABSL_LINE = re.compile(r"([IWEF])\d{4} \S+ +\d+ \S+:\d+\] ")
 SEVERITIES = "IWEF"  # the levels of TF_CPP_MIN_LOG_LEVEL: 0 shows all, 1 hides INFO, 2 WARNING, 3 ERROR too
 
 
-def tensorflow_settings():
-    """Environment for TensorFlow, set before it is imported.
-
-    oneDNN (TensorFlow's matrix products on x86) picks its kernels by processor, which changes the last bits of
-    the results from one machine to the next. Capped at AVX2 and without its graph rewrites, every x86-64
-    processor with AVX2 runs the same kernels, so the same data and seed give the same bytes on any of them.
-    """
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-
-
 @contextmanager
 def quiet_tensorflow():
     """Import TensorFlow (or Keras) inside this block to apply TF_CPP_MIN_LOG_LEVEL to its start-up lines too.

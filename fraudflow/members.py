@@ -9,10 +9,9 @@ fixed cost is paid once for all of them.
 import numpy as np
 import pandas as pd
 
-from stages.common import StageError, quiet_tensorflow, tensorflow_settings
-from stages.stats import Ranking, Thresholded
+from fraudflow.common import StageError, quiet_tensorflow
+from fraudflow.stats import Ranking, Thresholded
 
-tensorflow_settings()
 with quiet_tensorflow():
     import keras
     import tensorflow as tf
@@ -81,7 +80,7 @@ def stack(members: list[keras.Sequential], settings: dict) -> keras.Sequential:
 
 def set_stacked_weights(model: keras.Sequential, weights: list[list[np.ndarray]]):
     """Load per-member Dense weights [kernel1, bias1, kernel2, bias2] into the stacked model."""
-    model.set_weights([np.stack(tensors) for tensors in zip(*weights)])
+    model.set_weights([np.stack(tensors) for tensors in zip(*weights, strict=True)])
 
 
 def member_weights(model: keras.Sequential) -> list[list[np.ndarray]]:
@@ -101,7 +100,9 @@ def shuffled_epoch(x: tf.Tensor, y: tf.Tensor, members: int, batch_size: int, se
     rows = tf.range(tf.shape(y)[0])
     order = tf.stack(
         [
-            tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([tf.constant(member_seed(seed, m), tf.int64), epoch]))
+            tf.random.experimental.stateless_shuffle(
+                rows, seed=tf.stack([tf.constant(member_seed(seed, m), tf.int64), epoch])
+            )
             for m in range(members)
         ]
     )
@@ -260,13 +261,15 @@ def fit_members(strategy: str, settings: dict, train_xy, val_xy, on_epoch=None):
         training_members = np.flatnonzero(stopping.active)
         stopping.update(epoch, validation[settings["monitor"]], member_weights(model))
         for member in training_members:
-            rows.append({"member": member, "epoch": epoch, "loss": float(training[member])}
-                        | {name: float(values[member]) for name, values in validation.items()})
+            rows.append(
+                {"member": member, "epoch": epoch, "loss": float(training[member])}
+                | {name: float(values[member]) for name, values in validation.items()}
+            )
         if on_epoch:
             on_epoch(epoch, training_members, validation)
         if stopping.done:
             break
     set_stacked_weights(model, stopping.best_weights)
-    for member, weights in zip(members, stopping.best_weights):
+    for member, weights in zip(members, stopping.best_weights, strict=True):
         member.set_weights(weights)
     return model, members, pd.DataFrame(rows), stopping
