@@ -275,7 +275,8 @@ def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_c
     assert predictions.read_bytes() != ours
     repo.run("git", "checkout", "--", "params.yaml")
     back = repo.run("dvc", "repro")
-    assert ran(back) == {"train_baseline", "evaluate", "export"}  # trained again, to the same bytes
+    # trained again, to the same bytes; export may come back from DVC's run cache of the first repro
+    assert {"train_baseline", "evaluate"} <= ran(back) <= {"train_baseline", "evaluate", "export"}
     assert predictions.read_bytes() == ours
     assert {p.name for p in (work / "models" / "baseline").iterdir()} == {"member_0.keras", "member_1.keras"}
     assert (work / "models" / "export" / "model.json").exists()
