@@ -59,10 +59,11 @@ TIMED_SCORE = """
 import resource, sys, time
 from pathlib import Path
 from stages import score
-predict, card = score.load_exported()
+card = score.load_card()
+predict = score.load_predictor(card)
 for _ in range(2):
     wall, cpu = time.perf_counter(), time.process_time()
-    rows = score.score(Path(sys.argv[1]), Path(sys.argv[2]), predict, card)
+    rows, _ = score.score(Path(sys.argv[1]), Path(sys.argv[2]), card, load_predict=lambda card: predict)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     print(f"scored {rows} rows: {wall:.3f} s wall, {cpu:.3f} s cpu, {peak_mb} MB")

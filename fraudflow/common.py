@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,13 +24,12 @@ PARAMS_FILE = Path("params.yaml")
 SPLITS = ("train", "val", "test")
 STRATEGIES = ("baseline", "weighted", "resampled")  # the network's ways to handle the imbalance
 REFERENCE_STRATEGY = "logistic"  # logistic regression on the same features, the reference they must beat
-LABEL = "Class"
 
 RAW_CSV = Path("data/raw/creditcard.csv")
 CLEAN_PARQUET = Path("data/clean/creditcard.parquet")
 SPLIT_DIR = Path("data/split")
 SCALED_DIR = Path("data/scaled")
-SCALER_FILE = SCALED_DIR / "scaler.json"  # what scale fitted: features, mean, scale, clip
+PREPROCESSING_FILE = SCALED_DIR / "preprocessing.json"  # what scale fitted (fraudflow/preprocess.py)
 MODELS_DIR = Path("models")
 PREDICTIONS_DIR = Path("data/predictions")
 EXPORT_DIR = Path("models/export")
@@ -225,12 +225,29 @@ def load_scaled(split: str):
     return features, load_labels(split)
 
 
-def load_scaler() -> dict:
-    """The scaling that the scale stage fitted on the training split (see stages/scale.py)."""
+def load_preprocessing() -> dict:
+    """The preprocessing that the scale stage fitted on the training split (fraudflow/preprocess.py)."""
     try:
-        return json.loads(SCALER_FILE.read_text())
+        return json.loads(PREPROCESSING_FILE.read_text())
     except (OSError, ValueError) as error:
-        raise StageError(f"{SCALER_FILE}: cannot read ({error}); run 'dvc repro scale'") from error
+        raise StageError(f"{PREPROCESSING_FILE}: cannot read ({error}); run 'dvc repro scale'") from error
+
+
+def load_ids(split: str):
+    """The data.ids columns of one scaled split (a DataFrame), or None when the table has no ids."""
+    path = SCALED_DIR / f"{split}_ids.parquet"
+    return read_parquet(path).to_pandas() if path.exists() else None
+
+
+def prediction_rows(split: str, labels: np.ndarray, probabilities: np.ndarray):
+    """One split's rows of a predictions file: its ids (if any), split, label, the ensemble's probability (the
+    mean of the members') and each member's, member_<i>."""
+    ids = load_ids(split)
+    frame = ids if ids is not None else pd.DataFrame(index=range(len(labels)))
+    frame = frame.assign(split=split, label=labels, probability=probabilities.mean(axis=1))
+    for member in range(probabilities.shape[1]):
+        frame[f"member_{member}"] = probabilities[:, member]
+    return frame
 
 
 def load_labels(split: str) -> np.ndarray:

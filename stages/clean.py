@@ -1,4 +1,9 @@
-"""clean: validate the raw CSV, sort by `Time` and drop it, replace `Amount` by log(Amount + eps); write Parquet."""
+"""clean: validate the raw CSV against params.yaml's `data` section; write it as Parquet, ready to split.
+
+Rows are sorted by the time column (stable: ties keep file order), which is then dropped, as are data.drop
+columns. Each data.log column becomes Log<name> = log(value + clean.eps) in its place; the label becomes 0/1
+(1 for data.positive), last. The roles of the columns go into the file's metadata (fraudflow/schema.py).
+"""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +12,6 @@ import pyarrow.csv as pacsv
 
 from fraudflow.common import (
     CLEAN_PARQUET,
-    LABEL,
     RAW_CSV,
     StageError,
     is_number,
@@ -17,32 +21,46 @@ from fraudflow.common import (
     run,
     write_parquet,
 )
+from fraudflow.schema import (
+    CSV_SUFFIXES,
+    Schema,
+    checked_categories,
+    checked_numbers,
+    fail_at,
+    read_schema,
+    with_roles,
+)
 
-FEATURES = [*(f"V{i}" for i in range(1, 29)), "Amount"]  # the raw columns a model scores
-EXPECTED_COLUMNS = ["Time", *FEATURES, LABEL]
-LOG_AMOUNT = "LogAmount"
-CSV_SUFFIXES = (".csv", ".csv.gz")
+__all__ = ["CSV_SUFFIXES", "csv_error", "header_only", "require_columns"]
 
 
-def read_csv(path) -> pd.DataFrame:
-    """The CSV as a DataFrame with exactly the expected columns, in the expected order."""
+def read_csv(path, schema: Schema) -> pd.DataFrame:
+    """The CSV as a DataFrame: declared category, id and label columns as text, others as Arrow infers them."""
+    text = [schema.label, *schema.ids, *(schema.categorical if schema.categorical != "auto" else [])]
+    options = pacsv.ConvertOptions(column_types=dict.fromkeys(text, pa.string()), strings_can_be_null=True)
     try:
         # Empty cells and NaN/NA spellings are read as missing, in text columns too.
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+        table = pacsv.read_csv(path, convert_options=options)
     except FileNotFoundError as error:
         raise StageError(f"{path}: file not found; run 'dvc repro download'") from error
     except pa.ArrowInvalid as error:
         raise csv_error(path, error) from error
-    require_columns(table.column_names, path, EXPECTED_COLUMNS)
-    extra = [name for name in table.column_names if name not in EXPECTED_COLUMNS]
-    if extra:
-        raise StageError(f"{path}: unexpected column '{extra[0]}'")
+    declared = {
+        "label": [schema.label],
+        "time": [schema.time] if schema.time else [],
+        "ids": schema.ids,
+        "drop": schema.drop,
+        "log": schema.log,
+        "categorical": schema.categorical if schema.categorical != "auto" else [],
+    }
+    for role, columns in declared.items():
+        require_columns(table.column_names, path, columns, f" (named in data.{role})")
     if table.num_rows == 0:
         raise header_only(path)
-    return table.select(EXPECTED_COLUMNS).to_pandas()
+    return table.to_pandas()
 
 
-def csv_error(path, error: pa.ArrowInvalid) -> StageError:
+def csv_error(path, error: Exception) -> StageError:
     reason = "file is empty" if "Empty CSV file" in str(error) else str(error).splitlines()[0]
     return StageError(f"{path}: cannot parse CSV ({reason})")
 
@@ -51,74 +69,101 @@ def header_only(path) -> StageError:
     return StageError(f"{path}: header only, no data rows")
 
 
-def require_columns(names: list[str], path, required: list[str]):
+def require_columns(names: list[str], path, required: list[str], why: str = ""):
     """Fail naming the first required column that is missing."""
     missing = [name for name in required if name not in names]
     if missing:
-        raise StageError(f"{path}: missing column '{missing[0]}'")
+        raise StageError(f"{path}: missing column '{missing[0]}'{why}")
 
 
-def first_problem(name: str, raw: pd.Series) -> tuple[int, str] | None:
-    """(row position, description) of the first invalid value of a column, or None if all are valid."""
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    checks = [
-        (raw.isna(), "missing value"),
-        (values.isna(), "non-numeric value"),
-        (~np.isfinite(values), "non-finite value"),
-    ]
-    if name == LABEL:
-        checks.append((~values.isin([0, 1]), "value must be 0 or 1"))
-    if name == "Amount":
-        checks.append((values < 0, "negative amount"))
-    found = [(int(bad.to_numpy().argmax()), description) for bad, description in checks if bad.any()]
-    return min(found, key=lambda problem: problem[0], default=None)
+def categorical_columns(df: pd.DataFrame, schema: Schema, features: list[str]) -> list[str]:
+    """data.categorical, or with "auto" every feature column Arrow did not read as numbers (or true/false)."""
+    if schema.categorical != "auto":
+        return schema.categorical
+    return [name for name in features if not pd.api.types.is_numeric_dtype(df[name]) or df[name].dtype == bool]
 
 
-def validate(df: pd.DataFrame, path, columns: list[str] = EXPECTED_COLUMNS, first_row: int = 0) -> pd.DataFrame:
-    """The columns as float64 (Class as int8), or fail at the first invalid column and row.
+def binary_label(raw: pd.Series, path, schema: Schema) -> pd.Series:
+    """The label as int8, 1 where it equals data.positive; fails unless it has exactly two values, one of them
+    data.positive. A numeric data.positive matches numbers written either way (1, 1.0)."""
+    name, positive = schema.label, schema.positive
+    fail_at(path, name, raw, [(raw.isna(), "missing label value")])
+    numbers = pd.to_numeric(raw, errors="coerce")
+    values = numbers if is_number(positive) and numbers.notna().all() else raw.str.strip()
+    levels = pd.unique(values).tolist()  # in order of appearance
+    if len(levels) > 2:
+        third = int(np.flatnonzero(~values.isin(levels[:2]))[0])
+        raise StageError(
+            f"{path}: column '{name}', row {third + 1} (line {third + 2}): a third label value ({levels[2]!r}, "
+            f"after {levels[0]!r} and {levels[1]!r}); data.label must name a column with exactly two values"
+        )
+    target = positive if values is numbers else str(positive)
+    if target not in levels:
+        raise StageError(
+            f"{path}: column '{name}': no row has data.positive {positive!r} (its values: "
+            f"{', '.join(repr(v) for v in sorted(levels))}); set data.positive to the rare class's value"
+        )
+    if len(levels) < 2:
+        raise StageError(f"{path}: column '{name}': every row is {positive!r}; the label needs two values")
+    return (values == target).astype("int8")
 
-    `df` may be a chunk of a file that has `first_row` data rows before it: errors name the row in the file
-    (and, for a CSV file, its line).
-    """
-    for name in columns:
-        problem = first_problem(name, df[name])
-        if problem:
-            row, description = problem
-            value = df[name].iloc[row]
-            value = value.item() if isinstance(value, np.generic) else value  # -5.0, not np.float64(-5.0)
-            row += first_row
-            # Row numbers count data rows from 1; the file line adds the header.
-            line = f" (line {row + 2})" if str(path).endswith(CSV_SUFFIXES) else ""
-            raise StageError(f"{path}: column '{name}', row {row + 1}{line}: {description} ({value!r})")
-        if df[name].dtype != "float64":  # setting a column costs more than checking it
-            df[name] = pd.to_numeric(df[name]).astype("float64")
-    if LABEL in columns:
-        df[LABEL] = df[LABEL].astype("int8")
-    return df
 
-
-def clean(df: pd.DataFrame, eps: float) -> pd.DataFrame:
-    """The tutorial's cleaning: no `Time`, `Amount` replaced by log(Amount + eps) before `Class`.
-
-    Rows are sorted by `Time` first (stable: ties keep file order), so row order is time order for the split.
-    """
-    df = df.sort_values("Time", kind="stable").drop(columns=["Time"])
-    df.insert(df.columns.get_loc("Amount"), LOG_AMOUNT, np.log(df.pop("Amount") + eps))
-    return df
+def clean(df: pd.DataFrame, schema: Schema, eps: float, path) -> tuple[pd.DataFrame, dict]:
+    """The validated, cleaned table and the roles of its columns."""
+    not_features = {schema.label, schema.time, *schema.ids, *schema.drop}
+    candidates = [name for name in df.columns if name not in not_features | set(schema.log)]
+    categorical = categorical_columns(df, schema, candidates)
+    columns, numeric, logged = {}, [], {}
+    for name in [name for name in df.columns if name not in {schema.label, schema.time, *schema.drop}]:
+        raw = df[name]
+        if name in schema.ids:
+            columns[name] = raw
+        elif name in categorical:
+            columns[name] = checked_categories(raw, path, name, schema.missing)
+        else:
+            values = checked_numbers(raw, path, name, name in schema.log, schema.missing)
+            if name in schema.log:
+                new = f"Log{name}"
+                if new in df.columns:
+                    raise StageError(f"{path}: column '{new}' exists; data.log names '{name}', which becomes '{new}'")
+                logged[new], name, values = name, new, np.log(values + eps)
+            columns[name] = values
+            numeric.append(name)
+    if not columns.keys() - set(schema.ids):
+        raise StageError(f"{path}: no feature columns are left (all are data.label, time, ids or drop)")
+    columns[schema.label] = binary_label(df[schema.label], path, schema)
+    cleaned = pd.DataFrame(columns)
+    if schema.time:
+        times = df[schema.time]
+        fail_at(path, schema.time, times, [(times.isna(), "missing time value")])
+        if pd.api.types.is_numeric_dtype(times):
+            checked_numbers(times, path, schema.time, log=False, missing="error")  # no infinite times
+        cleaned = cleaned.iloc[np.argsort(times.to_numpy(), kind="stable")]
+    roles = {
+        "label": schema.label,
+        "ids": schema.ids,
+        "numeric": numeric,
+        "categorical": categorical,
+        "log": logged,
+        "missing": schema.missing,
+    }
+    return cleaned.reset_index(drop=True), roles
 
 
 def main():
     params = load_params("clean")
     eps = require(params, "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
-    df = validate(read_csv(RAW_CSV), RAW_CSV)
-    cleaned = clean(df, eps)
-    write_parquet(pa.Table.from_pandas(cleaned, preserve_index=False), CLEAN_PARQUET)
+    schema = read_schema()
+    cleaned, roles = clean(read_csv(RAW_CSV, schema), schema, eps, RAW_CSV)
+    write_parquet(with_roles(pa.Table.from_pandas(cleaned, preserve_index=False), roles), CLEAN_PARQUET)
     log.info(
-        "clean: wrote %s (%d rows, %d frauds, %d columns)",
+        "clean: wrote %s (%d rows, %d positive, %d numeric and %d category features, %d ids)",
         CLEAN_PARQUET,
         len(cleaned),
-        cleaned[LABEL].sum(),
-        cleaned.shape[1],
+        cleaned[schema.label].sum(),
+        len(roles["numeric"]),
+        len(roles["categorical"]),
+        len(roles["ids"]),
     )
 
 

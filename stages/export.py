@@ -1,7 +1,8 @@
 """export: one strategy's members as one self-contained model (raw columns in, fraud probability out).
 
-Writes models/export/: model.keras, saved_model/ (the same model for TensorFlow Serving) and model.json
-(strategy, columns, threshold, data sha256).
+Writes models/export/: model.keras, saved_model/ (the same model for TensorFlow Serving, one named input per
+column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, threshold, data
+sha256).
 """
 
 import hashlib
@@ -23,7 +24,7 @@ from fraudflow.common import (
     is_number,
     load_labels,
     load_params,
-    load_scaler,
+    load_preprocessing,
     log,
     quiet_tensorflow,
     require,
@@ -31,7 +32,6 @@ from fraudflow.common import (
     save_keras,
 )
 from fraudflow.operating import prior_shift
-from stages.clean import LOG_AMOUNT
 
 with quiet_tensorflow():
     import keras
@@ -57,17 +57,64 @@ def load_members(strategy: str, n_features: int) -> list[keras.Model]:
     return members
 
 
-def build(members: list[keras.Model], scaler: dict, eps: float, shift: float) -> keras.Model:
-    """Raw columns (float64) -> log(Amount + eps), scaling and clipping as in clean and scale -> float32 ->
-    every member -> its probability calibrated as evaluate does (logit + shift, when the strategy needs it) ->
-    mean of the members' probabilities (float64), shape (n, 1)."""
-    features = scaler["features"]
-    amount = features.index(LOG_AMOUNT)
-    raw = keras.Input(shape=(len(features),), dtype="float64", name="transactions")
-    x = ops.concatenate([raw[:, :amount], ops.log(raw[:, amount : amount + 1] + eps), raw[:, amount + 1 :]], axis=1)
-    scale = np.asarray(scaler["scale"])
-    x = keras.layers.Normalization(mean=scaler["mean"], variance=scale**2, dtype="float64", name="scale")(x)
-    x = ops.cast(ops.clip(x, -scaler["clip"], scaler["clip"]), "float32")
+def input_name(column: str, taken: set) -> str:
+    """A name for the column's model input that Keras and SavedModel signatures accept, unique in `taken`."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", column)
+    name = name if re.match(r"[A-Za-z]", name) else f"c_{name}"
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def model_inputs(prep: dict) -> list[dict]:
+    """model.json's input list: every raw column the model takes, its input name and type; for a category
+    column, its vocabulary (any other level is (other)) and the training levels folded into (other)."""
+    raw = {name: prep["log"].get(name, name) for name in prep["numeric"]}
+    taken, inputs = set(), []
+    for name in prep["numeric"]:
+        inputs.append({"column": raw[name], "input": input_name(raw[name], taken), "type": "number"})
+    for name, levels in prep["categories"].items():
+        entry = {"column": name, "input": input_name(name, taken), "type": "category", "levels": len(levels)}
+        inputs.append({**entry, "vocabulary": levels, "folded": prep["folded"][name]})
+    return inputs
+
+
+def build(members: list[keras.Model], prep: dict, inputs: list[dict], eps: float, shift: float) -> keras.Model:
+    """Raw columns by name -> the preprocessing as clean and scale do it (log, imputation and its indicators,
+    scaling, clipping, one-hot over the training levels) -> float32 features -> every member -> its probability
+    calibrated as evaluate does (logit + shift, when the strategy needs it) -> mean of the members'
+    probabilities (float64), shape (n, 1). Numbers come in as float64 (NaN: missing), categories as text."""
+    tensors = {
+        entry["input"]: keras.Input(
+            shape=(1,), dtype="float64" if entry["type"] == "number" else "string", name=entry["input"]
+        )
+        for entry in inputs
+    }
+    numbers = [tensors[entry["input"]] for entry in inputs if entry["type"] == "number"]
+    numbers = [ops.log(x + eps) if name in prep["log"] else x for x, name in zip(numbers, prep["numeric"], strict=True)]
+    parts = []
+    if numbers:
+        imputed = [
+            ops.where(ops.isnan(x), prep["impute"][name], x) if name in prep["impute"] else x
+            for x, name in zip(numbers, prep["numeric"], strict=True)
+        ]
+        x = ops.concatenate(imputed, axis=1) if len(imputed) > 1 else imputed[0]
+        variance = np.asarray(prep["scale"]) ** 2
+        x = keras.layers.Normalization(mean=prep["mean"], variance=variance, dtype="float64", name="scale")(x)
+        parts.append(ops.cast(ops.clip(x, -prep["clip"], prep["clip"]), "float32"))
+    for name in prep["indicators"]:
+        parts.append(ops.cast(ops.isnan(numbers[prep["numeric"].index(name)]), "float32"))
+    for entry in inputs:
+        if entry["type"] == "category":
+            lookup = keras.layers.StringLookup(
+                vocabulary=entry["vocabulary"],
+                num_oov_indices=1,
+                output_mode="one_hot",
+                name=f"{entry['input']}_levels",
+            )
+            parts.append(ops.reshape(lookup(tensors[entry["input"]]), (-1, entry["levels"] + 1)))
+    x = ops.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     probabilities = []
     for i, member in enumerate(members):
         member.name = f"member_{i}"  # unique names inside the model
@@ -76,7 +123,7 @@ def build(members: list[keras.Model], scaler: dict, eps: float, shift: float) ->
             probability = ops.sigmoid(ops.log(probability) - ops.log1p(-probability) + shift)
         probabilities.append(probability)
     ensemble = ops.mean(ops.concatenate(probabilities, axis=1), axis=1, keepdims=True)
-    return keras.Model(raw, ensemble, name="fraudflow")
+    return keras.Model(tensors, ensemble, name="fraudflow")
 
 
 def export_saved_model(model: keras.Model, path):
@@ -123,18 +170,21 @@ def main():
         load_params("export"), "export", "strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"
     )
     eps = require(load_params("clean"), "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
-    scaler = load_scaler()
+    prep = load_preprocessing()
     # The same layer names and (unused) dropout seeds whatever ran before: both are written to the files.
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)
-    members = load_members(strategy, len(scaler["features"]))
+    members = load_members(strategy, len(prep["features"]))
     threshold = chosen_threshold(strategy)
     shift = prior_shift(strategy, load_labels("train"))
-    model = build(members, scaler, eps, shift)
+    inputs = model_inputs(prep)
+    model = build(members, prep, inputs, eps, shift)
     card = {
         "strategy": strategy,
         "members": len(members),
-        "columns": [name if name != LOG_AMOUNT else "Amount" for name in scaler["features"]],
+        "inputs": inputs,
+        "log": sorted(prep["log"].values()),
+        "missing": prep["missing"],
         "calibration_logit_shift": shift,
         "threshold": threshold,
         "threshold_chosen": "on the validation split, least cost_false_negative * FN + cost_false_positive * FP",

@@ -1,6 +1,7 @@
 """score: `python -m stages.score INPUT OUTPUT` -- the exported model's fraud probability and flag for new transactions.
 
-INPUT is a CSV (plain or .gz) or Parquet file with the columns V1 ... V28, Amount, validated as `clean` does.
+INPUT is a CSV (plain or .gz) or Parquet file with the columns the model takes (models/export/model.json, "inputs"),
+validated as `clean` does, before TensorFlow is loaded; category levels not seen in training score as "(other)".
 OUTPUT (.csv, .csv.gz or .parquet) holds, row for row in input order, the input's other columns untouched
 (an id, Time, Class ...; text from a CSV), `probability` and `flagged` (1 when probability > the exported
 threshold, else 0). Both files are streamed in batches, so memory does not grow with their size.
@@ -20,11 +21,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from fraudflow.common import EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run
-from stages.clean import CSV_SUFFIXES, csv_error, header_only, require_columns, validate
-
-with quiet_tensorflow():
-    import keras
-    import tensorflow as tf
+from fraudflow.schema import MISSING_LEVEL, checked_categories, checked_numbers
+from stages.clean import CSV_SUFFIXES, csv_error, header_only, require_columns
 
 MODEL_FILE = EXPORT_DIR / "model.keras"
 CARD_FILE = EXPORT_DIR / "model.json"
@@ -35,30 +33,47 @@ BATCH_ROWS = 1 << 15
 CSV_BLOCK = 1 << 20
 
 
-def load_exported():
-    """The exported model as a graph function of a float64 matrix (traced here, once), and its model.json."""
+def load_card() -> dict:
+    """models/export/model.json: the model's inputs, missing-value policy and threshold."""
     missing = [path for path in (CARD_FILE, MODEL_FILE) if not path.is_file()]
     if missing:
         raise StageError(f"{missing[0]}: not found; run 'dvc repro export' to make it")
-    card = json.loads(CARD_FILE.read_text())
+    return json.loads(CARD_FILE.read_text())
+
+
+def load_predictor(card: dict):
+    """The exported model as a graph function of its named inputs (traced here, once); loads TensorFlow."""
+    with quiet_tensorflow():
+        import keras
+        import tensorflow as tf
+
     model = keras.saving.load_model(MODEL_FILE)
-    signature = tf.TensorSpec([None, len(card["columns"])], tf.float64)
-    return tf.function(lambda x: model(x, training=False)).get_concrete_function(signature), card
+    signature = {
+        entry["input"]: tf.TensorSpec([None, 1], tf.float64 if entry["type"] == "number" else tf.string)
+        for entry in card["inputs"]
+    }
+
+    def predict(inputs):
+        return model(inputs, training=False)
+
+    return tf.function(predict).get_concrete_function(signature)
 
 
-def csv_input(path: Path, columns: list[str]):
-    """The CSV's schema (the model's columns as float64, all others as text) and a generator of its batches."""
+def csv_input(path: Path, card: dict):
+    """The CSV's schema (the model's numeric columns as float64, all others as text) and a generator of its
+    batches."""
     try:
         with pa.input_stream(path, compression="detect") as stream:
             names = pacsv.open_csv(stream).schema.names
     except (pa.ArrowInvalid, OSError) as error:
         raise csv_error(path, error) from error
-    require_columns(names, path, columns)
-    schema = pa.schema([(name, pa.float64() if name in columns else pa.string()) for name in names])
-    return schema, rebatched(csv_batches(path, schema, columns))
+    require_columns(names, path, [entry["column"] for entry in card["inputs"]])
+    numeric = {entry["column"] for entry in card["inputs"] if entry["type"] == "number"}
+    schema = pa.schema([(name, pa.float64() if name in numeric else pa.string()) for name in names])
+    return schema, rebatched(csv_batches(path, schema, card))
 
 
-def csv_batches(path: Path, schema: pa.Schema, columns: list[str]):
+def csv_batches(path: Path, schema: pa.Schema, card: dict):
     """The CSV's record batches, one per block, typed as `schema` says."""
     rows = 0
     try:
@@ -66,13 +81,13 @@ def csv_batches(path: Path, schema: pa.Schema, columns: list[str]):
             rows += batch.num_rows
             yield batch
     except pa.ArrowInvalid as error:
-        name_bad_value(path, schema, columns, rows)
+        name_bad_value(path, schema, card, rows)
         raise csv_error(path, error) from error
     except OSError as error:  # a truncated or corrupt .gz
         raise csv_error(path, error) from error
 
 
-def name_bad_value(path: Path, schema: pa.Schema, columns: list[str], first_row: int):
+def name_bad_value(path: Path, schema: pa.Schema, card: dict, first_row: int):
     """Arrow could not read the block starting at first_row (a value that is not a number?): read it again as
     text and validate it as clean does, which names the column, row and value."""
     text = pa.schema([(name, pa.string()) for name in schema.names])
@@ -80,7 +95,7 @@ def name_bad_value(path: Path, schema: pa.Schema, columns: list[str], first_row:
     try:
         for batch in csv_blocks(path, text, progress_bar=False):
             if rows == first_row:
-                features(batch, columns, path, rows)
+                model_inputs(batch, card, path, rows)
                 return
             rows += batch.num_rows
     except pa.ArrowInvalid:
@@ -109,13 +124,13 @@ def rebatched(batches):
         yield pa.Table.from_batches(pending)
 
 
-def parquet_input(path: Path, columns: list[str]):
+def parquet_input(path: Path, card: dict):
     """The Parquet file's schema and a generator of its batches; a progress bar counts the rows."""
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as error:
         raise StageError(f"{path}: cannot read Parquet ({error})") from error
-    require_columns(parquet.schema_arrow.names, path, columns)
+    require_columns(parquet.schema_arrow.names, path, [entry["column"] for entry in card["inputs"]])
 
     def batches():
         with progress(parquet.metadata.num_rows, "rows", True) as bar:
@@ -140,10 +155,21 @@ def prefetched(iterator):
             yield item
 
 
-def features(batch, columns: list[str], path, first_row: int) -> np.ndarray:
-    """The model's columns as a float64 matrix, validated as clean does (errors name the row in the file)."""
-    numbers = pa.table({name: numbers_if_possible(batch.column(name)) for name in columns})
-    return validate(numbers.to_pandas(), path, columns, first_row).to_numpy(np.float64)
+def model_inputs(batch, card: dict, path, first_row: int) -> tuple[dict, np.ndarray]:
+    """The model's named inputs, (n, 1) arrays validated as clean does (errors name the row in the file), and
+    per row whether a category column holds a level unseen in training (it scores as (other))."""
+    inputs, unseen = {}, np.zeros(batch.num_rows, dtype=bool)
+    for entry in card["inputs"]:
+        name = entry["column"]
+        if entry["type"] == "number":
+            raw = numbers_if_possible(batch.column(name)).to_pandas()
+            values = checked_numbers(raw, path, name, name in card["log"], card["missing"], first_row).to_numpy()
+        else:
+            raw = pc.cast(batch.column(name), pa.string()).to_pandas()
+            values = checked_categories(raw, path, name, card["missing"], first_row).to_numpy()
+            unseen |= ~np.isin(values, [*entry["vocabulary"], *entry["folded"], MISSING_LEVEL])
+        inputs[entry["input"]] = values.reshape(-1, 1)
+    return inputs, unseen
 
 
 def numbers_if_possible(column):
@@ -165,27 +191,32 @@ def open_writer(path: Path, schema: pa.Schema):
             yield writer
 
 
-def score(source: Path, destination: Path, predict, card: dict) -> int:
-    """Stream source through the model into destination (written atomically); return the number of rows."""
-    columns, threshold = card["columns"], card["threshold"]
+def score(source: Path, destination: Path, card: dict, load_predict=load_predictor) -> tuple[int, int]:
+    """Stream source through the model into destination (written atomically); the model is loaded once the first
+    batch is valid. Returns the number of rows and of rows with a category level unseen in training."""
     read = parquet_input if source.name.endswith(".parquet") else csv_input
-    schema, batches = read(source, columns)
+    schema, batches = read(source, card)
     taken = [name for name in SCORE_COLUMNS if name in schema.names]
     if taken:
         raise StageError(f"{source}: has a column '{taken[0]}', which the output would repeat")
+    columns = {entry["column"] for entry in card["inputs"]}
     kept = [schema.field(name) for name in schema.names if name not in columns]
     output_schema = pa.schema([*kept, ("probability", pa.float64()), ("flagged", pa.int8())])
-    rows = 0
+    rows = unseen_rows = 0
+    predict = None
     with atomic_output(destination) as tmp, open_writer(tmp, output_schema) as writer:
         for batch in prefetched(batches):
-            probability = predict(features(batch, columns, source, rows)).numpy().ravel()
-            flagged = (probability > threshold).astype(np.int8)
+            values, unseen = model_inputs(batch, card, source, rows)
+            predict = predict or load_predict(card)
+            probability = np.asarray(predict(values)).ravel()
+            flagged = (probability > card["threshold"]).astype(np.int8)
             scored = [*(batch.column(field.name) for field in kept), pa.array(probability), pa.array(flagged)]
             writer.write_table(pa.Table.from_arrays(scored, schema=output_schema))
             rows += batch.num_rows
+            unseen_rows += int(unseen.sum())
         if rows == 0:
             raise header_only(source)
-    return rows
+    return rows, unseen_rows
 
 
 def main():
@@ -201,8 +232,10 @@ def main():
         raise StageError(f"{args.input}: file not found")
     if not args.output.parent.is_dir():
         raise StageError(f"{args.output}: folder '{args.output.parent}' does not exist")
-    predict, card = load_exported()
-    rows = score(args.input, args.output, predict, card)
+    card = load_card()
+    rows, unseen = score(args.input, args.output, card)
+    if unseen:
+        log.info("score: %d rows had a category level unseen in training; scored as (other)", unseen)
     log.info(
         "score: wrote %s (%d rows, %s model, threshold %g)", args.output, rows, card["strategy"], card["threshold"]
     )

@@ -1,18 +1,19 @@
 """split: train / validation / test (test_size of all rows, then val_size of the rest), random or in time order.
 
-By default rows identical in every feature (all columns but Class) go to the same split, so no validation or test
-row has a twin in training. metrics/split.json counts, per split, its duplicate groups and rows with a twin elsewhere.
+By default rows identical in every feature (all columns but the label and ids) go to the same split, so no
+validation or test row has a twin in training. metrics/split.json counts, per split, its duplicate groups and
+rows with a twin elsewhere.
 """
 
 import math
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from fraudflow.common import (
     CLEAN_PARQUET,
-    LABEL,
     SPLIT_DIR,
     SPLITS,
     StageError,
@@ -26,15 +27,16 @@ from fraudflow.common import (
     run,
     write_json,
 )
+from fraudflow.schema import roles_of
 
 METRICS_FILE = "metrics/split.json"
 METHODS = ("random", "time")
 
 
-def duplicate_groups(df: pd.DataFrame) -> np.ndarray:
-    """A group id per row: rows equal in every feature share one, whatever their Class."""
+def duplicate_groups(features: pd.DataFrame) -> np.ndarray:
+    """A group id per row: rows equal in every feature share one, whatever their label."""
     # One 64-bit hash per row; a collision (odds about 1e-9 for this data) would only merge two groups.
-    return pd.factorize(pd.util.hash_pandas_object(df.drop(columns=LABEL), index=False))[0]
+    return pd.factorize(pd.util.hash_pandas_object(features, index=False))[0]
 
 
 def positions(part: np.ndarray) -> dict:
@@ -140,11 +142,10 @@ def read_settings() -> dict:
     }
 
 
-def split_rows(df: pd.DataFrame, groups: np.ndarray, s: dict) -> dict:
+def split_rows(labels: np.ndarray, groups: np.ndarray, s: dict) -> dict:
     """Row positions of each split, as the settings ask."""
-    labels = df[LABEL].to_numpy()
     if s["method"] == "time":
-        return time_split(groups if s["group"] else np.arange(len(df)), s["test_size"], s["val_size"])
+        return time_split(groups if s["group"] else np.arange(len(labels)), s["test_size"], s["val_size"])
     if s["group"]:
         return grouped_random_split(labels, groups, s["test_size"], s["val_size"], s["stratify"], s["seed"])
     return random_split(labels, s["test_size"], s["val_size"], s["stratify"], s["seed"])
@@ -152,27 +153,28 @@ def split_rows(df: pd.DataFrame, groups: np.ndarray, s: dict) -> dict:
 
 def main():
     settings = read_settings()
-    df = read_parquet(CLEAN_PARQUET).to_pandas()
-    labels = df[LABEL].to_numpy()
-    groups = duplicate_groups(df)
-    parts = split_rows(df, groups, settings)
+    table = read_parquet(CLEAN_PARQUET)
+    roles = roles_of(table, CLEAN_PARQUET)
+    labels = table[roles["label"]].to_numpy()
+    groups = duplicate_groups(table.select(roles["numeric"] + roles["categorical"]).to_pandas())
+    parts = split_rows(labels, groups, settings)
     method = settings["method"]
     for name, rows in parts.items():
         if not labels[rows].any():
             raise StageError(
-                f"{CLEAN_PARQUET}: split.method '{method}' leaves the {name} split without fraud ({len(rows)} rows); "
-                "use data with more frauds or other split.test_size / split.val_size"
+                f"{CLEAN_PARQUET}: split.method '{method}' leaves the {name} split without a positive row "
+                f"({len(rows)} rows); use data with more positives or other split.test_size / split.val_size"
             )
 
     with atomic_output(SPLIT_DIR) as tmp:
         tmp.mkdir()
         for name in SPLITS:
-            df.iloc[parts[name]].to_parquet(tmp / f"{name}.parquet", index=False)
+            pq.write_table(table.take(parts[name]), tmp / f"{name}.parquet")
     summary = counts(labels, groups, parts)
     write_json(METRICS_FILE, summary)
     for name, count in summary.items():
         log.info(
-            "split: %-5s %7d rows, %4d frauds, %5d duplicate groups, %5d rows with a twin in another split",
+            "split: %-5s %7d rows, %4d positive, %5d duplicate groups, %5d rows with a twin in another split",
             name,
             *count.values(),
         )

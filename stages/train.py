@@ -19,6 +19,7 @@ from fraudflow.common import (
     load_params,
     load_scaled,
     log,
+    prediction_rows,
     require,
     run,
     save_keras,
@@ -67,15 +68,9 @@ def read_settings(strategy: str) -> dict:
 
 
 def predictions_table(model, splits: dict) -> pa.Table:
-    """One row per example of each split: split, true label, the ensemble's probability (the mean of the
-    members') and each member's probability."""
-    predict, parts = member_predictor(model), []
-    for name, (features, labels) in splits.items():
-        probabilities = predict(features)
-        frame = pd.DataFrame({"split": name, "label": labels, "probability": probabilities.mean(axis=1)})
-        for member in range(probabilities.shape[1]):
-            frame[f"member_{member}"] = probabilities[:, member]
-        parts.append(frame)
+    """One row per example of each split (fraudflow.common.prediction_rows)."""
+    predict = member_predictor(model)
+    parts = [prediction_rows(name, labels, predict(features)) for name, (features, labels) in splits.items()]
     return pa.Table.from_pandas(pd.concat(parts, ignore_index=True), preserve_index=False)
 
 

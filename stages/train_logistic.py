@@ -19,9 +19,10 @@ from fraudflow.common import (
     REFERENCE_STRATEGY,
     is_number,
     load_params,
+    load_preprocessing,
     load_scaled,
-    load_scaler,
     log,
+    prediction_rows,
     require,
     run,
     write_json,
@@ -60,12 +61,12 @@ def main():
     coefficients, intercept, iterations = fit(x_train, y_train, c)
     seconds = time.perf_counter() - started
 
-    features = load_scaler()["features"]
+    features = load_preprocessing()["features"]
     write_json(MODEL_FILE, {"features": features, "coefficients": coefficients.tolist(), "intercept": intercept})
     parts = []
     for name, (x, y) in {"val": val, "test": test}.items():
         probability = predict(x, coefficients, intercept)
-        parts.append(pd.DataFrame({"split": name, "label": y, "probability": probability, "member_0": probability}))
+        parts.append(prediction_rows(name, y, probability[:, np.newaxis]))
     write_parquet(
         pa.Table.from_pandas(pd.concat(parts, ignore_index=True), preserve_index=False),
         PREDICTIONS_DIR / f"{REFERENCE_STRATEGY}.parquet",

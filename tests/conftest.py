@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -31,6 +32,48 @@ def make_creditcard(rows: int = 3000, frauds: int = 60, seed: int = 0) -> pd.Dat
     frame.insert(0, "Time", np.sort(rng.uniform(0, 172_800, rows)).round())
     frame["Amount"] = rng.lognormal(3, 1.5, rows).round(2)
     frame["Class"] = labels
+    return frame
+
+
+MERCHANTS = ["grocery", "fuel", "travel", "online", "jewelry", "casino", "pharmacy", "gaming"]
+MIXED_DATA = {  # params.yaml's data section for make_mixed's table
+    "data__label": "outcome",
+    "data__positive": "fraud",
+    "data__time": "event_time",
+    "data__ids": ["tx_id"],
+    "data__drop": ["comment"],
+    "data__log": ["amount_usd"],
+    "data__categorical": ["merchant", "channel"],
+    "data__max_categories": 5,
+    "data__missing": "impute",
+}
+
+
+def make_mixed(rows: int = 3000, positives: int = 90, seed: int = 0) -> pd.DataFrame:
+    """A table unlike creditcard.csv: text label fraud/legit, an id, a time column under another name, a column
+    to drop, two category columns (merchant: 8 levels, more than MIXED_DATA's max_categories), missing values in
+    a numeric (x2) and a category column (channel). Positives lean to some merchants and larger amounts."""
+    rng = np.random.default_rng(seed)
+    positive = np.zeros(rows, dtype=bool)
+    positive[rng.choice(rows, positives, replace=False)] = True
+    x = rng.normal(size=(rows, 3))
+    x[positive, :2] += 2.0
+    merchant = rng.choice(MERCHANTS, rows, p=[0.3, 0.25, 0.15, 0.12, 0.08, 0.05, 0.03, 0.02])
+    merchant[positive] = rng.choice(["online", "jewelry", "casino"], positive.sum())
+    frame = pd.DataFrame(
+        {
+            "tx_id": [f"t{i:06d}" for i in rng.permutation(rows)],
+            "merchant": merchant,
+            "amount_usd": (rng.lognormal(3, 1, rows) * np.where(positive, 3, 1)).round(2),
+            "x1": x[:, 0],
+            "x2": np.where(rng.random(rows) < 0.05, np.nan, x[:, 1]),
+            "channel": np.where(rng.random(rows) < 0.03, None, rng.choice(["web", "pos", "app"], rows)),
+            "x3": x[:, 2],
+            "comment": rng.choice(["ok", "checked", ""], rows),
+            "outcome": np.where(positive, "fraud", "legit"),
+        }
+    )
+    frame.insert(3, "event_time", rng.integers(0, 1_000_000, rows))
     return frame
 
 
@@ -76,6 +119,60 @@ def run_data_stages(rows: int = 3000, frauds: int = 60):
     make_creditcard(rows, frauds).to_csv(RAW_CSV, index=False)
     for stage in (clean, split, scale):
         stage.main()
+
+
+PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+FAST_PARAMS = {  # small, fast training for the pipeline tests
+    "download__sha256": "",
+    "train__batch_size": 256,
+    "train__members": 2,
+    "train__patience": 2,
+    "train_baseline__epochs": 3,
+    "train_weighted__epochs": 3,
+    "train_resampled__epochs": 3,
+    "train_resampled__steps_per_epoch": 5,
+    "evaluate__bootstrap_resamples": 200,
+}
+
+
+def project_repo(root: Path, table: pd.DataFrame, **params) -> "Runner":
+    """A git + DVC repo in root/project with the project, FAST_PARAMS and `params` ('section__key'), and
+    CREDITCARD_URL pointing at `table` written as a CSV."""
+    work = root / "project"
+    work.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, work / name)
+    source_csv = root / "table.csv"
+    table.to_csv(source_csv, index=False)
+    set_params(work / "params.yaml", **{**FAST_PARAMS, **params})
+    runner = Runner(work, {**python_environment(), "CREDITCARD_URL": str(source_csv)})
+    runner.run("git", "init", "-q")
+    runner.run("dvc", "init", "-q")
+    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot and page templates
+    shutil.copy(REPO / ".dvc" / "config", work / ".dvc" / "config")  # analytics off, plots.html_template
+    runner.commit("project")
+    return runner
+
+
+class Runner:
+    def __init__(self, cwd, env):
+        self.cwd, self.env = cwd, env
+
+    def run(self, *command) -> str:
+        result = subprocess.run(command, cwd=self.cwd, env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    def commit(self, message: str):
+        self.run("git", "add", "-A")
+        self.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message)
+
+    def changed_stages(self, *targets) -> set[str]:
+        return set(json.loads(self.run("dvc", "status", "--json", *targets)))
 
 
 def load_script(path: Path):
@@ -219,11 +316,26 @@ def raw_test_rows() -> pd.DataFrame:
     """The raw CSV rows of the test split in the working directory, in the split's order: the split's row positions
     (computed from the cleaned rows, which clean sorts by Time) taken from the raw rows sorted the same way."""
     from fraudflow.common import CLEAN_PARQUET, RAW_CSV
+    from fraudflow.schema import read_schema, roles_of
     from stages import split
 
-    cleaned = pd.read_parquet(CLEAN_PARQUET)
-    parts = split.split_rows(cleaned, split.duplicate_groups(cleaned), split.read_settings())
-    return pd.read_csv(RAW_CSV).sort_values("Time", kind="stable").iloc[parts["test"]]
+    table = pq.read_table(CLEAN_PARQUET)
+    roles, cleaned = roles_of(table, CLEAN_PARQUET), table.to_pandas()
+    groups = split.duplicate_groups(cleaned[roles["numeric"] + roles["categorical"]])
+    parts = split.split_rows(cleaned[roles["label"]].to_numpy(), groups, split.read_settings())
+    raw, time = pd.read_csv(RAW_CSV, keep_default_na=False, na_values=[""]), read_schema().time
+    return (raw.sort_values(time, kind="stable") if time else raw).iloc[parts["test"]]
+
+
+def model_feed(frame: pd.DataFrame, card: dict | None = None) -> dict:
+    """Rows of a raw table as the exported model's named inputs (models/export/model.json says which)."""
+    card = card or json.loads((Path("models") / "export" / "model.json").read_text())
+    feed = {}
+    for entry in card["inputs"]:
+        column = frame[entry["column"]]
+        values = column.to_numpy(np.float64) if entry["type"] == "number" else column.astype(str).to_numpy(object)
+        feed[entry["input"]] = values.reshape(-1, 1)
+    return feed
 
 
 @pytest.fixture(scope="session")

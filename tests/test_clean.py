@@ -18,8 +18,8 @@ def test_drops_time_and_logs_amount(project):
     clean.main()
     cleaned = pd.read_parquet(CLEAN_PARQUET)
     assert "Time" not in cleaned and "Amount" not in cleaned
-    assert list(cleaned.columns) == [*(f"V{i}" for i in range(1, 29)), clean.LOG_AMOUNT, "Class"]
-    np.testing.assert_allclose(cleaned[clean.LOG_AMOUNT], np.log(raw["Amount"] + 0.001))
+    assert list(cleaned.columns) == [*(f"V{i}" for i in range(1, 29)), "LogAmount", "Class"]
+    np.testing.assert_allclose(cleaned["LogAmount"], np.log(raw["Amount"] + 0.001))
     np.testing.assert_array_equal(cleaned["Class"], raw["Class"])
 
 
@@ -43,14 +43,27 @@ def test_columns_in_another_order_are_accepted(project):
 
 
 BAD_INPUTS = {
-    "missing column": (lambda f: f.drop(columns=["V7"]), r"missing column 'V7'"),
-    "extra column": (lambda f: f.assign(Extra=1.0), r"unexpected column 'Extra'"),
-    "non-numeric": (lambda f: set_cell(f, "V3", 6, "abc"), r"column 'V3', row 7 \(line 8\): non-numeric value"),
-    "NaN": (lambda f: set_cell(f, "V12", 4, np.nan), r"column 'V12', row 5 \(line 6\): missing value"),
-    "Class 2": (lambda f: set_cell(f, "Class", 9, 2), r"column 'Class', row 10 \(line 11\): value must be 0 or 1"),
+    "missing label": (lambda f: f.drop(columns=["Class"]), r"missing column 'Class' \(named in data.label\)$"),
+    "missing log column": (lambda f: f.drop(columns=["Amount"]), r"missing column 'Amount' \(named in data.log\)$"),
+    "text": (
+        lambda f: set_cell(f, "V3", 6, "abc"),
+        r"column 'V3', row 7 \(line 8\): text in a numeric column \(list the column in data.categorical\) \('abc'\)$",
+    ),
+    "NaN": (
+        lambda f: set_cell(f, "V12", 4, np.nan),
+        r"column 'V12', row 5 \(line 6\): missing value \(set data.missing: impute to fill it\) \(nan\)$",
+    ),
+    "Class 2": (
+        lambda f: set_cell(f.assign(Class=0), "Class", [3, 9], [1, 2]),
+        r"column 'Class', row 10 \(line 11\): a third label value \(2, after 0 and 1\); data.label must name",
+    ),
+    "no positive": (
+        lambda f: f.assign(Class=f["Class"].map({0: "legit", 1: "fraud"})),
+        r"column 'Class': no row has data.positive 1 \(its values: 'fraud', 'legit'\); set data.positive",
+    ),
     "negative Amount": (
         lambda f: set_cell(f, "Amount", 3, -5.0),
-        r"column 'Amount', row 4 \(line 5\): negative amount",
+        r"column 'Amount', row 4 \(line 5\): negative value in a data.log column \(its values must be >= 0\) \(-5.0\)$",
     ),
     "header only": (lambda f: f.iloc[:0], r"header only"),
 }

@@ -13,6 +13,7 @@ from conftest import (
     CHOSEN_THRESHOLD,
     MODEL_COLUMNS,
     make_members,
+    model_feed,
     python_environment,
     raw_test_rows,
     run_data_stages,
@@ -31,7 +32,7 @@ def pipeline_test_probabilities() -> np.ndarray:
 
 def test_model_on_raw_rows_reproduces_the_pipelines_test_predictions(exported):
     model = keras.saving.load_model(EXPORT_DIR / "model.keras")
-    probabilities = model.predict(raw_test_rows()[MODEL_COLUMNS].to_numpy(), verbose=0)
+    probabilities = model.predict(model_feed(raw_test_rows()), verbose=0)
     assert probabilities.shape == (600, 1)
     np.testing.assert_allclose(probabilities.ravel(), pipeline_test_probabilities(), rtol=0, atol=1e-6)
     # The members disagree: a model that left one out would miss the mean by far more than 1e-6.
@@ -41,10 +42,10 @@ def test_model_on_raw_rows_reproduces_the_pipelines_test_predictions(exported):
 
 
 def test_saved_model_gives_the_same_numbers_as_the_keras_file(exported):
-    rows = raw_test_rows()[MODEL_COLUMNS].to_numpy()
+    rows = model_feed(raw_test_rows())
     keras_file = keras.saving.load_model(EXPORT_DIR / "model.keras").predict(rows, verbose=0)
     serving = tf.saved_model.load(str(EXPORT_DIR / "saved_model")).signatures["serving_default"]
-    saved_model = serving(transactions=tf.constant(rows))["output_0"].numpy()
+    saved_model = serving(**{name: tf.constant(values) for name, values in rows.items()})["output_0"].numpy()
     np.testing.assert_allclose(saved_model, keras_file, rtol=0, atol=1e-6)
 
 
@@ -53,7 +54,9 @@ def test_model_json_says_what_the_model_expects(exported):
     assert card == {
         "strategy": "baseline",
         "members": 3,
-        "columns": MODEL_COLUMNS,
+        "inputs": [{"column": name, "input": name, "type": "number"} for name in MODEL_COLUMNS],
+        "log": ["Amount"],
+        "missing": "error",
         "calibration_logit_shift": 0.0,
         "threshold": CHOSEN_THRESHOLD,
         "threshold_chosen": "on the validation split, least cost_false_negative * FN + cost_false_positive * FP",
@@ -74,7 +77,7 @@ def test_weighted_members_are_calibrated_inside_the_model(exported_dir, tmp_path
     members = predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]].to_numpy()
     expected = shift_probabilities(members, shift).mean(axis=1)  # as evaluate calibrates and averages
     model = keras.saving.load_model(EXPORT_DIR / "model.keras")
-    exported = model.predict(raw_test_rows()[MODEL_COLUMNS].to_numpy(), verbose=0).ravel()
+    exported = model.predict(model_feed(raw_test_rows()), verbose=0).ravel()
     np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-6)
     assert json.loads((EXPORT_DIR / "model.json").read_text())["calibration_logit_shift"] == shift
 

@@ -1,7 +1,6 @@
 """The real `dvc` commands on small data, in a temporary git repository holding a copy of the project."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -9,19 +8,17 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import (
-    REPO,
     chart_contents,
     chart_specs,
     check_page,
     make_creditcard,
     needs_chromium,
-    python_environment,
+    project_repo,
     set_params,
 )
 
 from fraudflow.figures import COLOURS
 
-PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 DATA_STAGES = ["download", "clean", "split", "scale"]
 TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled", "train_logistic"]
 STRATEGIES = ["baseline", "weighted", "resampled"]  # the network's, which have a training history
@@ -33,54 +30,7 @@ TEST_SPLIT = {"rows": 600, "frauds": 12, "duplicate_groups": 0, "rows_with_twin_
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A git + DVC repo with the project, small fast params, and CREDITCARD_URL pointing at a small CSV."""
-    root = tmp_path_factory.mktemp("pipeline")
-    work = root / "project"
-    work.mkdir()
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, work / name)
-    source_csv = root / "creditcard.csv"
-    make_creditcard(rows=3000, frauds=60).to_csv(source_csv, index=False)
-    set_params(
-        work / "params.yaml",
-        download__sha256="",
-        train__batch_size=256,
-        train__members=2,
-        train__patience=2,
-        train_baseline__epochs=3,
-        train_weighted__epochs=3,
-        train_resampled__epochs=3,
-        train_resampled__steps_per_epoch=5,
-        evaluate__bootstrap_resamples=200,
-    )
-    env = {**python_environment(), "CREDITCARD_URL": str(source_csv)}
-    runner = Runner(work, env)
-    runner.run("git", "init", "-q")
-    runner.run("dvc", "init", "-q")
-    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot and page templates
-    shutil.copy(REPO / ".dvc" / "config", work / ".dvc" / "config")  # analytics off, plots.html_template
-    runner.commit("project")
-    return runner
-
-
-class Runner:
-    def __init__(self, cwd, env):
-        self.cwd, self.env = cwd, env
-
-    def run(self, *command) -> str:
-        result = subprocess.run(command, cwd=self.cwd, env=self.env, capture_output=True, text=True)
-        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout + result.stderr
-
-    def commit(self, message: str):
-        self.run("git", "add", "-A")
-        self.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message)
-
-    def changed_stages(self, *targets) -> set[str]:
-        return set(json.loads(self.run("dvc", "status", "--json", *targets)))
+    return project_repo(tmp_path_factory.mktemp("pipeline"), make_creditcard(rows=3000, frauds=60))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +47,7 @@ def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
     work = repo.cwd
     assert (work / "data" / "raw" / "creditcard.csv").stat().st_size > 0
     assert {p.name for p in (work / "data" / "split").iterdir()} == {"train.parquet", "val.parquet", "test.parquet"}
-    assert (work / "data" / "scaled" / "scaler.json").exists()
+    assert (work / "data" / "scaled" / "preprocessing.json").exists()
     for strategy in ("baseline", "weighted", "resampled"):
         assert {p.name for p in (work / "models" / strategy).iterdir()} == {"member_0.keras", "member_1.keras"}
         assert (work / "data" / "predictions" / f"{strategy}.parquet").exists()
@@ -230,7 +180,7 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     card = json.loads(card_file.read_text())
     chosen = json.loads((repo.cwd / "metrics" / "test" / "baseline.json").read_text())["chosen"]["threshold"]
     assert (card["strategy"], card["threshold"], card["calibration_logit_shift"]) == ("baseline", chosen["ensemble"], 0)
-    assert card["members"] == 2 and card["columns"][-1] == "Amount"
+    assert card["members"] == 2 and card["inputs"][-1]["column"] == "Amount"
     assert (repo.cwd / "models" / "export" / "saved_model" / "saved_model.pb").exists()
 
     set_params(repo.cwd / "params.yaml", export__strategy="weighted")

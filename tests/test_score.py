@@ -6,16 +6,22 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
-from conftest import CHOSEN_THRESHOLD, MODEL_COLUMNS, make_creditcard, python_environment, raw_test_rows, set_cell
+from conftest import (
+    CHOSEN_THRESHOLD,
+    MODEL_COLUMNS,
+    make_creditcard,
+    model_feed,
+    python_environment,
+    raw_test_rows,
+    set_cell,
+)
 
 from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
 from stages import clean, score
 
 
 def score_file(source, destination):
-    predict, card = score.load_exported()
-    return score.score(source, destination, predict, card)
+    return score.score(source, destination, score.load_card())[0]
 
 
 def read_any(path) -> pd.DataFrame:
@@ -64,7 +70,7 @@ def test_ids_order_and_other_columns_are_kept(exported, tmp_path, monkeypatch, s
     # From a CSV they are carried as text (read back into Parquet as text), from Parquet with their types.
     np.testing.assert_array_equal(scores[["Time", "Class"]].astype(float), frame[["Time", "Class"]])
     model = keras.saving.load_model(EXPORT_DIR / "model.keras")
-    expected = model.predict(frame[MODEL_COLUMNS].to_numpy(), verbose=0).ravel()
+    expected = model.predict(model_feed(frame), verbose=0).ravel()
     np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
     assert scores["flagged"].tolist() == (scores["probability"] > CHOSEN_THRESHOLD).astype(int).tolist()
     assert 0 < scores["flagged"].sum() < 200
@@ -73,11 +79,11 @@ def test_ids_order_and_other_columns_are_kept(exported, tmp_path, monkeypatch, s
 def test_flag_uses_the_threshold_in_model_json(exported, tmp_path):
     source = tmp_path / "in.csv"
     transactions().to_csv(source, index=False)
-    predict, card = score.load_exported()
-    score.score(source, tmp_path / "default.csv", predict, card)
+    card = score.load_card()
+    score.score(source, tmp_path / "default.csv", card)
     probability = pd.read_csv(tmp_path / "default.csv")["probability"]
     threshold = float(probability.median())
-    score.score(source, tmp_path / "other.csv", predict, {**card, "threshold": threshold})
+    score.score(source, tmp_path / "other.csv", {**card, "threshold": threshold})
     flagged = pd.read_csv(tmp_path / "other.csv")["flagged"]
     assert flagged.tolist() == (probability > threshold).astype(int).tolist()
     assert flagged.sum() != (probability > card["threshold"]).sum()
@@ -93,7 +99,6 @@ def clean_error(frame: pd.DataFrame) -> str:
 
 
 BAD_INPUTS = {
-    "missing column": lambda f: f.drop(columns=["V7"]),
     "non-numeric": lambda f: set_cell(f, "V3", 6, "abc"),
     "NaN": lambda f: set_cell(f, "V12", 4, np.nan),
     "inf": lambda f: set_cell(f, "V20", 8, "inf"),
@@ -114,18 +119,28 @@ def test_bad_input_gets_cleans_error_and_no_output(project, monkeypatch, case):
     folder.mkdir()
     source, destination = folder / "new.csv", folder / "scores.csv"
     frame.to_csv(source, index=False)
-    predict = lambda x: tf.zeros((len(x), 1), tf.float64)  # noqa: E731  (earlier batches are scored)
-    with pytest.raises(StageError) as error:
-        score.score(source, destination, predict, {"columns": MODEL_COLUMNS, "threshold": 0.5})
+    inputs = [{"column": name, "input": name, "type": "number"} for name in MODEL_COLUMNS]
+    card = {"inputs": inputs, "log": ["Amount"], "missing": "error", "threshold": 0.5}
+    with pytest.raises(StageError) as error:  # earlier batches are scored, by a stand-in for the model
+        score.score(source, destination, card, load_predict=lambda card: lambda x: np.zeros((len(x["V1"]), 1)))
     assert str(error.value) == f"{source}: {expected}"
     assert list(folder.iterdir()) == [source]
+
+
+def test_a_missing_input_column_is_named(exported, tmp_path):
+    transactions().drop(columns=["V7"]).to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(StageError, match=r"new.csv: missing column 'V7'$"):
+        score_file(tmp_path / "new.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_a_bad_row_in_parquet_is_named_by_row(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(score, "BATCH_ROWS", 64)
     source = tmp_path / "new.parquet"
     set_cell(transactions(), "Amount", 150, -1.0).to_parquet(source, index=False)
-    with pytest.raises(StageError, match=r"new.parquet: column 'Amount', row 151: negative amount \(-1.0\)$"):
+    with pytest.raises(
+        StageError, match=r"new.parquet: column 'Amount', row 151: negative value in a data.log column .* \(-1.0\)$"
+    ):
         score_file(source, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
@@ -167,7 +182,8 @@ def test_command_fails_with_one_line_and_no_output(exported, tmp_path):
     result = run_command(exported, tmp_path / "new.csv", tmp_path / "out.csv")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
-        f"error: {tmp_path / 'new.csv'}: column 'V3', row 7 (line 8): non-numeric value ('abc')"
+        f"error: {tmp_path / 'new.csv'}: column 'V3', row 7 (line 8): "
+        "text in a numeric column (list the column in data.categorical) ('abc')"
     )
     assert not (tmp_path / "out.csv").exists()
 
@@ -175,7 +191,7 @@ def test_command_fails_with_one_line_and_no_output(exported, tmp_path):
 def test_missing_exported_model_names_the_repro_target(project, tmp_path):
     transactions().to_csv(tmp_path / "new.csv", index=False)
     with pytest.raises(StageError, match=r"^models/export/model.json: not found; run 'dvc repro export' to make it$"):
-        score.load_exported()
+        score.load_card()
 
 
 @pytest.mark.parametrize(

@@ -188,7 +188,9 @@ def test_bad_split_param_is_named_and_nothing_is_written(project, param):
 def test_time_split_without_recent_frauds_fails(project):
     raw = make_creditcard(rows=500, frauds=20)
     raw["Class"] = (raw.index < 20).astype(int)  # the 20 earliest rows are the frauds
-    with pytest.raises(StageError, match=r"split.method 'time' leaves the val split without fraud \(80 rows\)"):
+    with pytest.raises(
+        StageError, match=r"split.method 'time' leaves the val split without a positive row \(80 rows\)"
+    ):
         run_clean_and_split(project, raw, method="time")
     assert not SPLIT_DIR.exists() and not Path(split.METRICS_FILE).exists()
 
@@ -196,7 +198,7 @@ def test_time_split_without_recent_frauds_fails(project):
 def test_grouped_split_with_every_fraud_in_one_group_fails(project):
     raw = make_creditcard(rows=500, frauds=3)
     make_twins(raw, np.flatnonzero(raw["Class"] == 1))
-    with pytest.raises(StageError, match=r"split.method 'random' leaves the \w+ split without fraud"):
+    with pytest.raises(StageError, match=r"split.method 'random' leaves the \w+ split without a positive row"):
         run_clean_and_split(project, raw)
     assert not SPLIT_DIR.exists() and not Path(split.METRICS_FILE).exists()
 
@@ -213,9 +215,9 @@ def test_scaler_is_fitted_on_train_only_and_clips(project):
     assert abs(x_test[:, 10].mean()) > 1e-4
 
 
-def test_scaler_json_reproduces_the_scaled_features(project):
+def test_preprocessing_json_reproduces_the_scaled_features(project):
     run_data_stages(rows=500, frauds=20)
-    saved = json.loads((SCALED_DIR / "scaler.json").read_text())
+    saved = json.loads((SCALED_DIR / "preprocessing.json").read_text())
     raw_test = pd.read_parquet(SPLIT_DIR / "test.parquet")[saved["features"]].to_numpy()
     again = np.clip((raw_test - saved["mean"]) / np.array(saved["scale"]), -saved["clip"], saved["clip"])
     np.testing.assert_allclose(load_scaled("test")[0], again, rtol=1e-6, atol=1e-6)

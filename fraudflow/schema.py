@@ -1,0 +1,130 @@
+"""The table's description (params.yaml, section `data`) and the checks of its values, shared by clean and score.
+
+clean records what each column is for (the roles) in the cleaned Parquet file's metadata, so split and scale
+read them from the data rather than from params.
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from fraudflow.common import PARAMS_FILE, StageError, is_int, is_number, load_params, require
+
+SECTION = "data"
+MISSING_POLICIES = ("error", "impute")
+MISSING_LEVEL = "(missing)"  # a category column's missing values, with data.missing: impute
+OTHER_LEVEL = "(other)"  # levels past data.max_categories and levels unseen in training
+ROLES_KEY = b"fraudflow.roles"
+# Columns that predictions and scores add: an id column must not take their names.
+RESERVED = ("split", "label", "probability", "flagged")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+
+
+@dataclass(frozen=True)
+class Schema:
+    label: str
+    positive: object
+    time: str | None
+    ids: list
+    drop: list
+    log: list
+    categorical: list | str  # a list of names, or "auto"
+    missing: str
+
+
+def names(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def read_schema() -> Schema:
+    """params.yaml's `data` section, every field checked; fails on a column named in two roles."""
+    params = load_params(SECTION)
+
+    def field(key, valid, description):
+        return require(params, SECTION, key, valid, description)
+
+    schema = Schema(
+        label=field("label", lambda v: isinstance(v, str) and v, "a column name"),
+        positive=field("positive", lambda v: isinstance(v, str) or is_number(v), "a number or a text"),
+        time=field("time", lambda v: v is None or (isinstance(v, str) and v), "a column name or null"),
+        ids=field("ids", names, "a list of column names"),
+        drop=field("drop", names, "a list of column names"),
+        log=field("log", names, "a list of column names"),
+        categorical=field("categorical", lambda v: v == "auto" or names(v), "a list of column names or 'auto'"),
+        missing=field("missing", lambda v: v in MISSING_POLICIES, "'error' or 'impute'"),
+    )
+    roles = [("label", [schema.label]), ("time", [schema.time] if schema.time else []), ("ids", schema.ids)]
+    roles += [("drop", schema.drop), ("log", schema.log)]
+    roles += [("categorical", schema.categorical if schema.categorical != "auto" else [])]
+    seen = {}
+    for role, columns in roles:
+        for column in columns:
+            if column in seen:
+                where = f"data.{seen[column]} and data.{role}" if seen[column] != role else f"data.{role} twice"
+                raise StageError(f"{PARAMS_FILE}: column '{column}' is named in {where}; give each column one role")
+            seen[column] = role
+    for column in schema.ids:
+        if column in RESERVED or column.startswith("member_"):
+            raise StageError(f"{PARAMS_FILE}: data.ids: '{column}' is a name the predictions use; rename the column")
+    return schema
+
+
+def max_categories() -> int:
+    value = load_params(SECTION).get("max_categories")
+    if not is_int(value) or value < 1:
+        raise StageError(f"{PARAMS_FILE}: param 'data.max_categories' must be an integer >= 1, got {value!r}")
+    return value
+
+
+def roles_of(table: pa.Table, path) -> dict:
+    """The roles clean recorded in a Parquet table: label, ids, numeric, categorical, log ({new: raw}), missing."""
+    metadata = table.schema.metadata or {}
+    if ROLES_KEY not in metadata:
+        raise StageError(f"{path}: no column roles in the file; run 'dvc repro clean'")
+    return json.loads(metadata[ROLES_KEY])
+
+
+def with_roles(table: pa.Table, roles: dict) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), ROLES_KEY: json.dumps(roles).encode()})
+
+
+def numeric_problems(raw: pd.Series, log: bool, missing: str) -> list[tuple[pd.Series, str]]:
+    """(rows that fail, description) for each check of a numeric column's values (read as numbers or text)."""
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    absent = raw.isna()
+    checks = [(absent & (missing == "error"), "missing value (set data.missing: impute to fill it)")]
+    checks.append((~absent & values.isna(), "text in a numeric column (list the column in data.categorical)"))
+    checks.append((np.isinf(values), "non-finite value"))
+    if log:
+        checks.append((values < 0, "negative value in a data.log column (its values must be >= 0)"))
+    return checks
+
+
+def fail_at(path, name: str, raw: pd.Series, checks, first_row: int = 0):
+    """Fail naming the first row that a check catches: its column, row (and CSV line), problem and value."""
+    found = [(int(bad.to_numpy().argmax()), description) for bad, description in checks if bad.any()]
+    if not found:
+        return
+    row, description = min(found, key=lambda problem: problem[0])
+    value = raw.iloc[row]
+    value = value.item() if isinstance(value, np.generic) else value  # -5.0, not np.float64(-5.0)
+    row += first_row
+    line = f" (line {row + 2})" if str(path).endswith(CSV_SUFFIXES) else ""  # data rows count from 1, after a header
+    raise StageError(f"{path}: column '{name}', row {row + 1}{line}: {description} ({value!r})")
+
+
+def checked_numbers(raw: pd.Series, path, name: str, log: bool, missing: str, first_row: int = 0) -> pd.Series:
+    """A numeric column as float64 (missing values NaN), or fail at its first invalid row."""
+    fail_at(path, name, raw, numeric_problems(raw, log, missing), first_row)
+    return raw if raw.dtype == "float64" else pd.to_numeric(raw).astype("float64")
+
+
+def checked_categories(raw: pd.Series, path, name: str, missing: str, first_row: int = 0) -> pd.Series:
+    """A category column as text, missing values as MISSING_LEVEL, or fail at the first missing value under
+    data.missing: error."""
+    if missing == "error":
+        fail_at(path, name, raw, [(raw.isna(), "missing value (set data.missing: impute to fill it)")], first_row)
+    return raw.astype("string").fillna(MISSING_LEVEL).astype(object)

@@ -1,0 +1,214 @@
+"""Your own data: a table described in params.yaml's `data` section, through the real `dvc` pipeline, export and
+score; the same predictions under other column names; the preprocessing's rules; each error by its message."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from conftest import MIXED_DATA, REPO, make_creditcard, make_mixed, project_repo, raw_test_rows, set_cell, set_params
+
+from fraudflow import preprocess
+from fraudflow.common import PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, StageError, load_preprocessing
+from stages import clean, scale, split, train_logistic
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """make_mixed's table through `dvc repro` (every stage, export included)."""
+    runner = project_repo(tmp_path_factory.mktemp("mixed"), make_mixed(), **MIXED_DATA)
+    runner.run("dvc", "repro")
+    return runner
+
+
+def score_command(runner, source, destination) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "stages.score", str(source), str(destination)]
+    return subprocess.run(command, cwd=runner.cwd, env=runner.env, capture_output=True, text=True)
+
+
+def test_the_preprocessing_follows_the_data_section(mixed, monkeypatch):
+    monkeypatch.chdir(mixed.cwd)
+    prep = load_preprocessing()
+    assert prep["numeric"] == ["Logamount_usd", "x1", "x2", "x3"] and prep["indicators"] == ["x2"]
+    merchants = prep["categories"]["merchant"]
+    assert merchants[:3] == ["grocery", "fuel", "travel"] and len(merchants) == 5
+    assert "(missing)" in prep["categories"]["channel"]
+    assert prep["features"][4:6] == ["x2_missing", "merchant=(other)"]
+    assert not any(name.startswith(("tx_id", "event_time", "comment", "outcome")) for name in prep["features"])
+    assert np.load(SCALED_DIR / "train_features.npy").shape[1] == len(prep["features"]) == 4 + 1 + 6 + 1 + 4
+    for name in ("baseline", "weighted", "resampled", "logistic"):
+        metrics = json.loads((mixed.cwd / "metrics" / "test" / f"{name}.json").read_text())
+        assert 0 < metrics["average_precision"]["ensemble_lower"] < metrics["average_precision"]["ensemble"]
+
+
+def test_scores_of_the_raw_test_rows_equal_evaluates_and_carry_the_ids(mixed, monkeypatch, tmp_path):
+    monkeypatch.chdir(mixed.cwd)
+    rows = raw_test_rows()
+    assert rows["x2"].isna().any() and rows["channel"].isna().any()
+    rows.to_csv(tmp_path / "test_rows.csv", index=False)
+    result = score_command(mixed, tmp_path / "test_rows.csv", tmp_path / "scores.csv")
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet").query("split == 'test'")
+    np.testing.assert_allclose(scores["probability"], predictions["probability"], rtol=0, atol=1e-6)
+    assert scores["tx_id"].tolist() == predictions["tx_id"].tolist() == rows["tx_id"].tolist()
+    assert list(scores.columns) == ["tx_id", "event_time", "comment", "outcome", "probability", "flagged"]
+
+
+def test_an_unseen_level_and_missing_values_are_scored(mixed, monkeypatch, tmp_path):
+    monkeypatch.chdir(mixed.cwd)
+    rows = make_mixed(rows=40, positives=4, seed=9).drop(columns=["outcome"]).assign(merchant="grocery")
+    rows.loc[[1, 5, 7], "merchant"] = "brand-new shop"
+    rows.loc[[2, 5], "channel"] = None
+    rows.loc[3, "x2"] = np.nan
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    result = score_command(mixed, tmp_path / "new.csv", tmp_path / "scores.parquet")
+    assert result.returncode == 0, result.stderr
+    assert "score: 3 rows had a category level unseen in training; scored as (other)" in result.stderr
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(scores) == 40 and scores["probability"].between(0, 1).all()
+    # An unseen level scores as (other) does: as a level past max_categories.
+    rare = sorted(set(make_mixed()["merchant"]) - set(load_preprocessing()["categories"]["merchant"]))[0]
+    rows.loc[[1, 5, 7], "merchant"] = rare
+    rows.to_csv(tmp_path / "rare.csv", index=False)
+    assert score_command(mixed, tmp_path / "rare.csv", tmp_path / "rare_scores.parquet").returncode == 0
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "rare_scores.parquet")["probability"], scores["probability"])
+
+
+def test_the_saved_model_takes_named_inputs_and_model_json_lists_them(mixed):
+    card = json.loads((mixed.cwd / "models" / "export" / "model.json").read_text())
+    kinds = {entry["column"]: (entry["type"], entry.get("levels")) for entry in card["inputs"]}
+    assert kinds == {
+        "amount_usd": ("number", None),
+        "x1": ("number", None),
+        "x2": ("number", None),
+        "x3": ("number", None),
+        "merchant": ("category", 5),
+        "channel": ("category", 4),
+    }
+    assert card["missing"] == "impute" and card["log"] == ["amount_usd"]
+    serving = tf.saved_model.load(str(mixed.cwd / "models" / "export" / "saved_model")).signatures["serving_default"]
+    assert set(serving.structured_input_signature[1]) == set(kinds)
+
+
+def test_renamed_and_reordered_columns_give_the_same_predictions(tmp_path, monkeypatch):
+    raw = make_creditcard(rows=1500, frauds=40)
+    names = {name: f"col {i}" for i, name in enumerate(raw.columns)}  # spaces: not valid Keras input names
+    renamed = raw.rename(columns=names)
+    renamed = renamed[list(reversed(renamed.columns))]
+    renamed[names["Class"]] = renamed[names["Class"]].map({0: "no", 1: "yes"})
+
+    def predictions(folder, frame, **data):
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        shutil.copy(REPO / "params.yaml", folder / "params.yaml")
+        set_params(folder / "params.yaml", **data)
+        RAW_CSV.parent.mkdir(parents=True)
+        frame.to_csv(RAW_CSV, index=False)
+        for stage in (clean, split, scale, train_logistic):
+            stage.main()
+        return pd.read_parquet(PREDICTIONS_DIR / "logistic.parquet"), np.load(SCALED_DIR / "train_features.npy")
+
+    original, original_features = predictions(tmp_path / "original", raw)
+    other, other_features = predictions(
+        tmp_path / "renamed",
+        renamed,
+        data__label=names["Class"],
+        data__positive="yes",
+        data__time=names["Time"],
+        data__log=[names["Amount"]],
+    )
+    # Features come in file order: reversed here, so compare column sets, then the logistic model's predictions.
+    assert sorted(map(tuple, original_features.T.round(6))) == sorted(map(tuple, other_features.T.round(6)))
+    np.testing.assert_allclose(other["probability"], original["probability"], rtol=1e-7)
+    assert other["label"].tolist() == original["label"].tolist()
+
+
+def test_top_levels_ties_by_name_and_other_for_the_rest():
+    column = pd.Series(["b", "a", "c", "c", "d", "b", "a", "e"])
+    assert preprocess.ranked_levels(column) == ["a", "b", "c", "d", "e"]
+    train = pd.DataFrame({"n": [1.0, np.nan, 3.0, 5.0], "k": ["a", "a", "b", "c"], "y": [0, 1, 0, 0]})
+    roles = {"numeric": ["n"], "categorical": ["k"], "log": {}, "missing": "impute"}
+    prep = preprocess.fit(train, roles, clip=5, max_categories=1)
+    assert prep["impute"] == {"n": 3.0} and prep["features"] == ["n", "n_missing", "k=(other)", "k=a"]
+    assert prep["folded"] == {"k": ["b", "c"]}
+    features = preprocess.transform(pd.DataFrame({"n": [np.nan], "k": ["zzz"]}), prep)
+    np.testing.assert_allclose(features, [[0.0, 1.0, 1.0, 0.0]])  # the median scales to 0
+
+
+def write_mixed(frame: pd.DataFrame, project, **data):
+    set_params(project / "params.yaml", **{**MIXED_DATA, **data})
+    RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(RAW_CSV, index=False)
+
+
+def test_categorical_auto_takes_every_text_column(project):
+    write_mixed(make_mixed(rows=300, positives=10), project, data__categorical="auto")
+    clean.main()
+    split.main()
+    scale.main()
+    assert list(load_preprocessing()["categories"]) == ["merchant", "channel"]
+
+
+BAD_TABLES = {
+    "declared column absent": (
+        lambda f: f.drop(columns=["tx_id"]),
+        {},
+        r"data/raw/creditcard.csv: missing column 'tx_id' \(named in data.ids\)$",
+    ),
+    "label with three values": (
+        lambda f: set_cell(f, "outcome", 11, "unknown"),
+        {},
+        r"column 'outcome', row 12 \(line 13\): a third label value \('unknown', after 'legit' and 'fraud'\)",
+    ),
+    "label without positive": (
+        lambda f: f,
+        {"data__positive": "chargeback"},
+        r"column 'outcome': no row has data.positive 'chargeback' \(its values: 'fraud', 'legit'\)",
+    ),
+    "text in a numeric column": (
+        lambda f: set_cell(f, "x3", 4, "abc"),
+        {},
+        r"column 'x3', row 5 \(line 6\): text in a numeric column \(list the column in data.categorical\) \('abc'\)$",
+    ),
+    "negative value in a log column": (
+        lambda f: set_cell(f, "amount_usd", 8, -3.5),
+        {},
+        r"column 'amount_usd', row 9 \(line 10\): negative value in a data.log column .* \(-3.5\)$",
+    ),
+    "missing value under missing: error": (
+        lambda f: f,
+        {"data__missing": "error"},
+        r"column 'x2', row \d+ \(line \d+\): missing value \(set data.missing: impute to fill it\) \(nan\)$",
+    ),
+    "missing category under missing: error": (
+        lambda f: f.assign(x2=f["x2"].fillna(0)),
+        {"data__missing": "error"},
+        r"column 'channel', row \d+ \(line \d+\): missing value \(set data.missing: impute to fill it\) \(nan\)$",
+    ),
+    "column named twice": (
+        lambda f: f,
+        {"data__drop": ["comment", "merchant"]},
+        r"params.yaml: column 'merchant' is named in data.drop and data.categorical; give each column one role$",
+    ),
+    "an id named like a prediction column": (
+        lambda f: f.rename(columns={"tx_id": "probability"}),
+        {"data__ids": ["probability"]},
+        r"params.yaml: data.ids: 'probability' is a name the predictions use; rename the column$",
+    ),
+    "bad missing policy": (lambda f: f, {"data__missing": "drop"}, r"'data.missing' must be 'error' or 'impute'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TABLES)
+def test_a_bad_table_is_named_in_one_line_and_nothing_is_written(project, case):
+    damage, data, message = BAD_TABLES[case]
+    write_mixed(damage(make_mixed(rows=300, positives=10)), project, **data)
+    with pytest.raises(StageError, match=message) as error:
+        clean.main()
+    assert "\n" not in str(error.value)
+    assert not (project / "data" / "clean").exists()
