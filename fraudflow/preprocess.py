@@ -10,15 +10,22 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
+from fraudflow.common import SPLIT_DIR, StageError
 from fraudflow.schema import OTHER_LEVEL
+
+TRAIN_SPLIT = SPLIT_DIR / "train.parquet"
 
 
 def fit(train: pd.DataFrame, roles: dict, clip: float, max_categories: int) -> dict:
     numeric, categorical = roles["numeric"], roles["categorical"]
     values = train[numeric]
+    empty = [name for name in numeric if values[name].isna().all()]
+    if empty:
+        raise StageError(f"{TRAIN_SPLIT}: column '{empty[0]}' has no value in the training split; list it in data.drop")
     indicators = [name for name in numeric if values[name].isna().any()]
-    impute = {name: float(values[name].median()) for name in indicators}
-    scaler = StandardScaler().fit(values.fillna(impute).to_numpy())
+    # Under data.missing: impute, every numeric column gets its median: a gap may come later (validation, scoring).
+    impute = {name: float(values[name].median()) for name in numeric} if roles["missing"] == "impute" else {}
+    scaler = StandardScaler().fit(values.fillna(impute).to_numpy()) if numeric else None
     ranked = {name: ranked_levels(train[name]) for name in categorical}
     categories = {name: levels[:max_categories] for name, levels in ranked.items()}
     features = [*numeric, *(f"{name}_missing" for name in indicators)]
@@ -27,8 +34,8 @@ def fit(train: pd.DataFrame, roles: dict, clip: float, max_categories: int) -> d
     return {
         "features": features,
         "numeric": numeric,
-        "mean": scaler.mean_.tolist(),
-        "scale": scaler.scale_.tolist(),
+        "mean": scaler.mean_.tolist() if numeric else [],
+        "scale": scaler.scale_.tolist() if numeric else [],
         "clip": clip,
         "impute": impute,
         "indicators": indicators,

@@ -6,6 +6,7 @@ read them from the data rather than from params.
 
 import json
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -91,12 +92,22 @@ def with_roles(table: pa.Table, roles: dict) -> pa.Table:
     return table.replace_schema_metadata({**(table.schema.metadata or {}), ROLES_KEY: json.dumps(roles).encode()})
 
 
+def is_dates(raw: pd.Series) -> bool:
+    """Whether Arrow read the column as dates or times (datetime64, or datetime.date objects)."""
+    values = raw.dropna()
+    return pd.api.types.is_datetime64_any_dtype(raw) or (len(values) > 0 and isinstance(values.iloc[0], date))
+
+
 def numeric_problems(raw: pd.Series, log: bool, missing: str) -> list[tuple[pd.Series, str]]:
     """(rows that fail, description) for each check of a numeric column's values (read as numbers or text)."""
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
     absent = raw.isna()
+    if is_dates(raw):  # Arrow read dates or times: not a feature as they are
+        return [(~absent, "a date in a numeric column (name the column in data.time or data.drop)")]
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
     checks = [(absent & (missing == "error"), "missing value (set data.missing: impute to fill it)")]
-    checks.append((~absent & values.isna(), "text in a numeric column (list the column in data.categorical)"))
+    where = "a data.log column (its values must be numbers >= 0)" if log else "a numeric column"
+    hint = "" if log else " (list the column in data.categorical)"
+    checks.append((~absent & values.isna(), f"text in {where}{hint}"))
     checks.append((np.isinf(values), "non-finite value"))
     if log:
         checks.append((values < 0, "negative value in a data.log column (its values must be >= 0)"))
@@ -125,6 +136,7 @@ def checked_numbers(raw: pd.Series, path, name: str, log: bool, missing: str, fi
 def checked_categories(raw: pd.Series, path, name: str, missing: str, first_row: int = 0) -> pd.Series:
     """A category column as text, missing values as MISSING_LEVEL, or fail at the first missing value under
     data.missing: error."""
+    text = raw.astype("string").replace("", pd.NA)  # an empty text is missing, as an empty CSV cell is
     if missing == "error":
-        fail_at(path, name, raw, [(raw.isna(), "missing value (set data.missing: impute to fill it)")], first_row)
-    return raw.astype("string").fillna(MISSING_LEVEL).astype(object)
+        fail_at(path, name, raw, [(text.isna(), "missing value (set data.missing: impute to fill it)")], first_row)
+    return text.fillna(MISSING_LEVEL).astype(object)

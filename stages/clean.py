@@ -27,6 +27,7 @@ from fraudflow.schema import (
     checked_categories,
     checked_numbers,
     fail_at,
+    is_dates,
     read_schema,
     with_roles,
 )
@@ -37,14 +38,16 @@ __all__ = ["CSV_SUFFIXES", "csv_error", "header_only", "require_columns"]
 def read_csv(path, schema: Schema) -> pd.DataFrame:
     """The CSV as a DataFrame: declared category, id and label columns as text, others as Arrow infers them."""
     text = [schema.label, *schema.ids, *(schema.categorical if schema.categorical != "auto" else [])]
-    options = pacsv.ConvertOptions(column_types=dict.fromkeys(text, pa.string()), strings_can_be_null=True)
-    try:
-        # Empty cells and NaN/NA spellings are read as missing, in text columns too.
-        table = pacsv.read_csv(path, convert_options=options)
-    except FileNotFoundError as error:
-        raise StageError(f"{path}: file not found; run 'dvc repro download'") from error
-    except pa.ArrowInvalid as error:
-        raise csv_error(path, error) from error
+    table = arrow_csv(path, text)
+    repeated = [name for i, name in enumerate(table.column_names) if name in table.column_names[:i]]
+    if repeated:
+        raise StageError(f"{path}: column '{repeated[0]}' appears twice in the header; rename one")
+    if schema.categorical == "auto":  # read again with every non-numeric column as its text ("true", dates ...)
+        others = {schema.label, schema.time, *schema.ids, *schema.drop, *schema.log}
+        auto = [f.name for f in table.schema if f.name not in others and not pa.types.is_integer(f.type)]
+        auto = [name for name in auto if not pa.types.is_floating(table.schema.field(name).type)]
+        if any(table.schema.field(name).type != pa.string() for name in auto):
+            table = arrow_csv(path, [*text, *auto])
     declared = {
         "label": [schema.label],
         "time": [schema.time] if schema.time else [],
@@ -58,6 +61,17 @@ def read_csv(path, schema: Schema) -> pd.DataFrame:
     if table.num_rows == 0:
         raise header_only(path)
     return table.to_pandas()
+
+
+def arrow_csv(path, text: list[str]) -> pa.Table:
+    """The CSV as Arrow reads it, the `text` columns as strings. Empty cells and NaN/NA spellings are missing."""
+    options = pacsv.ConvertOptions(column_types=dict.fromkeys(text, pa.string()), strings_can_be_null=True)
+    try:
+        return pacsv.read_csv(path, convert_options=options)
+    except FileNotFoundError as error:
+        raise StageError(f"{path}: file not found; run 'dvc repro download'") from error
+    except pa.ArrowInvalid as error:
+        raise csv_error(path, error) from error
 
 
 def csv_error(path, error: Exception) -> StageError:
@@ -77,10 +91,10 @@ def require_columns(names: list[str], path, required: list[str], why: str = ""):
 
 
 def categorical_columns(df: pd.DataFrame, schema: Schema, features: list[str]) -> list[str]:
-    """data.categorical, or with "auto" every feature column Arrow did not read as numbers (or true/false)."""
+    """data.categorical, or with "auto" every feature column that read_csv kept as text."""
     if schema.categorical != "auto":
         return schema.categorical
-    return [name for name in features if not pd.api.types.is_numeric_dtype(df[name]) or df[name].dtype == bool]
+    return [name for name in features if not pd.api.types.is_numeric_dtype(df[name])]
 
 
 def binary_label(raw: pd.Series, path, schema: Schema) -> pd.Series:
@@ -124,7 +138,7 @@ def clean(df: pd.DataFrame, schema: Schema, eps: float, path) -> tuple[pd.DataFr
             values = checked_numbers(raw, path, name, name in schema.log, schema.missing)
             if name in schema.log:
                 new = f"Log{name}"
-                if new in df.columns:
+                if new in df.columns and new not in schema.drop:
                     raise StageError(f"{path}: column '{new}' exists; data.log names '{name}', which becomes '{new}'")
                 logged[new], name, values = name, new, np.log(values + eps)
             columns[name] = values
@@ -136,8 +150,11 @@ def clean(df: pd.DataFrame, schema: Schema, eps: float, path) -> tuple[pd.DataFr
     if schema.time:
         times = df[schema.time]
         fail_at(path, schema.time, times, [(times.isna(), "missing time value")])
-        if pd.api.types.is_numeric_dtype(times):
-            checked_numbers(times, path, schema.time, log=False, missing="error")  # no infinite times
+        if not is_dates(times):  # numbers, or text: named at its first non-number
+            numbers = pd.to_numeric(times, errors="coerce").astype("float64")
+            bad = numbers.isna() | np.isinf(numbers)
+            fail_at(path, schema.time, times, [(bad, "time value that is neither a number nor an ISO date")])
+            times = numbers
         cleaned = cleaned.iloc[np.argsort(times.to_numpy(), kind="stable")]
     roles = {
         "label": schema.label,

@@ -40,6 +40,7 @@ with quiet_tensorflow():
     from tensorflow.core.protobuf import fingerprint_pb2
 
 MEMBER_FILE = re.compile(r"member_(\d+)\.keras")
+INTERNAL = "fraudflow_"  # the model's own layer names start with it; input names never do
 
 
 def load_members(strategy: str, n_features: int) -> list[keras.Model]:
@@ -60,7 +61,7 @@ def load_members(strategy: str, n_features: int) -> list[keras.Model]:
 def input_name(column: str, taken: set) -> str:
     """A name for the column's model input that Keras and SavedModel signatures accept, unique in `taken`."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", column)
-    name = name if re.match(r"[A-Za-z]", name) else f"c_{name}"
+    name = name if re.match(r"[A-Za-z]", name) and not name.startswith(INTERNAL) else f"c_{name}"
     while name in taken:
         name += "_"
     taken.add(name)
@@ -100,8 +101,7 @@ def build(members: list[keras.Model], prep: dict, inputs: list[dict], eps: float
             for x, name in zip(numbers, prep["numeric"], strict=True)
         ]
         x = ops.concatenate(imputed, axis=1) if len(imputed) > 1 else imputed[0]
-        variance = np.asarray(prep["scale"]) ** 2
-        x = keras.layers.Normalization(mean=prep["mean"], variance=variance, dtype="float64", name="scale")(x)
+        x = (x - np.asarray(prep["mean"])) / np.asarray(prep["scale"])  # as scale does, whatever the spread
         parts.append(ops.cast(ops.clip(x, -prep["clip"], prep["clip"]), "float32"))
     for name in prep["indicators"]:
         parts.append(ops.cast(ops.isnan(numbers[prep["numeric"].index(name)]), "float32"))
@@ -111,13 +111,13 @@ def build(members: list[keras.Model], prep: dict, inputs: list[dict], eps: float
                 vocabulary=entry["vocabulary"],
                 num_oov_indices=1,
                 output_mode="one_hot",
-                name=f"{entry['input']}_levels",
+                name=f"{INTERNAL}levels_{entry['input']}",
             )
             parts.append(ops.reshape(lookup(tensors[entry["input"]]), (-1, entry["levels"] + 1)))
     x = ops.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     probabilities = []
     for i, member in enumerate(members):
-        member.name = f"member_{i}"  # unique names inside the model
+        member.name = f"{INTERNAL}member_{i}"  # unique names inside the model
         probability = ops.cast(member(x), "float64")
         if shift:  # prior correction (fraudflow/operating.py): sigmoid(logit(p) + shift)
             probability = ops.sigmoid(ops.log(probability) - ops.log1p(-probability) + shift)

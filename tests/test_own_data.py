@@ -6,15 +6,17 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 from conftest import MIXED_DATA, REPO, make_creditcard, make_mixed, project_repo, raw_test_rows, set_cell, set_params
 
 from fraudflow import preprocess
-from fraudflow.common import PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, StageError, load_preprocessing
-from stages import clean, scale, split, train_logistic
+from fraudflow.common import PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
+from stages import clean, export, scale, score, split, train_logistic
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +202,21 @@ BAD_TABLES = {
         {"data__ids": ["probability"]},
         r"params.yaml: data.ids: 'probability' is a name the predictions use; rename the column$",
     ),
+    "a time that is neither a number nor a date": (
+        lambda f: set_cell(f, "event_time", 6, "unknown"),
+        {},
+        r"column 'event_time', row 7 \(line 8\): time value that is neither a number nor an ISO date \('unknown'\)$",
+    ),
+    "a date in a numeric column": (
+        lambda f: f.assign(x3="2026-11-30"),
+        {},
+        r"column 'x3', row 1 \(line 2\): a date in a numeric column \(name the column in data.time or data.drop\)",
+    ),
+    "a column twice in the header": (
+        lambda f: f.rename(columns={"x3": "x1"}),
+        {},
+        r"data/raw/creditcard.csv: column 'x1' appears twice in the header; rename one$",
+    ),
     "bad missing policy": (lambda f: f, {"data__missing": "drop"}, r"'data.missing' must be 'error' or 'impute'"),
 }
 
@@ -212,3 +229,73 @@ def test_a_bad_table_is_named_in_one_line_and_nothing_is_written(project, case):
         clean.main()
     assert "\n" not in str(error.value)
     assert not (project / "data" / "clean").exists()
+
+
+def test_a_column_missing_only_outside_training_is_imputed_too(project):
+    frame = make_mixed(rows=400, positives=20)
+    frame["x2"] = frame["x2"].fillna(0.0)
+    frame.loc[frame["event_time"].nlargest(5).index, "x1"] = np.nan  # the latest rows: the test split
+    write_mixed(frame, project, split__method="time")
+    for stage in (clean, split, scale):
+        stage.main()
+    prep = load_preprocessing()
+    assert prep["indicators"] == [] and set(prep["impute"]) == {"Logamount_usd", "x1", "x2", "x3"}
+    assert not np.isnan(np.load(SCALED_DIR / "test_features.npy")).any()
+
+
+def test_a_column_without_values_in_training_is_named(project):
+    write_mixed(make_mixed(rows=300, positives=10).assign(x3=np.nan), project)
+    clean.main()
+    split.main()
+    with pytest.raises(StageError, match=r"train.parquet: column 'x3' has no value in the training split; list it"):
+        scale.main()
+
+
+def test_category_features_alone_are_enough():
+    train = pd.DataFrame({"k": ["a", "b", "a"], "y": [0, 1, 0]})
+    prep = preprocess.fit(train, {"numeric": [], "categorical": ["k"], "log": {}, "missing": "error"}, 5, 10)
+    np.testing.assert_array_equal(preprocess.transform(train, prep), [[0, 1, 0], [0, 0, 1], [0, 1, 0]])
+
+
+def test_auto_categories_keep_the_files_text_so_scoring_sees_the_same_levels(project):
+    frame = make_mixed(rows=300, positives=10).assign(flag=lambda f: np.where(f["x1"] > 0, "true", "false"))
+    write_mixed(frame, project, data__categorical="auto")
+    for stage in (clean, split, scale):
+        stage.main()
+    prep = load_preprocessing()
+    assert sorted(prep["categories"]["flag"]) == ["false", "true"]
+    card = {"inputs": export.model_inputs(prep), "log": ["amount_usd"], "missing": "impute"}
+    batch = pa.Table.from_pandas(frame.head(50).astype({"flag": str}))
+    _, unseen = score.model_inputs(batch, card, "new.csv", 0)
+    assert not unseen.any()
+
+
+def test_the_exported_preprocessing_equals_scales_whatever_the_spread_and_the_names(project):
+    rng = np.random.default_rng(3)
+    rows = 400
+    frame = pd.DataFrame(
+        {
+            "scale": rng.normal(size=rows),  # names the model's own layers once had
+            "member_0": rng.normal(size=rows) * 1e-9,  # a spread below Keras Normalization's 1e-7 floor
+            "k": rng.choice(["a", "b", "c"], rows),
+            "k_levels": rng.normal(size=rows),
+            "Class": (rng.random(rows) < 0.1).astype(int),
+        }
+    )
+    write_mixed(frame, project, data__label="Class", data__positive=1, data__time=None, data__ids=[], data__drop=[])
+    set_params(project / "params.yaml", data__log=[], data__categorical=["k"], split__group_duplicates=False)
+    for stage in (clean, split, scale):
+        stage.main()
+    prep = load_preprocessing()
+    keras.utils.set_random_seed(0)
+    member = keras.Sequential([keras.Input((len(prep["features"]),)), keras.layers.Dense(1, activation="sigmoid")])
+    inputs = export.model_inputs(prep)
+    model = export.build([member], prep, inputs, eps=0.001, shift=0.0)
+    test = pd.read_parquet(SPLIT_DIR / "test.parquet")
+    feed = {
+        entry["input"]: test[[entry["column"]]].to_numpy(object if entry["type"] == "category" else float)
+        for entry in inputs
+    }
+    expected = member.predict(np.load(SCALED_DIR / "test_features.npy"), verbose=0)
+    exported = model({name: tf.constant(values) for name, values in feed.items()}).numpy()
+    np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-6)
