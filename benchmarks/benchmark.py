@@ -8,10 +8,11 @@ strategy), per stage, against the whole tutorial script (one model each); 3. a n
 4. an incremental `dvc repro` after one train_resampled param change; 5. growth: the data stages and one
 epoch of each strategy on 1x, 4x and 16x the rows; 6. scoring: `python -m stages.score` on the whole CSV
 and on 16 copies of its rows; 7. pins: each setting that fraudflow pins (fraudflow/__init__.py), and others that
-could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time.
-`--only score` or `--only pins` runs just that part. Everything runs in scratch copies of the
-project, so the work tree is left alone. Needs the project's environment (`make repro` or `make test`
-creates it).
+could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time;
+8 and 9 (benchmarks/data_scale.py): the data stages on 1x, 16x and 64x the rows, CSV and Parquet, DVC's cache
+links, and the CSV engines. `--only score`, `--only pins` or `--only scale` runs just that part. Everything runs
+in scratch copies of the project, so the work tree is left alone. Needs the project's environment (`make repro`
+or `make test` creates it).
 """
 
 import argparse
@@ -24,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import data_scale
 import numpy as np
 import pyarrow.csv as pacsv
 import yaml
@@ -56,8 +58,9 @@ Path("metrics/test/baseline.json").write_text(json.dumps({"chosen": {"threshold"
 # Scoring once the model is loaded, twice (the first run also pays TensorFlow's set-up on its first call):
 # wall and CPU seconds (all threads) of each run, and peak memory.
 TIMED_SCORE = """
-import resource, sys, time
+import sys, time
 from pathlib import Path
+from fraudflow.common import peak_memory_mb
 from stages import score
 card = score.load_card()
 predict = score.load_predictor(card)
@@ -65,8 +68,7 @@ for _ in range(2):
     wall, cpu = time.perf_counter(), time.process_time()
     rows, _ = score.score(Path(sys.argv[1]), Path(sys.argv[2]), card, load_predict=lambda card: predict)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
-    print(f"scored {rows} rows: {wall:.3f} s wall, {cpu:.3f} s cpu, {peak_mb} MB")
+    print(f"scored {rows} rows: {wall:.3f} s wall, {cpu:.3f} s cpu, {peak_memory_mb():.0f} MB")
 """
 TIMED = re.compile(r"scored (?P<rows>\d+) rows: (?P<wall>[\d.]+) s wall, (?P<cpu>[\d.]+) s cpu, (?P<mb>\d+) MB")
 
@@ -345,7 +347,8 @@ def main():
     )
     parser.add_argument("--members", type=int, default=5, help="members against 1 in part 1a (default %(default)s)")
     parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
-    parser.add_argument("--only", choices=["score", "pins"], help="run only part 6 (scoring) or part 7 (pins)")
+    parser.add_argument("--scale", type=int, nargs="*", default=[1, 16, 64], help="part 8's factors (none: skip)")
+    parser.add_argument("--only", choices=["score", "pins", "scale"], help="run only part 6, 7 or 8 and 9")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")
@@ -360,6 +363,8 @@ def main():
             scoring(Path(scratch), data)
         if args.only in (None, "pins"):
             pins(Path(scratch), data)
+        if args.only in (None, "scale") and args.scale:
+            data_scale.scale(Path(scratch), data, args.scale, Project, print_table)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ SPLITS = ("train", "val", "test")
 STRATEGIES = ("baseline", "weighted", "resampled")  # the network's ways to handle the imbalance
 REFERENCE_STRATEGY = "logistic"  # logistic regression on the same features, the reference they must beat
 
-RAW_CSV = Path("data/raw/creditcard.csv")
+RAW_DIR = Path("data/raw")  # what download wrote: one of the two below
+RAW_CSV = RAW_DIR / "creditcard.csv"
+RAW_PARQUET = RAW_DIR / "creditcard.parquet"  # a Parquet file or a folder of them
+CSV_SUFFIXES = (".csv", ".csv.gz")
 CLEAN_PARQUET = Path("data/clean/creditcard.parquet")
 SPLIT_DIR = Path("data/split")
 SCALED_DIR = Path("data/scaled")
@@ -58,8 +61,17 @@ def run(main):
         sys.exit(1)
     stage = " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]])
     wall = time.time() - psutil.Process().create_time()  # from process start, imports included
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    log.info("%s done: %.1f s wall, %.0f MB peak memory", stage, wall, peak_mb)
+    log.info("%s done: %.1f s wall, %.0f MB peak memory", stage, wall, peak_memory_mb())
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM counts this program only; ru_maxrss also counts the
+    memory of the process that started it, as it was when it forked this one."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)[1]) / 1024
+    except (OSError, TypeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # TensorFlow's C++ code logs in absl's format ("I0000 00:00:1795850485.842253   11538 port.cc:153] ...", the first
@@ -136,6 +148,7 @@ def is_number(value) -> bool:
 def atomic_output(path):
     """Yield a temporary path beside `path` (file or directory); move it into place only on success."""
     path = Path(path)
+    made = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")  # keeps the suffix, which Keras checks
     _remove(tmp)
@@ -145,6 +158,8 @@ def atomic_output(path):
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
+        if made and not any(path.parent.iterdir()):
+            path.parent.rmdir()
         raise
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fraudflow.common import PARAMS_FILE, StageError, is_int, is_number, load_params, require
+from fraudflow.common import CSV_SUFFIXES, PARAMS_FILE, StageError, is_int, is_number, load_params, require
 
 SECTION = "data"
 MISSING_POLICIES = ("error", "impute")
@@ -21,7 +21,6 @@ OTHER_LEVEL = "(other)"  # levels past data.max_categories and levels unseen in 
 ROLES_KEY = b"fraudflow.roles"
 # Columns that predictions and scores add: an id column must not take their names.
 RESERVED = ("split", "label", "probability", "flagged")
-CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
 @dataclass(frozen=True)
@@ -80,16 +79,17 @@ def max_categories() -> int:
     return value
 
 
-def roles_of(table: pa.Table, path) -> dict:
-    """The roles clean recorded in a Parquet table: label, ids, numeric, categorical, log ({new: raw}), missing."""
-    metadata = table.schema.metadata or {}
+def roles_of(schema: pa.Schema, path) -> dict:
+    """The roles clean recorded in a Parquet file's schema: label, time, ids, numeric, categorical, log
+    ({new: raw}), missing."""
+    metadata = schema.metadata or {}
     if ROLES_KEY not in metadata:
         raise StageError(f"{path}: no column roles in the file; run 'dvc repro clean'")
     return json.loads(metadata[ROLES_KEY])
 
 
-def with_roles(table: pa.Table, roles: dict) -> pa.Table:
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), ROLES_KEY: json.dumps(roles).encode()})
+def with_roles(schema: pa.Schema, roles: dict) -> pa.Schema:
+    return schema.with_metadata({**(schema.metadata or {}), ROLES_KEY: json.dumps(roles).encode()})
 
 
 def is_dates(raw: pd.Series) -> bool:
@@ -123,8 +123,20 @@ def fail_at(path, name: str, raw: pd.Series, checks, first_row: int = 0):
     value = raw.iloc[row]
     value = value.item() if isinstance(value, np.generic) else value  # -5.0, not np.float64(-5.0)
     row += first_row
-    line = f" (line {row + 2})" if str(path).endswith(CSV_SUFFIXES) else ""  # data rows count from 1, after a header
-    raise StageError(f"{path}: column '{name}', row {row + 1}{line}: {description} ({value!r})")
+    raise RowError(f"{path}: column '{name}', {row_name(path, row)}: {description} ({value!r})", row)
+
+
+class RowError(StageError):
+    """A bad value, at `row` of the whole input (from 0)."""
+
+    def __init__(self, message: str, row: int):
+        super().__init__(message)
+        self.row = row
+
+
+def row_name(path, row: int) -> str:
+    """'row 7 (line 8)' for a CSV (data rows count from 1, after a header), 'row 7' otherwise."""
+    return f"row {row + 1} (line {row + 2})" if str(path).endswith(CSV_SUFFIXES) else f"row {row + 1}"
 
 
 def checked_numbers(raw: pd.Series, path, name: str, log: bool, missing: str, first_row: int = 0) -> pd.Series:

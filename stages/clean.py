@@ -1,53 +1,74 @@
-"""clean: validate the raw CSV against params.yaml's `data` section; write it as Parquet, ready to split.
+"""clean: validate the raw table against params.yaml's `data` section, batch by batch; write it as Parquet.
 
-Rows are sorted by the time column (stable: ties keep file order), which is then dropped, as are data.drop
-columns. Each data.log column becomes Log<name> = log(value + clean.eps) in its place; the label becomes 0/1
-(1 for data.positive), last. The roles of the columns go into the file's metadata (fraudflow/schema.py).
+The raw table is data/raw/creditcard.csv (a CSV) or data/raw/creditcard.parquet (a Parquet file or folder), as
+download wrote it. Rows keep their order; data.drop columns go; each data.log column becomes
+Log<name> = log(value + clean.eps) in its place; the time column becomes float64 (numbers as they are, dates as
+seconds since 1970), split orders rows by it; the label becomes 0/1 (1 for data.positive), last. The roles of the
+columns go into the file's metadata (fraudflow/schema.py). Memory does not grow with the rows.
 """
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from fraudflow import inputs
 from fraudflow.common import (
     CLEAN_PARQUET,
     RAW_CSV,
     StageError,
+    atomic_output,
     is_number,
     load_params,
     log,
     require,
     run,
-    write_parquet,
 )
+from fraudflow.outputs import RowGroupWriter
 from fraudflow.schema import (
-    CSV_SUFFIXES,
+    RowError,
     Schema,
     checked_categories,
     checked_numbers,
     fail_at,
     is_dates,
     read_schema,
+    row_name,
     with_roles,
 )
 
-__all__ = ["CSV_SUFFIXES", "csv_error", "header_only", "require_columns"]
+
+@dataclass
+class Plan:
+    """What clean does with each column of the input, decided from its header (and types) before any batch."""
+
+    path: Path
+    schema: Schema
+    categorical: list
+    numeric: list  # output names (Log<name> for data.log columns)
+    output: pa.Schema
+
+    def roles(self) -> dict:
+        return {
+            "label": self.schema.label,
+            "time": self.schema.time,
+            "ids": self.schema.ids,
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "log": {f"Log{name}": name for name in self.schema.log},
+            "missing": self.schema.missing,
+        }
 
 
-def read_csv(path, schema: Schema) -> pd.DataFrame:
-    """The CSV as a DataFrame: declared category, id and label columns as text, others as Arrow infers them."""
-    text = [schema.label, *schema.ids, *(schema.categorical if schema.categorical != "auto" else [])]
-    table = arrow_csv(path, text)
-    repeated = [name for i, name in enumerate(table.column_names) if name in table.column_names[:i]]
+def plan(path: Path, schema: Schema, types: pa.Schema) -> Plan:
+    """The plan for an input whose columns have these (inferred or stored) types; fails on a declared column that
+    is absent, a repeated column name, a Log<name> that exists, or no feature left."""
+    names = types.names
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
     if repeated:
         raise StageError(f"{path}: column '{repeated[0]}' appears twice in the header; rename one")
-    if schema.categorical == "auto":  # read again with every non-numeric column as its text ("true", dates ...)
-        others = {schema.label, schema.time, *schema.ids, *schema.drop, *schema.log}
-        auto = [f.name for f in table.schema if f.name not in others and not pa.types.is_integer(f.type)]
-        auto = [name for name in auto if not pa.types.is_floating(table.schema.field(name).type)]
-        if any(table.schema.field(name).type != pa.string() for name in auto):
-            table = arrow_csv(path, [*text, *auto])
     declared = {
         "label": [schema.label],
         "time": [schema.time] if schema.time else [],
@@ -57,130 +78,204 @@ def read_csv(path, schema: Schema) -> pd.DataFrame:
         "categorical": schema.categorical if schema.categorical != "auto" else [],
     }
     for role, columns in declared.items():
-        require_columns(table.column_names, path, columns, f" (named in data.{role})")
-    if table.num_rows == 0:
-        raise header_only(path)
-    return table.to_pandas()
-
-
-def arrow_csv(path, text: list[str]) -> pa.Table:
-    """The CSV as Arrow reads it, the `text` columns as strings. Empty cells and NaN/NA spellings are missing."""
-    options = pacsv.ConvertOptions(column_types=dict.fromkeys(text, pa.string()), strings_can_be_null=True)
-    try:
-        return pacsv.read_csv(path, convert_options=options)
-    except FileNotFoundError as error:
-        raise StageError(f"{path}: file not found; run 'dvc repro download'") from error
-    except pa.ArrowInvalid as error:
-        raise csv_error(path, error) from error
-
-
-def csv_error(path, error: Exception) -> StageError:
-    reason = "file is empty" if "Empty CSV file" in str(error) else str(error).splitlines()[0]
-    return StageError(f"{path}: cannot parse CSV ({reason})")
-
-
-def header_only(path) -> StageError:
-    return StageError(f"{path}: header only, no data rows")
-
-
-def require_columns(names: list[str], path, required: list[str], why: str = ""):
-    """Fail naming the first required column that is missing."""
-    missing = [name for name in required if name not in names]
-    if missing:
-        raise StageError(f"{path}: missing column '{missing[0]}'{why}")
-
-
-def categorical_columns(df: pd.DataFrame, schema: Schema, features: list[str]) -> list[str]:
-    """data.categorical, or with "auto" every feature column that read_csv kept as text."""
-    if schema.categorical != "auto":
-        return schema.categorical
-    return [name for name in features if not pd.api.types.is_numeric_dtype(df[name])]
-
-
-def binary_label(raw: pd.Series, path, schema: Schema) -> pd.Series:
-    """The label as int8, 1 where it equals data.positive; fails unless it has exactly two values, one of them
-    data.positive. A numeric data.positive matches numbers written either way (1, 1.0)."""
-    name, positive = schema.label, schema.positive
-    fail_at(path, name, raw, [(raw.isna(), "missing label value")])
-    numbers = pd.to_numeric(raw, errors="coerce")
-    values = numbers if is_number(positive) and numbers.notna().all() else raw.str.strip()
-    levels = pd.unique(values).tolist()  # in order of appearance
-    if len(levels) > 2:
-        third = int(np.flatnonzero(~values.isin(levels[:2]))[0])
-        raise StageError(
-            f"{path}: column '{name}', row {third + 1} (line {third + 2}): a third label value ({levels[2]!r}, "
-            f"after {levels[0]!r} and {levels[1]!r}); data.label must name a column with exactly two values"
-        )
-    target = positive if values is numbers else str(positive)
-    if target not in levels:
-        raise StageError(
-            f"{path}: column '{name}': no row has data.positive {positive!r} (its values: "
-            f"{', '.join(repr(v) for v in sorted(levels))}); set data.positive to the rare class's value"
-        )
-    if len(levels) < 2:
-        raise StageError(f"{path}: column '{name}': every row is {positive!r}; the label needs two values")
-    return (values == target).astype("int8")
-
-
-def clean(df: pd.DataFrame, schema: Schema, eps: float, path) -> tuple[pd.DataFrame, dict]:
-    """The validated, cleaned table and the roles of its columns."""
-    not_features = {schema.label, schema.time, *schema.ids, *schema.drop}
-    candidates = [name for name in df.columns if name not in not_features | set(schema.log)]
-    categorical = categorical_columns(df, schema, candidates)
-    columns, numeric, logged = {}, [], {}
-    for name in [name for name in df.columns if name not in {schema.label, schema.time, *schema.drop}]:
-        raw = df[name]
-        if name in schema.ids:
-            columns[name] = raw
+        inputs.require_columns(names, path, columns, f" (named in data.{role})")
+    not_features = {schema.label, schema.time, *schema.ids, *schema.drop, *schema.log}
+    features = [field for field in types if field.name not in not_features]
+    if schema.categorical == "auto":  # every column that is not numbers (in a CSV: in its first block)
+        categorical = [field.name for field in features if not is_numbers(field)]
+    else:
+        categorical = schema.categorical
+    output, numeric = [], []
+    for field in types:
+        name = field.name
+        if name in (schema.label, *schema.drop):
+            continue
+        if name == schema.time:
+            output.append(pa.field(name, pa.float64()))
+        elif name in schema.ids:
+            output.append(field)
         elif name in categorical:
-            columns[name] = checked_categories(raw, path, name, schema.missing)
+            output.append(pa.field(name, pa.string()))
         else:
-            values = checked_numbers(raw, path, name, name in schema.log, schema.missing)
-            if name in schema.log:
-                new = f"Log{name}"
-                if new in df.columns and new not in schema.drop:
-                    raise StageError(f"{path}: column '{new}' exists; data.log names '{name}', which becomes '{new}'")
-                logged[new], name, values = name, new, np.log(values + eps)
-            columns[name] = values
-            numeric.append(name)
-    if not columns.keys() - set(schema.ids):
+            new = f"Log{name}" if name in schema.log else name
+            if new != name and new in names and new not in schema.drop:
+                raise StageError(f"{path}: column '{new}' exists; data.log names '{name}', which becomes '{new}'")
+            output.append(pa.field(new, pa.float64()))
+            numeric.append(new)
+    if not numeric and not categorical:
         raise StageError(f"{path}: no feature columns are left (all are data.label, time, ids or drop)")
-    columns[schema.label] = binary_label(df[schema.label], path, schema)
-    cleaned = pd.DataFrame(columns)
-    if schema.time:
-        times = df[schema.time]
-        fail_at(path, schema.time, times, [(times.isna(), "missing time value")])
-        if not is_dates(times):  # numbers, or text: named at its first non-number
-            numbers = pd.to_numeric(times, errors="coerce").astype("float64")
-            bad = numbers.isna() | np.isinf(numbers)
-            fail_at(path, schema.time, times, [(bad, "time value that is neither a number nor an ISO date")])
-            times = numbers
-        cleaned = cleaned.iloc[np.argsort(times.to_numpy(), kind="stable")]
-    roles = {
-        "label": schema.label,
-        "ids": schema.ids,
-        "numeric": numeric,
-        "categorical": categorical,
-        "log": logged,
-        "missing": schema.missing,
-    }
-    return cleaned.reset_index(drop=True), roles
+    output.append(pa.field(schema.label, pa.int8()))
+    return Plan(path, schema, categorical, numeric, pa.schema(output))
+
+
+class Label:
+    """The label of each batch as int8, 1 where it equals data.positive; fails, naming the row, at a third value.
+    A numeric data.positive matches numbers written either way (1, 1.0)."""
+
+    def __init__(self, path, schema: Schema):
+        self.path, self.name, self.positive = path, schema.label, schema.positive
+        self.levels = []  # in order of appearance
+        self.numeric = None  # decided by the first batch
+
+    def __call__(self, raw: pd.Series, first_row: int) -> pd.Series:
+        fail_at(self.path, self.name, raw, [(raw.isna(), "missing label value")], first_row)
+        numbers = pd.to_numeric(raw, errors="coerce")
+        if self.numeric is None:
+            self.numeric = is_number(self.positive) and bool(numbers.notna().all())
+        if self.numeric and numbers.isna().any():
+            text = int(np.flatnonzero(numbers.isna())[0])
+            raise RowError(
+                f"{self.path}: column '{self.name}', {row_name(self.path, first_row + text)}: a text label value "
+                f"({raw.iloc[text]!r}) where the rows before it have numbers; data.label must name a column with "
+                "exactly two values",
+                first_row + text,
+            )
+        values = numbers if self.numeric else raw.astype("string").str.strip()
+        for level in pd.unique(values).tolist():
+            if level not in self.levels:
+                self.levels.append(level)
+        if len(self.levels) > 2:
+            third = int(np.flatnonzero(~values.isin(self.levels[:2]))[0])
+            raise RowError(
+                f"{self.path}: column '{self.name}', {row_name(self.path, first_row + third)}: a third label value "
+                f"({self.levels[2]!r}, after {self.levels[0]!r} and {self.levels[1]!r}); data.label must name a "
+                "column with exactly two values",
+                first_row + third,
+            )
+        return (values == self.target()).astype("int8")
+
+    def target(self):
+        return self.positive if self.numeric else str(self.positive)
+
+    def check_two_levels(self):
+        """Fail unless the whole column had two values, one of them data.positive."""
+        if self.target() not in self.levels:
+            raise StageError(
+                f"{self.path}: column '{self.name}': no row has data.positive {self.positive!r} (its values: "
+                f"{', '.join(repr(v) for v in sorted(self.levels))}); set data.positive to the rare class's value"
+            )
+        if len(self.levels) < 2:
+            raise StageError(f"{self.path}: column '{self.name}': every row is {self.positive!r}; the label needs two")
+
+
+def times(raw: pd.Series, path, name: str, first_row: int) -> np.ndarray:
+    """The time column as float64: numbers as they are, dates and ISO date texts as seconds since 1970 (UTC where
+    they carry no time zone)."""
+    fail_at(path, name, raw, [(raw.isna(), "missing time value")], first_row)
+    if is_dates(raw):
+        return seconds(pd.to_datetime(raw, utc=True))
+    numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+    if numbers.isna().any() and not pd.api.types.is_numeric_dtype(raw):  # text: ISO dates?
+        dates = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
+        if dates.notna().all():
+            return seconds(dates)
+    bad = numbers.isna() | np.isinf(numbers)
+    fail_at(path, name, raw, [(bad, "time value that is neither a number nor an ISO date")], first_row)
+    return numbers.to_numpy()
+
+
+def seconds(dates: pd.Series) -> np.ndarray:
+    return ((dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64)
+
+
+def clean_batch(batch: pa.Table, plan: Plan, label: Label, eps: float, first_row: int) -> pa.Table:
+    """One batch of input rows (data.drop columns gone), validated (errors name the row in the whole input) and
+    cleaned; ids pass through untouched."""
+    schema, columns, problems = plan.schema, {}, []
+    for name in batch.column_names:
+        if name in schema.ids:
+            columns[name] = batch.column(name)
+            continue
+        try:
+            columns.update(clean_column(batch.column(name).to_pandas(), name, plan, label, eps, first_row))
+        except RowError as problem:
+            problems.append(problem)
+    if problems:  # the first bad row, whichever column it is in
+        raise min(problems, key=lambda problem: problem.row)
+    arrays = [as_arrow(columns[field.name], field) for field in plan.output]
+    return pa.Table.from_arrays(arrays, schema=plan.output)
+
+
+def clean_column(raw: pd.Series, name: str, plan: Plan, label: Label, eps: float, first_row: int) -> dict:
+    """{output name: values} of one input column of a batch; RowError at its first bad row."""
+    schema, path = plan.schema, plan.path
+    if name == schema.label:
+        return {name: label(raw, first_row)}
+    if name == schema.time:
+        return {name: times(raw, path, name, first_row)}
+    if name in plan.categorical:
+        return {name: checked_categories(raw, path, name, schema.missing, first_row)}
+    if name in schema.log:
+        return {f"Log{name}": np.log(checked_numbers(raw, path, name, True, schema.missing, first_row) + eps)}
+    return {name: checked_numbers(raw, path, name, False, schema.missing, first_row)}
+
+
+def as_arrow(values, field: pa.Field):
+    """A cleaned column as Arrow; ids already are (the input's own column)."""
+    return values if isinstance(values, pa.ChunkedArray) else pa.array(values, type=field.type)
+
+
+def csv_plan(path: Path, schema: Schema) -> tuple[Plan, object]:
+    """The plan for a CSV and its batches. Types come from the first block as Arrow infers them: the label, ids,
+    category and data.drop columns are read as text, the time column as numbers if it holds numbers there (else
+    as text), every other column as float64."""
+    first = inputs.csv_first_block(path)
+    text = {schema.label, *schema.ids, *schema.drop, *plan(path, schema, first.schema).categorical}
+    types = pa.schema(
+        (f.name, pa.string() if f.name in text or (f.name == schema.time and not is_numbers(f)) else pa.float64())
+        for f in first.schema
+    )
+    typed = plan(path, schema, types)
+
+    def name_bad_value(path, first_row):
+        """Read the block that Arrow could not convert again, each column as Arrow infers it, and clean it: that
+        names the column, row and value."""
+        block = inputs.csv_block_at(path, first_row, None)
+        if block is not None:
+            block = pa.Table.from_batches([block]).drop_columns(schema.drop)
+            clean_batch(block, typed, Label(path, schema), 1.0, first_row)
+
+    return typed, inputs.csv_batches(path, types, "clean", name_bad_value)
+
+
+def is_numbers(field: pa.Field) -> bool:
+    """Numbers, or no value at all (a CSV column empty in its first block)."""
+    kind = field.type
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or kind == pa.null()
+
+
+def parquet_plan(path: Path, schema: Schema) -> tuple[Plan, object]:
+    dataset = inputs.parquet_dataset(path)
+    return plan(path, schema, dataset.schema), inputs.parquet_batches(dataset, "clean")
 
 
 def main():
     params = load_params("clean")
     eps = require(params, "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
     schema = read_schema()
-    cleaned, roles = clean(read_csv(RAW_CSV, schema), schema, eps, RAW_CSV)
-    write_parquet(with_roles(pa.Table.from_pandas(cleaned, preserve_index=False), roles), CLEAN_PARQUET)
+    source = inputs.raw_input()
+    the_plan, batches = (csv_plan if source == RAW_CSV else parquet_plan)(source, schema)
+    label = Label(source, schema)
+    rows = positives = 0
+    with atomic_output(CLEAN_PARQUET) as tmp:
+        with RowGroupWriter(tmp, with_roles(the_plan.output, the_plan.roles())) as writer:
+            for table in inputs.exact_batches(batches, inputs.batch_rows()):
+                kept = table.drop_columns([name for name in schema.drop if name in table.column_names])
+                cleaned = clean_batch(kept, the_plan, label, eps, rows)
+                writer.write(cleaned)
+                rows += table.num_rows
+                positives += int(cleaned[schema.label].to_numpy().sum())
+        if rows == 0:
+            raise inputs.header_only(source)
+        label.check_two_levels()
     log.info(
         "clean: wrote %s (%d rows, %d positive, %d numeric and %d category features, %d ids)",
         CLEAN_PARQUET,
-        len(cleaned),
-        cleaned[schema.label].sum(),
-        len(roles["numeric"]),
-        len(roles["categorical"]),
-        len(roles["ids"]),
+        rows,
+        positives,
+        len(the_plan.numeric),
+        len(the_plan.categorical),
+        len(schema.ids),
     )
 
 

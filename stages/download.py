@@ -1,8 +1,15 @@
-"""download: fetch creditcard.csv (URL, mirror, local path or file:// URL; plain or .gz), verify sha256."""
+"""download: fetch the raw table into data/raw and verify its sha256.
+
+The table is a CSV (plain or .gz; written as data/raw/creditcard.csv), a Parquet file or a local folder of Parquet
+files as Spark, Dask, DuckDB, Polars or pyarrow write them (either written as data/raw/creditcard.parquet), from a
+URL, a mirror, a local path or a file:// URL. A folder's data files are copied in their subfolders (hive partitions
+such as date=2026-11-30/); its sha256 is that of its manifest (fraudflow.inputs.fingerprint).
+"""
 
 import gzip
 import hashlib
 import os
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -12,7 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fraudflow.common import RAW_CSV, StageError, atomic_output, load_params, log, require, run
+from fraudflow import inputs
+from fraudflow.common import RAW_CSV, RAW_DIR, RAW_PARQUET, StageError, atomic_output, load_params, log, require, run
 
 SOURCE_ENV = "CREDITCARD_URL"
 CHUNK = 1 << 20
@@ -93,6 +101,33 @@ def copy_verified(source: str, destination: Path, expected_sha256: str):
     return actual
 
 
+def copy_folder(source: Path, destination: Path, expected_sha256: str) -> str:
+    """Copy a Parquet folder's data files (inputs.parquet_files: checked first) into destination, keeping their
+    subfolders; check the sha256 of its manifest if one is expected."""
+    files = inputs.parquet_files(source)
+    with inputs.progress(sum(file.stat().st_size for file in files), "B", "download") as bar:
+        for file in files:
+            target = destination / file.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)  # the kernel's copy (a reflink where the file system has them)
+            bar.update(file.stat().st_size)
+    actual = inputs.fingerprint(destination)
+    if expected_sha256 and actual != expected_sha256.lower():
+        raise SourceError(f"sha256 mismatch (of the folder's manifest): expected {expected_sha256}, got {actual}")
+    log.info("download: %d Parquet files", len(files))
+    return actual
+
+
+def fetch(source: str, folder: Path, expected_sha256: str) -> str:
+    """Write the source into folder as creditcard.csv or creditcard.parquet (file or folder); return its sha256."""
+    path = local_path(source)
+    if path is not None and path.is_dir():
+        return copy_folder(path, folder / RAW_PARQUET.name, expected_sha256)
+    name = urllib.parse.urlparse(source).path if path is None else path.name
+    raw = RAW_PARQUET if name.endswith(".parquet") else RAW_CSV
+    return copy_verified(source, folder / raw.name, expected_sha256)
+
+
 def main():
     params = load_params("download")
     expected = require(
@@ -103,17 +138,18 @@ def main():
         log.warning("warning: download.sha256 is empty, so the data's checksum is not verified")
     failures = []
     for source in sources(params):
-        log.info("download: %s -> %s", source, RAW_CSV)
+        log.info("download: %s -> %s", source, RAW_DIR)
         try:
-            with atomic_output(RAW_CSV) as tmp:
-                actual = copy_verified(source, tmp, expected)
+            with atomic_output(RAW_DIR) as tmp:
+                tmp.mkdir()
+                actual = fetch(source, tmp, expected)
         except SourceError as error:
             failures.append(f"{source}: {error}")
             continue
-        log.info("download: wrote %s (%d bytes, sha256 %s)", RAW_CSV, RAW_CSV.stat().st_size, actual)
+        log.info("download: wrote %s (sha256 %s)", inputs.raw_input(), actual)
         return
     raise StageError(
-        "could not get creditcard.csv; tried "
+        "could not get the data; tried "
         + "; ".join(failures)
         + f". To use a local copy, set {SOURCE_ENV}=/path/to/creditcard.csv(.gz) and run 'dvc repro -f download'"
     )

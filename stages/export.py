@@ -1,11 +1,10 @@
 """export: one strategy's members as one self-contained model (raw columns in, fraud probability out).
 
 Writes models/export/: model.keras, saved_model/ (the same model for TensorFlow Serving, one named input per
-column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, threshold, data
-sha256).
+column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, threshold, the raw
+data's sha256: fraudflow.inputs.fingerprint).
 """
 
-import hashlib
 import json
 import logging
 import re
@@ -17,7 +16,6 @@ import numpy as np
 from fraudflow.common import (
     EXPORT_DIR,
     MODELS_DIR,
-    RAW_CSV,
     STRATEGIES,
     StageError,
     atomic_output,
@@ -31,6 +29,7 @@ from fraudflow.common import (
     run,
     save_keras,
 )
+from fraudflow.inputs import fingerprint, raw_input
 from fraudflow.operating import prior_shift
 
 with quiet_tensorflow():
@@ -148,14 +147,6 @@ def export_saved_model(model: keras.Model, path):
     fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
-def sha256(path) -> str:
-    try:
-        with open(path, "rb") as file:
-            return hashlib.file_digest(file, "sha256").hexdigest()
-    except OSError as error:
-        raise StageError(f"{path}: cannot read ({error.strerror}); run 'dvc repro download'") from error
-
-
 def chosen_threshold(strategy: str) -> float:
     """The ensemble's threshold that evaluate chose on the validation split (least expected cost)."""
     path = Path("metrics/test") / f"{strategy}.json"
@@ -189,7 +180,7 @@ def main():
         "threshold": threshold,
         "threshold_chosen": "on the validation split, least cost_false_negative * FN + cost_false_positive * FP",
         "flagged": "probability > threshold",
-        "data_sha256": sha256(RAW_CSV),
+        "data_sha256": fingerprint(raw_input()),
     }
     with atomic_output(EXPORT_DIR) as tmp:
         tmp.mkdir()

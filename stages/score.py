@@ -18,19 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from fraudflow.common import EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run
+from fraudflow import inputs
+from fraudflow.common import CSV_SUFFIXES, EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run
 from fraudflow.schema import MISSING_LEVEL, checked_categories, checked_numbers
-from stages.clean import CSV_SUFFIXES, csv_error, header_only, require_columns
 
 MODEL_FILE = EXPORT_DIR / "model.keras"
 CARD_FILE = EXPORT_DIR / "model.json"
 SCORE_COLUMNS = ("probability", "flagged")  # added to the output
-# Rows scored at a time. CSV is parsed in blocks of CSV_BLOCK bytes (Arrow's parser needs about ten times a
-# block's size in memory), gathered into batches of at least BATCH_ROWS rows.
-BATCH_ROWS = 1 << 15
-CSV_BLOCK = 1 << 20
 
 
 def load_card() -> dict:
@@ -62,88 +57,27 @@ def load_predictor(card: dict):
 def csv_input(path: Path, card: dict):
     """The CSV's schema (the model's numeric columns as float64, all others as text) and a generator of its
     batches."""
-    try:
-        with pa.input_stream(path, compression="detect") as stream:
-            names = pacsv.open_csv(stream).schema.names
-    except (pa.ArrowInvalid, OSError) as error:
-        raise csv_error(path, error) from error
-    require_columns(names, path, [entry["column"] for entry in card["inputs"]])
+    names = inputs.csv_first_block(path).schema.names
+    inputs.require_columns(names, path, [entry["column"] for entry in card["inputs"]])
     numeric = {entry["column"] for entry in card["inputs"] if entry["type"] == "number"}
     schema = pa.schema([(name, pa.float64() if name in numeric else pa.string()) for name in names])
-    return schema, rebatched(csv_batches(path, schema, card))
+    text = pa.schema([(name, pa.string()) for name in names])
 
+    def name_bad_value(path, first_row):
+        """Read the block that Arrow could not convert again as text and validate it as clean does: that names the
+        column, row and value."""
+        block = inputs.csv_block_at(path, first_row, text)
+        if block is not None:
+            model_inputs(block, card, path, first_row)
 
-def csv_batches(path: Path, schema: pa.Schema, card: dict):
-    """The CSV's record batches, one per block, typed as `schema` says."""
-    rows = 0
-    try:
-        for batch in csv_blocks(path, schema, progress_bar=True):
-            rows += batch.num_rows
-            yield batch
-    except pa.ArrowInvalid as error:
-        name_bad_value(path, schema, card, rows)
-        raise csv_error(path, error) from error
-    except OSError as error:  # a truncated or corrupt .gz
-        raise csv_error(path, error) from error
-
-
-def name_bad_value(path: Path, schema: pa.Schema, card: dict, first_row: int):
-    """Arrow could not read the block starting at first_row (a value that is not a number?): read it again as
-    text and validate it as clean does, which names the column, row and value."""
-    text = pa.schema([(name, pa.string()) for name in schema.names])
-    rows = 0
-    try:
-        for batch in csv_blocks(path, text, progress_bar=False):
-            if rows == first_row:
-                model_inputs(batch, card, path, rows)
-                return
-            rows += batch.num_rows
-    except pa.ArrowInvalid:
-        return  # not a number problem: the caller reports Arrow's own message
-
-
-def csv_blocks(path: Path, schema: pa.Schema, progress_bar: bool):
-    """Record batches of the CSV file, one per block, typed as `schema` says; a bar counts the bytes read."""
-    options = pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)  # NaN/NA/empty: missing
-    with open(path, "rb") as file, progress(path.stat().st_size, "B", progress_bar) as bar:
-        stream = pa.input_stream(file, compression="gzip" if path.name.endswith(".gz") else None)
-        for batch in pacsv.open_csv(stream, pacsv.ReadOptions(block_size=CSV_BLOCK), convert_options=options):
-            bar.update(file.tell() - bar.n)
-            yield batch
-
-
-def rebatched(batches):
-    """Tables of at least BATCH_ROWS rows (the last one may be shorter) from a stream of small batches."""
-    pending = []
-    for batch in batches:
-        pending.append(batch)
-        if sum(b.num_rows for b in pending) >= BATCH_ROWS:
-            yield pa.Table.from_batches(pending)
-            pending = []
-    if pending:
-        yield pa.Table.from_batches(pending)
+    return schema, inputs.csv_batches(path, schema, "score", name_bad_value)
 
 
 def parquet_input(path: Path, card: dict):
-    """The Parquet file's schema and a generator of its batches; a progress bar counts the rows."""
-    try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as error:
-        raise StageError(f"{path}: cannot read Parquet ({error})") from error
-    require_columns(parquet.schema_arrow.names, path, [entry["column"] for entry in card["inputs"]])
-
-    def batches():
-        with progress(parquet.metadata.num_rows, "rows", True) as bar:
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-                bar.update(batch.num_rows)
-                yield batch
-
-    return parquet.schema_arrow, batches()
-
-
-def progress(total: int, unit: str, enabled: bool):
-    """A progress bar on stderr, shown only when the work takes more than two seconds."""
-    return tqdm(total=total, unit=unit, unit_scale=True, desc="score", delay=2, mininterval=1, disable=not enabled)
+    """The Parquet file's schema and a generator of its batches."""
+    dataset = inputs.parquet_dataset(path)
+    inputs.require_columns(dataset.schema.names, path, [entry["column"] for entry in card["inputs"]])
+    return dataset.schema, inputs.parquet_batches(dataset, "score")
 
 
 def prefetched(iterator):
@@ -205,7 +139,7 @@ def score(source: Path, destination: Path, card: dict, load_predict=load_predict
     rows = unseen_rows = 0
     predict = None
     with atomic_output(destination) as tmp, open_writer(tmp, output_schema) as writer:
-        for batch in prefetched(batches):
+        for batch in prefetched(inputs.exact_batches(batches, inputs.batch_rows())):
             values, unseen = model_inputs(batch, card, source, rows)
             predict = predict or load_predict(card)
             probability = np.asarray(predict(values)).ravel()
@@ -215,7 +149,7 @@ def score(source: Path, destination: Path, card: dict, load_predict=load_predict
             rows += batch.num_rows
             unseen_rows += int(unseen.sum())
         if rows == 0:
-            raise header_only(source)
+            raise inputs.header_only(source)
     return rows, unseen_rows
 
 

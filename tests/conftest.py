@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -313,18 +312,18 @@ def make_members(strategy: str = "baseline", count: int = 3):
 
 
 def raw_test_rows() -> pd.DataFrame:
-    """The raw CSV rows of the test split in the working directory, in the split's order: the split's row positions
-    (computed from the cleaned rows, which clean sorts by Time) taken from the raw rows sorted the same way."""
-    from fraudflow.common import CLEAN_PARQUET, RAW_CSV
-    from fraudflow.schema import read_schema, roles_of
+    """The raw CSV rows of the test split in the working directory, in the split's order (the file's)."""
+    from fraudflow import inputs
+    from fraudflow.common import CLEAN_PARQUET, RAW_CSV, SPLITS
+    from fraudflow.schema import roles_of
     from stages import split
 
-    table = pq.read_table(CLEAN_PARQUET)
-    roles, cleaned = roles_of(table, CLEAN_PARQUET), table.to_pandas()
-    groups = split.duplicate_groups(cleaned[roles["numeric"] + roles["categorical"]])
-    parts = split.split_rows(cleaned[roles["label"]].to_numpy(), groups, split.read_settings())
-    raw, time = pd.read_csv(RAW_CSV, keep_default_na=False, na_values=[""]), read_schema().time
-    return (raw.sort_values(time, kind="stable") if time else raw).iloc[parts["test"]]
+    clean, settings = inputs.parquet_file(CLEAN_PARQUET, "clean"), split.read_settings()
+    roles = roles_of(clean.schema_arrow, CLEAN_PARQUET)
+    hashes, labels, times = split.row_state(clean, roles, settings["method"] == "time")
+    part = split.split_rows(labels, *split.duplicate_groups(hashes), times, settings)
+    raw = pd.read_csv(RAW_CSV, keep_default_na=False, na_values=[""])
+    return raw.iloc[np.flatnonzero(part == SPLITS.index("test"))]
 
 
 def model_feed(frame: pd.DataFrame, card: dict | None = None) -> dict:

@@ -132,10 +132,10 @@ def test_renamed_and_reordered_columns_give_the_same_predictions(tmp_path, monke
 
 def test_top_levels_ties_by_name_and_other_for_the_rest():
     column = pd.Series(["b", "a", "c", "c", "d", "b", "a", "e"])
-    assert preprocess.ranked_levels(column) == ["a", "b", "c", "d", "e"]
+    assert preprocess.ranked_levels(column.value_counts().to_dict()) == ["a", "b", "c", "d", "e"]
     train = pd.DataFrame({"n": [1.0, np.nan, 3.0, 5.0], "k": ["a", "a", "b", "c"], "y": [0, 1, 0, 0]})
     roles = {"numeric": ["n"], "categorical": ["k"], "log": {}, "missing": "impute"}
-    prep = preprocess.fit(train, roles, clip=5, max_categories=1)
+    prep = preprocess.fit(lambda columns: [pa.Table.from_pandas(train[columns])], roles, clip=5, max_categories=1)
     assert prep["impute"] == {"n": 3.0} and prep["features"] == ["n", "n_missing", "k=(other)", "k=a"]
     assert prep["folded"] == {"k": ["b", "c"]}
     features = preprocess.transform(pd.DataFrame({"n": [np.nan], "k": ["zzz"]}), prep)
@@ -253,7 +253,8 @@ def test_a_column_without_values_in_training_is_named(project):
 
 def test_category_features_alone_are_enough():
     train = pd.DataFrame({"k": ["a", "b", "a"], "y": [0, 1, 0]})
-    prep = preprocess.fit(train, {"numeric": [], "categorical": ["k"], "log": {}, "missing": "error"}, 5, 10)
+    roles = {"numeric": [], "categorical": ["k"], "log": {}, "missing": "error"}
+    prep = preprocess.fit(lambda columns: [pa.Table.from_pandas(train[columns])], roles, 5, 10)
     np.testing.assert_array_equal(preprocess.transform(train, prep), [[0, 1, 0], [0, 0, 1], [0, 1, 0]])
 
 

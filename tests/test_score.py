@@ -58,8 +58,7 @@ def test_scoring_the_raw_test_rows_reproduces_the_pipelines_test_predictions(exp
     [("in.csv", "out.csv"), ("in.csv.gz", "out.parquet"), ("in.parquet", "out.csv.gz"), ("in.parquet", "out.parquet")],
 )
 def test_ids_order_and_other_columns_are_kept(exported, tmp_path, monkeypatch, source_name, destination_name):
-    monkeypatch.setattr(score, "BATCH_ROWS", 64)  # several batches
-    monkeypatch.setattr(score, "CSV_BLOCK", 4096)
+    monkeypatch.setenv("FRAUDFLOW_BATCH_ROWS", "64")  # several batches, in several CSV blocks
     frame = transactions()
     source, destination = tmp_path / source_name, tmp_path / destination_name
     write_any(frame, source)
@@ -111,8 +110,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_gets_cleans_error_and_no_output(project, monkeypatch, case):
-    monkeypatch.setattr(score, "BATCH_ROWS", 64)  # the "later" cases are in the third batch
-    monkeypatch.setattr(score, "CSV_BLOCK", 4096)  # ... and in a later CSV block
+    monkeypatch.setenv("FRAUDFLOW_BATCH_ROWS", "64")  # the "later" cases are in the third batch and a later block
     frame = BAD_INPUTS[case](make_creditcard(rows=200, frauds=4))
     expected = clean_error(frame)
     folder = project / "scoring"
@@ -135,7 +133,7 @@ def test_a_missing_input_column_is_named(exported, tmp_path):
 
 
 def test_a_bad_row_in_parquet_is_named_by_row(exported, tmp_path, monkeypatch):
-    monkeypatch.setattr(score, "BATCH_ROWS", 64)
+    monkeypatch.setenv("FRAUDFLOW_BATCH_ROWS", "64")
     source = tmp_path / "new.parquet"
     set_cell(transactions(), "Amount", 150, -1.0).to_parquet(source, index=False)
     with pytest.raises(

@@ -25,7 +25,7 @@ def read_counts():
 
 def keys(frame: pd.DataFrame) -> list[tuple]:
     """One tuple of feature values per clean row: twins have equal tuples."""
-    return list(map(tuple, frame.drop(columns="Class").to_numpy()))
+    return list(map(tuple, frame.drop(columns=["Class", "Time"], errors="ignore").to_numpy()))
 
 
 def make_twins(frame: pd.DataFrame, rows) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def test_split_sizes_counts_and_stratification(project):
     }
     # Every clean row lands in exactly one split.
     together = pd.concat(parts.values()).sort_values("V1", ignore_index=True)
-    everything = pd.read_parquet(CLEAN_PARQUET).sort_values("V1", ignore_index=True)
+    everything = pd.read_parquet(CLEAN_PARQUET).drop(columns="Time").sort_values("V1", ignore_index=True)
     pd.testing.assert_frame_equal(together, everything)
 
 
@@ -122,12 +122,12 @@ def test_grouped_split_is_stratified_within_two_frauds(project):
 @pytest.mark.parametrize("stratify", [True, False])
 def test_without_grouping_the_split_is_sklearns_and_its_twins_are_counted(project, stratify):
     run_clean_and_split(project, with_duplicates(), group_duplicates=False, stratify=stratify)
-    rows = pd.read_parquet(CLEAN_PARQUET)
+    rows = pd.read_parquet(CLEAN_PARQUET).drop(columns="Time")
     rest, test = train_test_split(rows, test_size=0.2, random_state=42, stratify=rows["Class"] if stratify else None)
     train, val = train_test_split(rest, test_size=0.2, random_state=42, stratify=rest["Class"] if stratify else None)
     parts = read_splits()
-    for name, expected in {"train": train, "val": val, "test": test}.items():
-        pd.testing.assert_frame_equal(parts[name], expected.reset_index(drop=True))
+    for name, expected in {"train": train, "val": val, "test": test}.items():  # sklearn's rows, in file order
+        pd.testing.assert_frame_equal(parts[name], expected.sort_index().reset_index(drop=True))
     occurrences = Counter(keys(rows))
     counts = read_counts()
     for name in SPLITS:
@@ -139,7 +139,7 @@ def test_without_grouping_the_split_is_sklearns_and_its_twins_are_counted(projec
 
 
 def shuffled_in_time(raw: pd.DataFrame) -> pd.DataFrame:
-    """Times 0 .. rows-1 in random file order, so clean must sort them: a row's Time is its rank in time."""
+    """Times 0 .. rows-1 in random file order, so split must sort them: a row's Time is its rank in time."""
     return raw.assign(Time=np.random.default_rng(2).permutation(len(raw)).astype(float))
 
 
@@ -151,9 +151,8 @@ def period(time: float) -> str:
 def test_time_split_trains_on_the_earliest_rows_and_tests_on_the_latest(project):
     raw = shuffled_in_time(make_creditcard(rows=3000, frauds=60))
     run_clean_and_split(project, raw, method="time", group_duplicates=False)
-    time_of = dict(
-        zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"]), strict=True)
-    )  # clean rows are in time order
+    cleaned = pd.read_parquet(CLEAN_PARQUET)
+    time_of = dict(zip(keys(cleaned), cleaned["Time"], strict=True))
     times = {name: [time_of[key] for key in keys(part)] for name, part in read_splits().items()}
     assert max(times["train"]) < min(times["val"]) and max(times["val"]) < min(times["test"])
     assert {name: len(values) for name, values in times.items()} == {"train": 1920, "val": 480, "test": 600}
@@ -162,8 +161,8 @@ def test_time_split_trains_on_the_earliest_rows_and_tests_on_the_latest(project)
 def test_time_split_moves_earlier_twins_forward_with_their_latest_row(project):
     raw = shuffled_in_time(with_duplicates())
     run_clean_and_split(project, raw, method="time")
-    latest = {}
-    for key, time in zip(keys(pd.read_parquet(CLEAN_PARQUET)), np.sort(raw["Time"]), strict=True):
+    latest, cleaned = {}, pd.read_parquet(CLEAN_PARQUET)
+    for key, time in zip(keys(cleaned), cleaned["Time"], strict=True):
         latest[key] = max(latest.get(key, time), time)
     # Every row is where its group's latest row falls by time: training holds nothing from the later periods.
     for name, part in read_splits().items():
@@ -228,3 +227,12 @@ def test_clip_param_is_used(project):
     set_params(project / "params.yaml", scale__clip=1.5)
     scale.main()
     assert np.abs(load_scaled("train")[0]).max() == np.float32(1.5)
+
+
+def test_duplicate_groups_number_twins_as_factorize_does():
+    rng = np.random.default_rng(0)
+    for rows, distinct in [(1, 1), (7, 2), (5000, 300), (5000, 5000)]:
+        hashes = rng.integers(0, distinct, rows).astype(np.uint64) << np.uint64(40)
+        groups, sizes = split.duplicate_groups(hashes)
+        np.testing.assert_array_equal(groups, pd.factorize(hashes)[0])
+        np.testing.assert_array_equal(sizes, np.bincount(groups))

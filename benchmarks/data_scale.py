@@ -1,0 +1,183 @@
+"""Benchmark parts 8 and 9 (benchmarks/benchmark.py): the data stages on enlarged copies of the real data, and
+the CSV engines the choice of pyarrow was made against.
+
+8. scale: Nx data from the real CSV (each two-day period of rows resampled with a seeded jitter of the numeric
+   features, so copies are not exact twins; frauds at the real rate; Time stretched over N periods, so the time
+   split still works), as a CSV and as a Parquet folder partitioned by period; download, clean, split and scale
+   run on each (python -m stages.<name>, not through DVC, which would also copy every output into its cache):
+   wall time, seconds per million rows and peak memory. Then the download stage through `dvc repro` on the 16x
+   CSV with DVC's default cache link (copy) and with hardlinks: time and disk taken.
+9. engines: the 16x CSV read and written as Parquet, with the column types clean reads, by pyarrow's streaming
+   CSV reader, DuckDB and Polars' streaming engine (the last two when installed: `pip install duckdb polars`).
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+PERIOD_SECONDS = 172_800  # creditcard.csv spans two days
+STAGES = ("download", "clean", "split", "scale")
+DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+
+
+def periods(data: Path, factor: int):
+    """`factor` tables of the real rows' size: period p resampled (seed p), jittered, its Time shifted by p
+    periods."""
+    real = pacsv.read_csv(data)
+    features = [f"V{i}" for i in range(1, 29)]
+    for period in range(factor):
+        rng = np.random.default_rng(period)
+        rows = real.take(np.sort(rng.integers(0, real.num_rows, real.num_rows)))  # Time order kept
+        columns = {"Time": pa.array(rows["Time"].to_numpy() + period * PERIOD_SECONDS)}
+        for name in features:
+            values = rows[name].to_numpy()
+            columns[name] = pa.array(values + rng.normal(0, 0.01, len(values)))
+        amount = rows["Amount"].to_numpy()
+        columns["Amount"] = pa.array(np.round(np.maximum(amount * (1 + rng.normal(0, 0.01, len(amount))), 0), 2))
+        columns["Class"] = rows["Class"]
+        yield pa.table(columns)
+
+
+def make_data(data: Path, factor: int, root: Path) -> tuple[Path, Path, int]:
+    """The Nx data as creditcard_x<N>.csv and as a folder creditcard_x<N>/period=<p>/part-0.parquet; its rows."""
+    csv_path, folder = root / f"creditcard_x{factor}.csv", root / f"creditcard_x{factor}"
+    rows = 0
+    with pacsv.CSVWriter(csv_path, next(periods(data, 1)).schema) as writer:
+        for period, table in enumerate(periods(data, factor)):
+            writer.write_table(table)
+            (folder / f"period={period}").mkdir(parents=True)
+            pq.write_table(table, folder / f"period={period}" / "part-0.parquet")
+            rows += table.num_rows
+    return csv_path, folder, rows
+
+
+def run_stages(project, source: Path, drop: list[str]) -> dict:
+    """Wall s and peak MB of each data stage on the source."""
+    project.env["CREDITCARD_URL"] = str(source)
+    project.set_params(**{"download.sha256": "", "data.drop": drop})
+    results = {}
+    for stage in STAGES:
+        output = project.run([sys.executable, "-m", f"stages.{stage}"])[1]
+        done = DONE.search(output)
+        results[stage] = (float(done["wall"]), int(done["mb"]))
+    shutil.rmtree(project.path / "data")
+    return results
+
+
+def scale(root: Path, data: Path, factors: list[int], project_class, print_table):
+    table, project = [], project_class(root / "scale", data)
+    for factor in factors:
+        csv_path, folder, rows = make_data(data, factor, root)
+        for form, source, drop in (("CSV", csv_path, []), ("Parquet folder", folder, ["period"])):
+            for stage, (wall, mb) in run_stages(project, source, drop).items():
+                table.append([f"{factor}x", f"{rows:,}", form, stage, f"{wall:.1f}", f"{wall / rows * 1e6:.2f}", mb])
+        if factor == 16:
+            links = cache_links(root, csv_path, project_class)
+            engine_rows = engines(csv_path, root)
+        csv_path.unlink()
+        shutil.rmtree(folder)
+    print_table(
+        "8. Scale: the data stages on Nx the rows (python -m stages.<name>; time includes imports)",
+        ["data", "rows", "input", "stage", "wall s", "s per million rows", "peak MB"],
+        table,
+    )
+    if 16 in factors:
+        print_table(
+            "8b. dvc repro download on the 16x CSV: DVC's cache link type (`dvc config cache.type ...`)",
+            ["cache.type", "wall s", "disk taken GB (data/raw + .dvc/cache)"],
+            links,
+        )
+        print_table(
+            "9. Engines: the 16x CSV to Parquet with clean's column types, streamed",
+            ["engine", "wall s", "rows per s", "peak MB"],
+            engine_rows,
+        )
+    shutil.rmtree(project.path)
+
+
+def cache_links(root: Path, csv_path: Path, project_class) -> list[list]:
+    rows = []
+    for link in ("copy", "hardlink"):
+        project = project_class(root / f"link_{link}", csv_path)
+        project.set_params(**{"download.sha256": ""})
+        project.run(["dvc", "config", "cache.type", link])
+        seconds, _ = project.run(["dvc", "repro", "download"])
+        taken = disk_bytes([project.path / "data" / "raw", project.path / ".dvc" / "cache"])
+        rows.append([link, f"{seconds:.1f}", f"{taken / 1e9:.2f}"])
+        shutil.rmtree(project.path)
+    return rows
+
+
+def disk_bytes(folders: list[Path]) -> int:
+    """Bytes on disk under the folders, a file hardlinked in several places once."""
+    seen, total = set(), 0
+    for path in (path for folder in folders for path in folder.rglob("*")):
+        stat = path.lstat()
+        if path.is_file() and (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_blocks * 512
+    return total
+
+
+# Each engine converts sys.argv[1] (CSV) into sys.argv[2] (Parquet), streaming, Time..Amount as float64 and Class
+# as text (as clean reads them), and prints its peak memory (VmHWM: fraudflow.common.peak_memory_mb, not imported).
+ENGINES = {
+    "pyarrow (open_csv, ParquetWriter)": "pyarrow",
+    "DuckDB (read_csv, COPY ... TO)": "duckdb",
+    "Polars (scan_csv, sink_parquet)": "polars",
+}
+CONVERSIONS = {
+    "pyarrow": """
+import pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq
+names = pacsv.open_csv(sys.argv[1]).schema.names
+types = {name: pa.string() if name == "Class" else pa.float64() for name in names}
+reader = pacsv.open_csv(sys.argv[1], convert_options=pacsv.ConvertOptions(column_types=types))
+with pq.ParquetWriter(sys.argv[2], reader.schema, use_dictionary=["Class"]) as writer:  # as clean writes
+    for batch in reader:
+        writer.write_batch(batch)
+""",
+    "duckdb": """
+import duckdb
+duckdb.sql("SET threads = 2")
+duckdb.sql(f"COPY (SELECT * REPLACE (CAST(Class AS VARCHAR) AS Class) FROM read_csv('{sys.argv[1]}')) "
+           f"TO '{sys.argv[2]}' (FORMAT parquet)")
+""",
+    "polars": """
+import polars as pl
+pl.scan_csv(sys.argv[1], schema_overrides={"Class": pl.String}, infer_schema_length=10000).with_columns(
+    pl.exclude("Class").cast(pl.Float64)).sink_parquet(sys.argv[2])
+""",
+}
+PEAK = "\nimport re; print('peak MB', int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) >> 10)"
+
+
+def engines(csv_path: Path, root: Path) -> list[list]:
+    rows, output = [], root / "engine.parquet"
+    lines = sum(1 for _ in csv_path.open("rb")) - 1
+    for name, module in ENGINES.items():
+        if subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode:
+            rows.append([name, "not installed", "", ""])
+            continue
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-c", "import sys" + CONVERSIONS[module] + PEAK, str(csv_path), str(output)],
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+        if result.returncode:
+            rows.append([name, f"failed: {result.stderr.strip().splitlines()[-1]}", "", ""])
+            continue
+        peak = re.search(r"peak MB (\d+)", result.stdout)[1]
+        assert pq.read_metadata(output).num_rows == lines, f"{name}: wrong row count"
+        rows.append([name, f"{seconds:.1f}", f"{lines / seconds:,.0f}", peak])
+        output.unlink()
+    return rows
