@@ -148,11 +148,11 @@ def main():
             continue
         log.info("download: wrote %s (sha256 %s)", inputs.raw_input(), actual)
         return
-    raise StageError(
-        "could not get the data; tried "
-        + "; ".join(failures)
-        + f". To use a local copy, set {SOURCE_ENV}=/path/to/creditcard.csv(.gz) and run 'dvc repro -f download'"
-    )
+    if all("sha256 mismatch" in failure for failure in failures):
+        hint = 'If the data changed on purpose, set download.sha256 to its sha256 (or to "" to skip the check)'
+    else:
+        hint = f"To use a local copy, set {SOURCE_ENV}=/path/to/creditcard.csv(.gz) and run 'dvc repro -f download'"
+    raise StageError("could not get the data; tried " + "; ".join(failures) + f". {hint}")
 
 
 if __name__ == "__main__":

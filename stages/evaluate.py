@@ -156,8 +156,8 @@ def main():
         curves[strategy] = (roc, pr), (members if len(members) > 1 else [])
         chosen = result["chosen"]
         log.info(
-            "evaluate: %-9s AP %.4f [%.4f, %.4f]; recall at FPR %g: %.4f; threshold %.4f on validation: "
-            "recall %.4f, precision %.4f, cost per 1,000 %.2f",
+            "evaluate: %-9s test AP %.4f [%.4f, %.4f]; recall at FPR %g: %.4f; at the threshold chosen on "
+            "validation, %.4f: test recall %.4f, precision %.4f, cost per 1,000 %.2f",
             strategy,
             *(result["average_precision"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
             settings["false_positive_rate"],

@@ -46,7 +46,7 @@ def test_empty_checksum_warns_and_skips_verification(project, monkeypatch, csv_f
 
 def test_checksum_mismatch_leaves_no_output(project, monkeypatch, csv_file):
     use_source(project, monkeypatch, csv_file, "0" * 64)
-    with pytest.raises(StageError, match="sha256 mismatch"):
+    with pytest.raises(StageError, match="sha256 mismatch.*If the data changed on purpose, set download.sha256"):
         download.main()
     assert not RAW_DIR.parent.exists()  # data/raw, its temporary twin, data/: nothing is left
 
