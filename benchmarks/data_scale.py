@@ -11,6 +11,7 @@ the CSV engines the choice of pyarrow was made against.
    CSV reader, DuckDB and Polars' streaming engine (the last two when installed: `pip install duckdb polars`).
 """
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -49,9 +50,10 @@ def periods(data: Path, factor: int):
 def make_data(data: Path, factor: int, root: Path) -> tuple[Path, Path, int]:
     """The Nx data as creditcard_x<N>.csv and as a folder creditcard_x<N>/period=<p>/part-0.parquet; its rows."""
     csv_path, folder = root / f"creditcard_x{factor}.csv", root / f"creditcard_x{factor}"
-    rows = 0
-    with pacsv.CSVWriter(csv_path, next(periods(data, 1)).schema) as writer:
-        for period, table in enumerate(periods(data, factor)):
+    rows, tables = 0, periods(data, factor)
+    first = next(tables)
+    with pacsv.CSVWriter(csv_path, first.schema) as writer:
+        for period, table in enumerate(itertools.chain([first], tables)):
             writer.write_table(table)
             (folder / f"period={period}").mkdir(parents=True)
             pq.write_table(table, folder / f"period={period}" / "part-0.parquet")
@@ -81,7 +83,7 @@ def scale(root: Path, data: Path, factors: list[int], project_class, print_table
                 table.append([f"{factor}x", f"{rows:,}", form, stage, f"{wall:.1f}", f"{wall / rows * 1e6:.2f}", mb])
         if factor == 16:
             links = cache_links(root, csv_path, project_class)
-            engine_rows = engines(csv_path, root)
+            engine_rows = engines(csv_path, rows, root)
         csv_path.unlink()
         shutil.rmtree(folder)
     print_table(
@@ -159,9 +161,8 @@ pl.scan_csv(sys.argv[1], schema_overrides={"Class": pl.String}, infer_schema_len
 PEAK = "\nimport re; print('peak MB', int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) >> 10)"
 
 
-def engines(csv_path: Path, root: Path) -> list[list]:
+def engines(csv_path: Path, lines: int, root: Path) -> list[list]:
     rows, output = [], root / "engine.parquet"
-    lines = sum(1 for _ in csv_path.open("rb")) - 1
     for name, module in ENGINES.items():
         if subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode:
             rows.append([name, "not installed", "", ""])

@@ -157,9 +157,14 @@ def parquet_files(folder: Path) -> list[Path]:
     return files
 
 
+def is_text(type_: pa.DataType) -> bool:
+    """Text in either of Arrow's layouts (engines differ: Polars writes large_string)."""
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+
+
 def kind(type_: pa.DataType) -> pa.DataType:
-    """The type, but text in any of Arrow's layouts (engines differ: Polars writes large_string) as string."""
-    return pa.string() if pa.types.is_string(type_) or pa.types.is_large_string(type_) else type_
+    """The type, but text in any layout as string."""
+    return pa.string() if is_text(type_) else type_
 
 
 def read_parquet_schema(path: Path) -> pa.Schema:
@@ -171,10 +176,11 @@ def read_parquet_schema(path: Path) -> pa.Schema:
 
 def parquet_dataset(path: Path) -> ds.Dataset:
     """A Parquet file, or a folder of them with its hive partition columns, as one dataset."""
-    files = parquet_files(path) if path.is_dir() else [path]
-    if not path.is_dir():
-        read_parquet_schema(path)  # a folder's files parquet_files read already
-    partitioning = ds.partitioning(flavor="hive") if path.is_dir() else None
+    if path.is_dir():
+        files, partitioning = parquet_files(path), ds.partitioning(flavor="hive")
+    else:
+        read_parquet_schema(path)  # fails in one line on a file that is not Parquet
+        files, partitioning = [path], None
     return ds.dataset(
         [str(f) for f in files], format="parquet", partitioning=partitioning, partition_base_dir=str(path)
     )

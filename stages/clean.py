@@ -260,8 +260,7 @@ def main():
     with atomic_output(CLEAN_PARQUET) as tmp:
         with RowGroupWriter(tmp, with_roles(the_plan.output, the_plan.roles())) as writer:
             for table in inputs.exact_batches(batches, inputs.batch_rows()):
-                kept = table.drop_columns([name for name in schema.drop if name in table.column_names])
-                cleaned = clean_batch(kept, the_plan, label, eps, rows)
+                cleaned = clean_batch(table.drop_columns(schema.drop), the_plan, label, eps, rows)
                 writer.write(cleaned)
                 rows += table.num_rows
                 positives += int(cleaned[schema.label].to_numpy().sum())

@@ -9,6 +9,7 @@ import json
 from contextlib import ExitStack
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fraudflow import inputs, preprocess
@@ -37,7 +38,7 @@ def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, f
         )
         labels = stack.enter_context(NpyWriter(folder / f"{name}_labels.npy", rows, None, np.int8))
         if ids:
-            ids_schema = split.schema_arrow.empty_table().select(ids).schema.remove_metadata()
+            ids_schema = pa.schema([split.schema_arrow.field(name) for name in ids])
             id_writer = stack.enter_context(RowGroupWriter(folder / f"{name}_ids.parquet", ids_schema))
         with inputs.progress(rows, "rows", f"scale {name}") as bar:
             for batch in split.iter_batches(inputs.batch_rows()):

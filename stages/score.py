@@ -169,8 +169,8 @@ def main():
     card = load_card()
     rows, unseen = score(args.input, args.output, card)
     if unseen:
-        rows = "1 row" if unseen == 1 else f"{unseen} rows"
-        log.info("score: %s had a category level unseen in training; scored as (other)", rows)
+        which = "1 row" if unseen == 1 else f"{unseen} rows"
+        log.info("score: %s had a category level unseen in training; scored as (other)", which)
     log.info(
         "score: wrote %s (%d rows, %s model, threshold %g)", args.output, rows, card["strategy"], card["threshold"]
     )
