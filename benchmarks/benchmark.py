@@ -9,8 +9,9 @@ strategy), per stage, against the whole tutorial script (one model each); 3. a n
 epoch of each strategy on 1x, 4x and 16x the rows; 6. scoring: `python -m stages.score` on the whole CSV
 and on 16 copies of its rows; 7. pins: each setting that fraudflow pins (fraudflow/__init__.py), and others that
 could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time;
-8 and 9 (benchmarks/data_scale.py): the data stages on 1x, 16x and 64x the rows, CSV and Parquet, DVC's cache
-links, and the CSV engines. `--only score`, `--only pins` or `--only scale` runs just that part. Everything runs
+8, 9 and 10 (benchmarks/data_scale.py): the data stages on 1x, 16x and 64x the rows, CSV and Parquet, DVC's cache
+links, the CSV engines, and the whole `dvc repro` at each size with train.negative_rate 1.0 and 0.1 (0.1 only at
+64x). `--only score`, `--only pins` or `--only scale` runs just that part; `--scale 64` one size. Everything runs
 in scratch copies of the project, so the work tree is left alone. Needs the project's environment (`make repro`
 or `make test` creates it).
 """
@@ -347,8 +348,10 @@ def main():
     )
     parser.add_argument("--members", type=int, default=5, help="members against 1 in part 1a (default %(default)s)")
     parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
-    parser.add_argument("--scale", type=int, nargs="*", default=[1, 16, 64], help="part 8's factors (none: skip)")
-    parser.add_argument("--only", choices=["score", "pins", "scale"], help="run only part 6, 7 or 8 and 9")
+    parser.add_argument(
+        "--scale", type=int, nargs="*", default=[1, 16, 64], help="part 8 and 10's factors (none: skip)"
+    )
+    parser.add_argument("--only", choices=["score", "pins", "scale"], help="run only part 6, 7 or 8 to 10")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")

@@ -13,8 +13,6 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -231,43 +229,9 @@ def read_parquet(path) -> pa.Table:
         raise StageError(f"{path}: cannot read Parquet ({error}); run the stages before this one") from error
 
 
-def load_scaled(split: str):
-    """Features (float32) and labels (int8) of one scaled split."""
-    try:
-        features = np.load(SCALED_DIR / f"{split}_features.npy")
-    except OSError as error:
-        raise StageError(f"{SCALED_DIR}: cannot read the '{split}' split ({error}); run 'dvc repro scale'") from error
-    return features, load_labels(split)
-
-
 def load_preprocessing() -> dict:
     """The preprocessing that the scale stage fitted on the training split (fraudflow/preprocess.py)."""
     try:
         return json.loads(PREPROCESSING_FILE.read_text())
     except (OSError, ValueError) as error:
         raise StageError(f"{PREPROCESSING_FILE}: cannot read ({error}); run 'dvc repro scale'") from error
-
-
-def load_ids(split: str):
-    """The data.ids columns of one scaled split (a DataFrame), or None when the table has no ids."""
-    path = SCALED_DIR / f"{split}_ids.parquet"
-    return read_parquet(path).to_pandas() if path.exists() else None
-
-
-def prediction_rows(split: str, labels: np.ndarray, probabilities: np.ndarray):
-    """One split's rows of a predictions file: its ids (if any), split, label, the ensemble's probability (the
-    mean of the members') and each member's, member_<i>."""
-    ids = load_ids(split)
-    frame = ids if ids is not None else pd.DataFrame(index=range(len(labels)))
-    frame = frame.assign(split=split, label=labels, probability=probabilities.mean(axis=1))
-    for member in range(probabilities.shape[1]):
-        frame[f"member_{member}"] = probabilities[:, member]
-    return frame
-
-
-def load_labels(split: str) -> np.ndarray:
-    """Labels (int8) of one scaled split."""
-    try:
-        return np.load(SCALED_DIR / f"{split}_labels.npy")
-    except OSError as error:
-        raise StageError(f"{SCALED_DIR}: cannot read the '{split}' labels ({error}); run 'dvc repro scale'") from error

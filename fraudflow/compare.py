@@ -8,65 +8,84 @@ from itertools import combinations
 
 import numpy as np
 
-from fraudflow.stats import Ranking, Thresholded, bootstrap_counts, mean_interval, percentile_interval
+from fraudflow.stats import Ranking, Thresholded, bootstrap_weights, mean_interval, percentile_interval
 
 DIFFERENCE_METRICS = ("average_precision", "roc_auc", "recall_at_fpr", "chosen.cost_per_1000")
 LOWER_IS_BETTER = {"chosen.cost_per_1000"}
 COUNTS = ("tp", "fp", "tn", "fn")
-CHUNK = 50  # resamples per block: bounds memory at rows x CHUNK weights
 
 
 class ModelScores:
-    """Every metric of one model (a member or an ensemble) for any weighting of the test rows.
+    """Every metric of one model (a member or an ensemble) for k weightings of the test rows, summed block by block.
 
     Threshold-free scores and the calibrated probabilities' log loss and Brier score; counts and rates at the
     threshold chosen on validation, with the cost per 1,000 transactions; and at the tutorial's fixed threshold
-    on the probabilities as trained, with their log loss and Brier score.
+    on the probabilities as trained, with their log loss and Brier score. A member's resamples are used only
+    for the DIFFERENCE_METRICS, so of the rest it sums only column 0 of the weights (the rows as they are).
     """
 
-    def __init__(self, labels, calibrated, uncalibrated, chosen_threshold: float, settings: dict):
-        self.settings, self.chosen_threshold, self.rows = settings, chosen_threshold, len(labels)
-        self.ranking = Ranking(labels, calibrated)
-        self.chosen = Thresholded(labels, calibrated, chosen_threshold)
-        self.tutorial = Thresholded(labels, uncalibrated, settings["threshold"])
+    def __init__(self, positive_scores, chosen_threshold: float, settings: dict, k: int, member: bool, dtype):
+        self.settings, self.chosen_threshold = settings, chosen_threshold
+        self.ranking = Ranking(positive_scores, k, dtype)
+        self.chosen = Thresholded(chosen_threshold, k, 1 if member else k)
+        self.tutorial = Thresholded(settings["threshold"], *((1, 1) if member else (k, k)))
 
-    def scores(self, weights: np.ndarray) -> dict:
+    def add(self, labels, calibrated, uncalibrated, weights: np.ndarray):
+        self.ranking.add(labels, calibrated, weights)
+        self.chosen.add(labels, calibrated, weights)
+        self.tutorial.add(labels, uncalibrated, weights)
+
+    def scores(self, positive_weights: np.ndarray) -> dict:
+        """{metric: values}, one per weighting of the rows (a member's beyond the DIFFERENCE_METRICS: column 0)."""
         s = self.settings
-        chosen, tutorial = self.chosen.scores(weights), self.tutorial.scores(weights)
+        chosen, tutorial = self.chosen.scores(), self.tutorial.scores()
         cost = s["cost_false_negative"] * chosen["fn"] + s["cost_false_positive"] * chosen["fp"]
-        result = self.ranking.scores(weights, s["false_positive_rate"])
+        total = chosen["tp"] + chosen["fp"] + chosen["tn"] + chosen["fn"]
+        result = self.ranking.scores(positive_weights, s["false_positive_rate"])
         result |= {"log_loss": chosen["log_loss"], "brier": chosen["brier"]}
-        result |= {f"chosen.{k}": chosen[k] for k in (*COUNTS, "precision", "recall")}
-        result["chosen.cost_per_1000"] = 1000 * cost / weights.sum(axis=0)
-        result |= {f"tutorial.{k}": tutorial[k] for k in (*COUNTS, "precision", "recall")}
+        # A Poisson resample's size varies around the split's: its counts are scaled to the split's size.
+        size = total[0] / total
+        result |= {f"chosen.{k}": chosen[k] * size for k in COUNTS}
+        result |= {f"chosen.{k}": chosen[k] for k in ("precision", "recall")}
+        result["chosen.cost_per_1000"] = 1000 * cost / total
+        result |= {f"tutorial.{k}": tutorial[k] * size[: tutorial[k].size] for k in COUNTS}
+        result |= {f"tutorial.{k}": tutorial[k] for k in ("precision", "recall")}
         result |= {"uncalibrated.log_loss": tutorial["log_loss"], "uncalibrated.brier": tutorial["brier"]}
         return result
 
-    def point(self) -> dict:
-        ones = np.ones((self.rows, 1))
-        return {name: float(values[0]) for name, values in self.scores(ones).items()} | {
-            "chosen.threshold": self.chosen_threshold
-        }
+
+def ensemble(probabilities: np.ndarray) -> np.ndarray:
+    """The ensemble's probability of each row: the mean of its members' (rows, members)."""
+    return probabilities.mean(axis=1)
 
 
-def bootstrap_scores(labels: np.ndarray, scorers: dict, resamples: int, seed: int) -> dict:
-    """{model: {metric: array of `resamples` values}}; every model is scored on the same resamples (paired)."""
-    rng = np.random.default_rng(seed)
-    blocks = {name: [] for name in scorers}
-    for start in range(0, resamples, CHUNK):
-        weights = bootstrap_counts(rng, len(labels), min(CHUNK, resamples - start))
-        for name, scorer in scorers.items():
-            blocks[name].append(scorer.scores(weights))
-    return {
-        name: {metric: np.concatenate([block[metric] for block in parts]) for metric in parts[0]}
-        for name, parts in blocks.items()
-    }
+def bootstrap_scores(chunks, scorers: dict, resamples: int, seed: int) -> dict:
+    """Feeds every block of test rows with its weights (stats.bootstrap_weights) to every scorer; returns
+    {model: {metric: values}}, column 0 the rows as they are, then one value per resample (paired)."""
+    positive_weights, start = [], 0
+    for labels, predictions in chunks:
+        weights = bootstrap_weights(seed, start, len(labels), resamples)
+        start += len(labels)
+        positive_weights.append(weights[labels == 1])
+        for (name, model), scorer in scorers.items():
+            calibrated, uncalibrated = predictions[name]
+            if model == "ensemble":
+                scorer.add(labels, ensemble(calibrated), ensemble(uncalibrated), weights)
+            else:
+                scorer.add(labels, calibrated[:, model], uncalibrated[:, model], weights)
+    positive_weights = np.concatenate(positive_weights)
+    return {key: scorer.scores(positive_weights) for key, scorer in scorers.items()}
 
 
-def summary(ensemble: dict, members: list[dict], resampled: dict) -> dict:
+def point(scores: dict, threshold: float) -> dict:
+    """Column 0 of a model's scores: its metrics on the test rows as they are."""
+    return {name: float(values[0]) for name, values in scores.items()} | {"chosen.threshold": threshold}
+
+
+def summary(ensemble_point: dict, members: list[dict], resampled: dict) -> dict:
     """Per metric: the ensemble's value and bootstrap interval, the members' mean and Student-t interval."""
     result = {}
-    for metric, value in ensemble.items():
+    for metric, value in ensemble_point.items():
         low, high = percentile_interval(resampled[metric]) if metric in resampled else (None, None)
         mean, mean_low, mean_high = mean_interval([member[metric] for member in members])
         result[metric] = {
@@ -134,25 +153,32 @@ def paired_differences(points: dict, resampled: dict, members: dict, seed: int) 
     return result
 
 
-def compare(labels: np.ndarray, strategies: dict, settings: dict):
-    """strategies: {name: {"calibrated", "uncalibrated": (rows, members) arrays, "thresholds": one chosen
-    threshold per member, "ensemble_threshold"}}. Returns ({strategy: summary}, paired differences)."""
-    points, scorers, members = {}, {}, {}
+def compare(chunks, strategies: dict, rows: int, settings: dict):
+    """chunks: the test rows block by block, in order, as (labels, {strategy:
+    (calibrated, uncalibrated) (rows, members) probabilities}); strategies: {name: {"positives": {model: its
+    calibrated scores of the positive test rows, for "ensemble" and each member i}, "thresholds": one chosen
+    threshold per member, "ensemble_threshold"}}; rows: how many test rows. Returns ({strategy: summary},
+    paired differences)."""
+    k = 1 + settings["resamples"]
+    dtype = np.float32 if rows < 1 << 23 else np.float64  # a resample's sums stay below 2^24, exact in float32
+    scorers, thresholds = {}, {}
     for name, s in strategies.items():
-        models = {"ensemble": (s["calibrated"].mean(axis=1), s["uncalibrated"].mean(axis=1), s["ensemble_threshold"])}
-        for i, threshold in enumerate(s["thresholds"]):
-            models[i] = (s["calibrated"][:, i], s["uncalibrated"][:, i], threshold)
-        for model, (calibrated, uncalibrated, threshold) in models.items():
-            scorers[(name, model)] = ModelScores(labels, calibrated, uncalibrated, threshold, settings)
-        members[name] = len(s["thresholds"])
-        points[name] = {
-            "ensemble": scorers[(name, "ensemble")].point(),
-            "members": [scorers[(name, i)].point() for i in range(members[name])],
+        thresholds[name] = {"ensemble": s["ensemble_threshold"]} | dict(enumerate(s["thresholds"]))
+        for model, threshold in thresholds[name].items():
+            member = model != "ensemble"
+            scorers[(name, model)] = ModelScores(s["positives"][model], threshold, settings, k, member, dtype)
+    scores = bootstrap_scores(chunks, scorers, settings["resamples"], settings["seed"])
+    resampled = {key: {metric: values[1:] for metric, values in model.items()} for key, model in scores.items()}
+    members = {name: len(s["thresholds"]) for name, s in strategies.items()}
+    points = {
+        name: {
+            "ensemble": point(scores[(name, "ensemble")], thresholds[name]["ensemble"]),
+            "members": [point(scores[(name, i)], thresholds[name][i]) for i in range(members[name])],
         }
-    resampled = bootstrap_scores(labels, scorers, settings["resamples"], settings["seed"])
+        for name in strategies
+    }
     summaries = {
-        name: nest(summary(point["ensemble"], point["members"], resampled[(name, "ensemble")]))
-        for name, point in points.items()
+        name: nest(summary(p["ensemble"], p["members"], resampled[(name, "ensemble")])) for name, p in points.items()
     }
     return summaries, paired_differences(points, resampled, members, settings["seed"] + 1)
 

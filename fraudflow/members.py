@@ -9,7 +9,10 @@ fixed cost is paid once for all of them.
 import numpy as np
 import pandas as pd
 
+from fraudflow.batches import balanced_rows, class_pools, member_samples, member_seed, shuffled_rows, validation_sample
 from fraudflow.common import StageError, quiet_tensorflow
+from fraudflow.inputs import batch_rows
+from fraudflow.scaled import NpyRows, check_negative_rate
 from fraudflow.stats import Ranking, Thresholded
 
 with quiet_tensorflow():
@@ -20,6 +23,8 @@ with quiet_tensorflow():
 MONITORS = {"val_auc": "max", "val_prc": "max", "val_loss": "min", "val_precision": "max", "val_recall": "max"}
 # Rows per call when only predicting: results do not depend on it.
 PREDICT_BATCH = 16384
+# A training split with at most this many bytes of features is held in memory; a larger one is read chunk by chunk.
+RESIDENT_BYTES = 1 << 28
 
 
 class MemberDense(keras.layers.Layer):
@@ -47,11 +52,6 @@ def build_member(n_features: int, settings: dict, output_bias: float) -> keras.S
             keras.layers.Dense(1, activation="sigmoid", bias_initializer=keras.initializers.Constant(output_bias)),
         ]
     )
-
-
-def member_seed(seed: int, member: int) -> int:
-    """A seed of its own for each member, derived from train.seed."""
-    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
 
 
 def initial_members(n_features: int, settings: dict, output_bias: float) -> list[keras.Sequential]:
@@ -95,70 +95,73 @@ def class_weights(labels: np.ndarray) -> tuple[float, float]:
     return len(labels) / (2.0 * counts[0]), len(labels) / (2.0 * counts[1])
 
 
-def shuffled_epoch(x: tf.Tensor, y: tf.Tensor, members: int, batch_size: int, seed: int, epoch):
-    """A function step -> (x, y) of (members, batch, ...): each member its own seeded permutation of the rows."""
-    rows = tf.range(tf.shape(y)[0])
-    order = tf.stack(
-        [
-            tf.random.experimental.stateless_shuffle(
-                rows, seed=tf.stack([tf.constant(member_seed(seed, m), tf.int64), epoch])
-            )
-            for m in range(members)
-        ]
-    )
-
-    def batch(step):
-        index = order[:, step * batch_size : (step + 1) * batch_size]
-        return tf.gather(x, index), tf.gather(y, index)
-
-    return batch
-
-
-def balanced_epoch(x: tf.Tensor, y: tf.Tensor, members: int, batch_size: int, seed: int, epoch, steps: int):
-    """A function step -> (x, y): each member's batch is half positives, half negatives, drawn with replacement."""
-    positives, negatives = tf.where(y == 1)[:, 0], tf.where(y == 0)[:, 0]
-    n_pos = batch_size // 2
-    labels = tf.concat([tf.ones([members, n_pos]), tf.zeros([members, batch_size - n_pos])], axis=1)
-
-    def draw(pool, count, step, part):
-        key = tf.stack([tf.constant(seed, tf.int64), (epoch * steps + tf.cast(step, tf.int64)) * 2 + part])
-        picks = tf.random.stateless_uniform([members, count], key, maxval=tf.shape(pool, tf.int64)[0], dtype=tf.int64)
-        return tf.gather(pool, picks)
-
-    def batch(step):
-        index = tf.concat([draw(positives, n_pos, step, 0), draw(negatives, batch_size - n_pos, step, 1)], axis=1)
-        return tf.gather(x, index), labels
-
-    return batch
-
-
 class MemberTrainer:
-    """Runs whole epochs of the stacked model as single compiled calls; returns each member's mean loss."""
+    """Runs each epoch of the stacked model as compiled calls of many steps; returns each member's mean loss.
 
-    def __init__(self, model, strategy: str, settings: dict, x_train: np.ndarray, y_train: np.ndarray):
-        self.model, self.strategy, self.settings = model, strategy, settings
+    A training split of at most RESIDENT_BYTES of features is read once and every batch gathered from it in
+    the graph; a larger one stays on disk and each chunk of steps gets its rows read (NpyRows.take) just before
+    it runs. Both feed the steps the same rows, so they train the same weights.
+    """
+
+    def __init__(self, model, strategy: str, settings: dict, features, labels: np.ndarray, samples: np.ndarray):
+        self.model, self.strategy, self.settings, self.labels = model, strategy, settings, labels
         self.optimizer = keras.optimizers.Adam(learning_rate=settings["learning_rate"])
-        self.x, self.y = tf.constant(x_train), tf.constant(y_train.astype(np.float32))
-        self.members = model.input_shape[0]
-        batch_size, rows = settings["batch_size"], len(y_train)
-        self.steps = settings["steps_per_epoch"] if strategy == "resampled" else -(-rows // batch_size)
-        self.class_weight = tf.constant(class_weights(y_train) if strategy == "weighted" else (1.0, 1.0), tf.float32)
+        self.members, self.samples = model.input_shape[0], samples
+        batch_size = settings["batch_size"]
+        self.steps = settings["steps_per_epoch"] if strategy == "resampled" else -(-samples.shape[1] // batch_size)
+        sample_labels = labels[samples[0]]  # every member's sample has the same class counts
+        self.class_weight = tf.constant(
+            class_weights(sample_labels) if strategy == "weighted" else (1.0, 1.0), tf.float32
+        )
+        self.pools = class_pools(labels, samples) if strategy == "resampled" else None
+        if isinstance(features, NpyRows) and features.nbytes > RESIDENT_BYTES:
+            self.source, self.resident = features, None
+            self.chunk = max(1, batch_rows() // batch_size) * batch_size
+        else:
+            whole = features.rows(0, len(features)) if isinstance(features, NpyRows) else features
+            self.source, self.resident, self.chunk = None, tf.constant(whole), None
         self.optimizer.build(model.trainable_weights)
-        self.run_epoch = tf.function(self._epoch)
+        n_features = features.shape[1]
+        self.run_steps = tf.function(
+            self._steps,
+            input_signature=[
+                tf.TensorSpec([None, n_features], tf.float32),
+                tf.TensorSpec([self.members, None], tf.int64),
+                tf.TensorSpec([self.members, None], tf.float32),
+                tf.TensorSpec([self.members], tf.float32),
+                tf.TensorSpec([], tf.float32),
+            ],
+        )
 
-    def _batches(self, epoch):
+    def epoch_rows(self, epoch: int) -> np.ndarray:
+        """(members, rows) training row indices in the order they are used this epoch."""
         s = self.settings
         if self.strategy == "resampled":
-            return balanced_epoch(self.x, self.y, self.members, s["batch_size"], s["seed"], epoch, self.steps)
-        return shuffled_epoch(self.x, self.y, self.members, s["batch_size"], s["seed"], epoch)
+            return balanced_rows(self.pools, s["batch_size"], s["seed"], epoch, self.steps)
+        return shuffled_rows(self.samples, s["seed"], epoch)
 
-    def _epoch(self, epoch):
-        batch = self._batches(epoch)
+    def run_epoch(self, epoch: int) -> np.ndarray:
+        index = self.epoch_rows(epoch)
         total, seen = tf.zeros([self.members]), tf.constant(0.0)
-        for step in tf.range(self.steps):
-            x, y = batch(step)
+        width = self.chunk or index.shape[1]
+        for start in range(0, index.shape[1], width):
+            rows = index[:, start : start + width]
+            y = self.labels[rows].astype(np.float32)
+            if self.resident is not None:
+                x = self.resident
+            else:
+                x, rows = self.source.take(rows.ravel()), np.arange(rows.size).reshape(rows.shape)
+            total, seen = self.run_steps(x, rows.astype(np.int64), y, total, seen)
+        return (total / seen).numpy()
+
+    def _steps(self, x, rows, labels, total, seen):
+        """Steps over consecutive batches of `rows` (indices into x), each member on its own row of them."""
+        batch_size = self.settings["batch_size"]
+        for step in tf.range((tf.shape(rows)[1] + batch_size - 1) // batch_size):
+            batch = slice(step * batch_size, (step + 1) * batch_size)
+            x_batch, y = tf.gather(x, rows[:, batch]), labels[:, batch]
             with tf.GradientTape() as tape:
-                probability = self.model(x, training=True)
+                probability = self.model(x_batch, training=True)
                 # Per member: the mean over its batch of the (class-weighted) cross-entropy, as Keras computes it.
                 example_loss = keras.losses.binary_crossentropy(y[..., None], probability)
                 example_loss *= tf.gather(self.class_weight, tf.cast(y, tf.int32))
@@ -168,7 +171,7 @@ class MemberTrainer:
             self.optimizer.apply(gradients, self.model.trainable_weights)
             size = tf.cast(tf.shape(y)[1], tf.float32)
             total, seen = total + member_loss * size, seen + size
-        return total / seen
+        return total, seen
 
 
 def member_predictor(model):
@@ -189,16 +192,18 @@ def member_predictor(model):
 
 def validation_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """Exact validation metrics of every member (columns of `probabilities`), as arrays over members."""
-    ones = np.ones((len(labels), 1))
+    ones, positive = np.ones((len(labels), 1)), labels == 1
     result = {"val_loss": [], "val_auc": [], "val_prc": [], "val_precision": [], "val_recall": []}
     for column in probabilities.T:
-        ranking = Ranking(labels, column).scores(ones)
-        at_half = Thresholded(labels, column, 0.5).scores(ones)
-        result["val_loss"].append(at_half["log_loss"][0])
-        result["val_auc"].append(ranking["roc_auc"][0])
-        result["val_prc"].append(ranking["average_precision"][0])
-        result["val_precision"].append(at_half["precision"][0])
-        result["val_recall"].append(at_half["recall"][0])
+        ranking, at_half = Ranking(column[positive], 1), Thresholded(0.5, 1)
+        ranking.add(labels, column, ones)
+        at_half.add(labels, column, ones)
+        ranked, counted = ranking.scores(ones[positive]), at_half.scores()
+        result["val_loss"].append(counted["log_loss"][0])
+        result["val_auc"].append(ranked["roc_auc"][0])
+        result["val_prc"].append(ranked["average_precision"][0])
+        result["val_precision"].append(counted["precision"][0])
+        result["val_recall"].append(counted["recall"][0])
     return {name: np.array(values) for name, values in result.items()}
 
 
@@ -237,26 +242,35 @@ def initial_bias(labels: np.ndarray) -> float:
     return float(np.log(positives / (len(labels) - positives)))
 
 
-def fit_members(strategy: str, settings: dict, train_xy, val_xy, on_epoch=None):
+def fit_members(strategy: str, settings: dict, train, val, on_epoch=None):
     """Train settings['members'] members of one strategy, each with its own early stopping.
 
-    Returns the stacked model and the members as plain Keras models, both with each member's own best
-    weights restored, the per-member history (a row per member and epoch it trained) and the early stopping.
+    train and val are (features, labels): features an array or NpyRows. Each member trains on its own sample
+    of the training split (settings['negative_rate'], batches.member_samples); early stopping scores the
+    validation split's fixed sample at the same rate. Returns the stacked model and the members as plain Keras
+    models, both with each member's own best weights restored, the per-member history (a row per member and
+    epoch it trained) and the early stopping.
     """
     keras.utils.set_random_seed(settings["seed"])
     tf.config.experimental.enable_op_determinism()
-    (x_train, y_train), (x_val, y_val) = train_xy, val_xy
+    (x_train, y_train), (x_val, y_val) = train, val
+    rate = settings["negative_rate"]
+    check_negative_rate(y_train, rate)
+    samples = member_samples(y_train, rate, settings["seed"], settings["members"])
+    validation = validation_sample(y_val, rate, settings["seed"])
+    x_val = x_val.take(validation) if isinstance(x_val, NpyRows) else x_val[validation]
+    y_val = y_val[validation]
     # Built before any strategy-specific step, so member i starts from the same weights in every strategy.
-    members = initial_members(x_train.shape[1], settings, initial_bias(y_train))
+    members = initial_members(x_train.shape[1], settings, initial_bias(y_train[samples[0]]))
     model = stack(members, settings)
     if strategy == "resampled":  # the batches are balanced, so the base rate is 1/2
         model.layers[-1].bias.assign(np.zeros_like(model.layers[-1].bias.numpy()))
-    trainer = MemberTrainer(model, strategy, settings, x_train, y_train)
+    trainer = MemberTrainer(model, strategy, settings, x_train, y_train, samples)
     stopping = MemberEarlyStopping(settings["members"], settings["monitor"], settings["patience"])
     predict = member_predictor(model)
     rows = []
     for epoch in range(1, settings["epochs"] + 1):
-        training = trainer.run_epoch(tf.constant(epoch, tf.int64)).numpy()
+        training = trainer.run_epoch(epoch)
         validation = validation_scores(y_val, predict(x_val))
         training_members = np.flatnonzero(stopping.active)
         stopping.update(epoch, validation[settings["monitor"]], member_weights(model))

@@ -11,14 +11,16 @@ import numpy as np
 RELIABILITY_EDGES = np.array([0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0])
 
 
-def prior_shift(strategy: str, train_labels: np.ndarray) -> float:
-    """The logit shift from the class odds a strategy trains with to the real odds of the training split.
+def prior_shift(strategy: str, train_labels: np.ndarray, negative_rate: float) -> float:
+    """The logit shift from the class odds a model trains with to the real odds of the training split.
 
-    Class weights (each class carries half of the weight) and balanced batches both train at odds 1:1;
-    the baseline trains at the real odds, so its shift is 0.
+    Class weights (each class carries half of the weight) and balanced batches both train at odds 1:1, with or
+    without negative sampling. The baseline and logistic regression train at the real odds, or at odds divided
+    by negative_rate on a negative sample: shift log(negative_rate), which is He et al.'s (2014) correction
+    q = p / (p + (1 - p) / negative_rate); 0 without sampling.
     """
     if strategy not in ("weighted", "resampled"):
-        return 0.0
+        return float(np.log(negative_rate))
     positives = int(train_labels.sum())
     return float(np.log(positives / (len(train_labels) - positives)))
 

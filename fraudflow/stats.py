@@ -1,49 +1,79 @@
-"""Exact scores for many weightings of the same rows at once, bootstrap weights and 95 % intervals (pure numpy).
+"""Exact scores for many weightings of the same rows at once, summed chunk by chunk of rows; Poisson bootstrap
+weights; 95 % intervals (pure numpy and scipy).
 
-A bootstrap resample of the test rows is a vector of counts (how often each row was drawn), so every score
-is a weighted score of the original rows: one sort per model serves every resample, and the same counts
-give paired resamples for every model. Weights are (rows, k) arrays: one weighting per column.
+A bootstrap resample of the test rows is a vector of weights (how often each row was drawn), so every score is a
+weighted score of the original rows: one pass over the rows serves every resample of every model, and the same
+weights pair the models. The weights are Poisson(1) counts, drawn per block of DRAW_ROWS rows from a generator
+seeded by (seed, block) (the Poisson bootstrap of Chamandy et al. 2012, "Estimating uncertainty for massive data
+streams"), so a block's weights need no other block's and memory holds one block. Weights are (rows, k) arrays:
+one weighting per column; column 0 is all ones, the rows as they are.
 """
 
 import numpy as np
 from scipy import sparse, stats
 
 LEVEL = 0.95
+DRAW_ROWS = 4096  # Poisson counts are drawn for blocks of this many rows, each block from a generator of its own
 
 
-def bootstrap_counts(rng: np.random.Generator, rows: int, resamples: int) -> np.ndarray:
-    """(rows, resamples) counts: column j says how often each row was drawn in resample j (rows with replacement)."""
-    drawn = rng.integers(0, rows, size=(resamples, rows)) * resamples + np.arange(resamples)[:, None]
-    return np.bincount(drawn.ravel(), minlength=rows * resamples).reshape(rows, resamples).astype(np.float64)
+def bootstrap_weights(seed: int, start: int, rows: int, resamples: int) -> np.ndarray:
+    """(rows, 1 + resamples) for rows start .. start + rows - 1: ones, then how often each row is drawn in each
+    resample. The same whatever rows are asked for together: each block of DRAW_ROWS rows is drawn whole."""
+    first, last = start // DRAW_ROWS, (start + rows - 1) // DRAW_ROWS
+    blocks = [np.random.default_rng([seed, b]).poisson(1.0, (DRAW_ROWS, resamples)) for b in range(first, last + 1)]
+    offset = start - first * DRAW_ROWS
+    return np.hstack([np.ones((rows, 1)), np.vstack(blocks)[offset : offset + rows]])
+
+
+def group_sums(groups: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct groups and, per group, the sum of weights[rows] over its rows (one sparse product: a fixed
+    order of additions, no BLAS, so the same bits on every processor)."""
+    unique, inverse = np.unique(groups, return_inverse=True)
+    shape = (len(unique), len(weights))
+    return unique, sparse.csr_array((np.ones(len(rows)), (inverse, rows)), shape=shape) @ weights
 
 
 class Ranking:
-    """Average precision and ROC AUC of one model's scores, for any number of row weightings.
+    """Average precision, ROC AUC and recall at a false-positive rate of one model's scores, for k weightings of
+    rows that arrive chunk by chunk.
 
     Equal to scikit-learn's average_precision_score and roc_auc_score with the same sample weights (ties
-    included): only the thresholds at the positives' scores matter, so a weighting reduces to three sums
-    per threshold (positives first counted there, negatives first counted there, negatives tied with it),
-    taken in one sparse product.
+    included): only the thresholds at the positives' scores (`positive_scores`, known before the rows) matter,
+    so a weighting reduces to three sums per threshold: positives first counted there, negatives first counted
+    there, negatives tied with it. The positives' sums are taken at the end from their weights, which every model
+    shares (`scores`); the negatives' per chunk, into sums of `dtype` (float32 holds integer weights' sums
+    exactly up to 2^24).
     """
 
-    def __init__(self, labels: np.ndarray, scores: np.ndarray):
-        positive = labels.astype(bool)
-        cuts = np.unique(scores[positive])[::-1]  # thresholds, highest first
-        # Row j counts at every threshold <= its score, i.e. from threshold index first[j] on (len(cuts): none).
-        first = np.searchsorted(-cuts, -scores, side="left")
-        width = len(cuts) + 1
-        tied = ~positive & (first < len(cuts)) & (cuts[np.minimum(first, len(cuts) - 1)] == scores)
-        block = np.where(positive, 0, width)  # positives in the first block of sums, negatives in the second
-        rows = np.r_[np.arange(len(scores)), np.flatnonzero(tied)]
-        sums = np.r_[block + first, 2 * width + first[tied]]
-        self.width = width
-        self.sums = sparse.csr_array((np.ones(len(rows)), (sums, rows)), shape=(3 * width, len(scores)))
+    def __init__(self, positive_scores: np.ndarray, k: int, dtype=np.float64):
+        self.cuts = np.unique(positive_scores)[::-1]  # thresholds, highest first
+        self.width = len(self.cuts) + 1  # row j counts from threshold index first[j] on (len(cuts): none)
+        self.negatives = np.zeros((self.width, k), dtype)
+        self.tied, self.positive_first = {}, []
 
-    def scores(self, weights: np.ndarray, fpr: float | None = None) -> dict:
-        """Average precision, ROC AUC and (with `fpr`) the recall at false-positive rate <= fpr, one value per
-        column of `weights` (rows, k)."""
-        sums = self.sums @ weights
-        pos, neg, tied_neg = sums[: self.width - 1], sums[self.width : 2 * self.width], sums[2 * self.width : -1]
+    def add(self, labels: np.ndarray, scores: np.ndarray, weights: np.ndarray):
+        positive = labels.astype(bool)
+        first = np.searchsorted(-self.cuts, -scores, side="left")
+        self.positive_first.append(first[positive])
+        negative = np.flatnonzero(~positive)
+        unique, sums = group_sums(first[negative], negative, weights)
+        self.negatives[unique] += sums
+        at = np.minimum(first[negative], len(self.cuts) - 1)
+        tied = negative[(first[negative] < len(self.cuts)) & (self.cuts[at] == scores[negative])]
+        for threshold, row in zip(*group_sums(first[tied], tied, weights), strict=True):
+            self.tied[threshold] = self.tied.get(threshold, 0) + row
+
+    def scores(self, positive_weights: np.ndarray, fpr: float | None = None) -> dict:
+        """One value per weighting; positive_weights: the positive rows' weights, in the order they were added."""
+        pos = np.zeros((self.width - 1, positive_weights.shape[1]))
+        unique, sums = group_sums(
+            np.concatenate(self.positive_first), np.arange(len(positive_weights)), positive_weights
+        )
+        pos[unique] = sums
+        neg = self.negatives.astype(np.float64)
+        tied_neg = np.zeros_like(pos)
+        for threshold, row in self.tied.items():
+            tied_neg[threshold] = row
         neg_total = neg.sum(axis=0)
         tp, fp = pos.cumsum(axis=0), neg[:-1].cumsum(axis=0)
         pos_total = tp[-1]
@@ -67,20 +97,28 @@ def log_loss_rows(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
 
 
 class Thresholded:
-    """tp, fp, tn, fn, precision, recall (predicted fraud: p > threshold), log loss and Brier score, for many row
-    weightings. The sums go through a sparse product (fixed order, no BLAS), so they are the same bits on every
-    processor."""
+    """tp, fp, tn, fn, precision, recall (predicted fraud: p > threshold) for k row weightings, and log loss and
+    Brier score for the first loss_k of them, summed chunk by chunk (sparse products: the same bits on every
+    processor)."""
 
-    def __init__(self, labels: np.ndarray, probabilities: np.ndarray, threshold: float):
-        flagged, positive = probabilities > threshold, labels.astype(bool)
-        cells = [flagged & positive, flagged & ~positive, ~flagged & ~positive, ~flagged & positive]
-        columns = [*cells, log_loss_rows(labels, probabilities), (probabilities - labels) ** 2]
-        self.columns = sparse.csr_array(np.stack(columns).astype(np.float64))
+    def __init__(self, threshold: float, k: int, loss_k: int | None = None):
+        self.threshold, self.k = threshold, k
+        self.cells, self.losses = np.zeros((4, k)), np.zeros((2, k if loss_k is None else loss_k))
 
-    def scores(self, weights: np.ndarray) -> dict:
-        """Every metric, one value per column of `weights` (rows, k)."""
-        tp, fp, tn, fn, loss, squared_error = self.columns @ weights
+    def add(self, labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray):
+        flagged, positive = probabilities > self.threshold, labels.astype(bool)
+        cell = np.where(flagged, np.where(positive, 0, 1), np.where(positive, 3, 2))  # tp, fp, tn, fn
+        rows = np.arange(len(labels))
+        cells = sparse.csr_array((np.ones(len(rows)), (cell, rows)), shape=(4, len(rows)))
+        self.cells += cells @ weights[:, : self.k]
+        losses = sparse.csr_array(np.stack([log_loss_rows(labels, probabilities), (probabilities - labels) ** 2]))
+        self.losses += losses @ weights[:, : self.losses.shape[1]]
+
+    def scores(self) -> dict:
+        """Every metric, one value per weighting (log loss and Brier score: per loss weighting)."""
+        tp, fp, tn, fn = self.cells
         total = tp + fp + tn + fn
+        loss, squared_error = self.losses / total[: self.losses.shape[1]]
         with np.errstate(invalid="ignore", divide="ignore"):
             return {
                 "tp": tp,
@@ -89,8 +127,8 @@ class Thresholded:
                 "fn": fn,
                 "precision": np.where(tp + fp > 0, tp / (tp + fp), 0.0),
                 "recall": tp / (tp + fn),
-                "log_loss": loss / total,
-                "brier": squared_error / total,
+                "log_loss": loss,
+                "brier": squared_error,
             }
 
 

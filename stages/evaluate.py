@@ -1,13 +1,16 @@
 """evaluate: every strategy's test metrics with 95 % intervals at three operating points, paired differences,
 curves and PNG figures.
 
-The weighted and resampled strategies' probabilities are first corrected to the real fraud rate (prior
-correction); each model's cost-minimising threshold is chosen on the validation split and applied unchanged
-to the test split.
+Probabilities are first corrected to the real fraud rate wherever a model trained at other odds (prior
+correction: the weighted and resampled strategies, and any model trained on a negative sample); each model's
+cost-minimising threshold is chosen on the validation split and applied unchanged to the test split.
 """
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sklearn import metrics
 
 from fraudflow import figures
@@ -19,21 +22,23 @@ from fraudflow.common import (
     atomic_output,
     is_int,
     is_number,
-    load_labels,
     load_params,
     log,
-    read_parquet,
     require,
     run,
     write_json,
 )
-from fraudflow.compare import compare
+from fraudflow.compare import compare, ensemble
+from fraudflow.inputs import exact_batches
 from fraudflow.operating import cost_threshold, prior_shift, reliability, shift_probabilities
+from fraudflow.scaled import load_labels, negative_rate
+from fraudflow.stats import DRAW_ROWS
 
 METRICS_DIR = "metrics/test"
 DIFFERENCES_FILE = "metrics/differences.json"
 PLOTS_DIR = "plots"
 EVALUATED = (*STRATEGIES, REFERENCE_STRATEGY)
+BLOCK_ROWS = DRAW_ROWS  # test rows read and scored at a time; no result depends on it
 
 
 def read_settings() -> dict:
@@ -59,33 +64,67 @@ def read_settings() -> dict:
     }
 
 
-def read_predictions(strategy: str) -> dict:
-    """{split: (labels, (rows, members) probabilities as trained)} of one strategy, for val and test."""
+def member_columns(strategy: str) -> list[str]:
+    """The member_<i> columns of a strategy's predictions file."""
     path = PREDICTIONS_DIR / f"{strategy}.parquet"
-    frame = read_parquet(path).to_pandas()
-    members = [column for column in frame.columns if column.startswith("member_")]
-    if not members:
-        raise StageError(f"{path}: no member_<i> columns; run 'dvc repro train_{strategy}'")
-    parts = {split: frame[frame["split"] == split] for split in ("val", "test")}
-    return {split: (part["label"].to_numpy(), part[members].to_numpy()) for split, part in parts.items()}
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, pa.ArrowException) as error:
+        raise StageError(f"{path}: cannot read Parquet ({error}); run 'dvc repro train_{strategy}'") from error
+    members = [name for name in names if name.startswith("member_")]
+    missing = [name for name in ("split", "label") if name not in names] + ([] if members else ["member_<i>"])
+    if missing:
+        raise StageError(f"{path}: no {' or '.join(missing)} columns; run 'dvc repro train_{strategy}'")
+    return members
 
 
-def operating_points(strategy: str, predictions: dict, shift: float, settings: dict) -> dict:
-    """Calibrated and as-trained test probabilities, and the thresholds chosen on the validation split."""
-    (val_labels, val_raw), (_, test_raw) = predictions["val"], predictions["test"]
+def as_arrays(table: pa.Table, members: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and (rows, members) probabilities as trained, members side by side in one array per column order
+    (so the ensemble's mean adds them in the same order for a whole split and for a block of it)."""
+    probabilities = np.stack([table[name].to_numpy() for name in members]).T
+    return table["label"].to_numpy(), probabilities
+
+
+def read_split(strategy: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split of a strategy's predictions, whole: its labels and (rows, members) probabilities as trained."""
+    members = member_columns(strategy)
+    table = pq.read_table(
+        PREDICTIONS_DIR / f"{strategy}.parquet", columns=["label", *members], filters=[("split", "==", split)]
+    )
+    return as_arrays(table, members)
+
+
+def strategy_test_blocks(strategy: str):
+    """A strategy's test rows in blocks of BLOCK_ROWS rows: (labels, probabilities as trained)."""
+    members = member_columns(strategy)
+    batches = pq.ParquetFile(PREDICTIONS_DIR / f"{strategy}.parquet").iter_batches(
+        batch_size=BLOCK_ROWS, columns=["split", "label", *members]
+    )
+    test = (batch.filter(pc.equal(batch["split"], "test")) for batch in batches)
+    for table in exact_batches(test, BLOCK_ROWS):
+        yield as_arrays(table, members)
+
+
+def test_blocks(shifts: dict):
+    """Every strategy's test rows side by side, block by block: (labels, {strategy: (calibrated, as trained)})."""
+    for blocks in zip(*(strategy_test_blocks(strategy) for strategy in shifts), strict=True):
+        yield (
+            blocks[0][0],
+            {s: (shift_probabilities(p, shifts[s]), p) for s, (_, p) in zip(shifts, blocks, strict=True)},
+        )
+
+
+def operating_points(strategy: str, shift: float, settings: dict) -> dict:
+    """The thresholds chosen on the validation split: one per member and the ensemble's."""
+    val_labels, val_raw = read_split(strategy, "val")
     val = shift_probabilities(val_raw, shift)
     costs = settings["cost_false_negative"], settings["cost_false_positive"]
     try:
         thresholds = [cost_threshold(val_labels, column, *costs) for column in val.T]
-        ensemble_threshold = cost_threshold(val_labels, val.mean(axis=1), *costs)
+        ensemble_threshold = cost_threshold(val_labels, ensemble(val), *costs)
     except ValueError as error:
         raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: validation split: {error}") from error
-    return {
-        "calibrated": shift_probabilities(test_raw, shift),
-        "uncalibrated": test_raw,
-        "thresholds": thresholds,
-        "ensemble_threshold": ensemble_threshold,
-    }
+    return {"thresholds": thresholds, "ensemble_threshold": ensemble_threshold}
 
 
 def thin(curve: pd.DataFrame, max_points: int) -> pd.DataFrame:
@@ -122,38 +161,45 @@ def write_csv(frame: pd.DataFrame, path):
         frame.to_csv(tmp, index=False, float_format="%.10g")
 
 
+def curves_and_positives(labels: np.ndarray, raw: np.ndarray, shift: float, n: int) -> dict:
+    """What evaluate draws of one strategy's test split, and its positives' scores for compare."""
+    calibrated = shift_probabilities(raw, shift)
+    mean = ensemble(calibrated)
+    positive = labels == 1
+    members = [(roc_points(labels, p, n), pr_points(labels, p, n)) for p in calibrated.T]
+    return {
+        "curves": ((roc_points(labels, mean, n), pr_points(labels, mean, n)), members if len(members) > 1 else []),
+        "calibration": {"as trained": reliability(labels, ensemble(raw)), "calibrated": reliability(labels, mean)},
+        "positives": {"ensemble": mean[positive]} | {i: p[positive] for i, p in enumerate(calibrated.T)},
+    }
+
+
 def main():
     settings = read_settings()
-    train_labels = load_labels("train")
-    labels, strategies = None, {}
-    for strategy in EVALUATED:
-        predictions = read_predictions(strategy)
-        if labels is not None and not np.array_equal(labels, predictions["test"][0]):
+    train_labels, rate = load_labels("train"), negative_rate()
+    labels, strategies, drawn, shifts = None, {}, {}, {}
+    for strategy in EVALUATED:  # one strategy's splits in memory at a time
+        shifts[strategy] = prior_shift(strategy, train_labels, rate)
+        strategies[strategy] = operating_points(strategy, shifts[strategy], settings)
+        test_labels, raw = read_split(strategy, "test")
+        if labels is not None and not np.array_equal(labels, test_labels):
             raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: other test rows than baseline; rerun 'dvc repro'")
-        labels = predictions["test"][0]
-        strategies[strategy] = operating_points(strategy, predictions, prior_shift(strategy, train_labels), settings)
+        labels = test_labels
+        drawn[strategy] = curves_and_positives(labels, raw, shifts[strategy], settings["curve_points"])
+        strategies[strategy]["positives"] = drawn[strategy]["positives"]
+        del raw
     counts = {s: len(p["thresholds"]) for s, p in strategies.items() if len(p["thresholds"]) > 1}
     if len(set(counts.values())) > 1:
         raise StageError(f"{PREDICTIONS_DIR}: strategies have different numbers of members {counts}; rerun 'dvc repro'")
 
-    results, differences = compare(labels, strategies, settings)
-    curves, calibration = {}, {}
-    for strategy, points in strategies.items():
-        result = results[strategy]
+    results, differences = compare(test_blocks(shifts), strategies, len(labels), settings)
+    for strategy, result in results.items():
         write_json(f"{METRICS_DIR}/{strategy}.json", result)
-        n = settings["curve_points"]
-        ensemble = points["calibrated"].mean(axis=1)
-        roc, pr = roc_points(labels, ensemble, n), pr_points(labels, ensemble, n)
+        (roc, pr), _ = drawn[strategy]["curves"]
         write_csv(roc, f"{PLOTS_DIR}/roc/{strategy}.csv")
         write_csv(pr, f"{PLOTS_DIR}/prc/{strategy}.csv")
         write_csv(confusion_cells(result), f"{PLOTS_DIR}/confusion/{strategy}.csv")
-        calibration[strategy] = {
-            "as trained": reliability(labels, points["uncalibrated"].mean(axis=1)),
-            "calibrated": reliability(labels, ensemble),
-        }
-        write_csv(pd.DataFrame(calibration[strategy]["calibrated"]), f"{PLOTS_DIR}/calibration/{strategy}.csv")
-        members = [(roc_points(labels, p, n), pr_points(labels, p, n)) for p in points["calibrated"].T]
-        curves[strategy] = (roc, pr), (members if len(members) > 1 else [])
+        write_csv(pd.DataFrame(drawn[strategy]["calibration"]["calibrated"]), f"{PLOTS_DIR}/calibration/{strategy}.csv")
         chosen = result["chosen"]
         log.info(
             "evaluate: %-9s test AP %.4f [%.4f, %.4f]; recall at FPR %g: %.4f; at the threshold chosen on "
@@ -176,10 +222,11 @@ def main():
             *(ap[k] for k in ("ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper")),
             ap["verdict"],
         )
+    curves = {s: d["curves"] for s, d in drawn.items()}
     figures.draw_roc({s: (c[0][0], [m[0] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/roc.png")
     figures.draw_prc({s: (c[0][1], [m[1] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/prc.png")
     figures.draw_confusion(results, f"{PLOTS_DIR}/confusion.png")
-    figures.draw_reliability(calibration, f"{PLOTS_DIR}/calibration.png")
+    figures.draw_reliability({s: d["calibration"] for s, d in drawn.items()}, f"{PLOTS_DIR}/calibration.png")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from fraudflow.common import (
     StageError,
     atomic_output,
     is_number,
-    load_labels,
     load_params,
     load_preprocessing,
     log,
@@ -31,6 +30,7 @@ from fraudflow.common import (
 )
 from fraudflow.inputs import fingerprint, raw_input
 from fraudflow.operating import prior_shift
+from fraudflow.scaled import load_labels, negative_rate
 
 with quiet_tensorflow():
     import keras
@@ -167,7 +167,7 @@ def main():
     keras.utils.set_random_seed(0)
     members = load_members(strategy, len(prep["features"]))
     threshold = chosen_threshold(strategy)
-    shift = prior_shift(strategy, load_labels("train"))
+    shift = prior_shift(strategy, load_labels("train"), negative_rate())
     inputs = model_inputs(prep)
     model = build(members, prep, inputs, eps, shift)
     card = {

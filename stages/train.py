@@ -4,29 +4,24 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from fraudflow.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
-    SPLITS,
     STRATEGIES,
     StageError,
     atomic_output,
     is_int,
     is_number,
     load_params,
-    load_scaled,
     log,
-    prediction_rows,
     require,
     run,
     save_keras,
     write_json,
-    write_parquet,
 )
 from fraudflow.members import MONITORS, fit_members, member_predictor
+from fraudflow.scaled import NpyRows, features_file, load_labels, negative_rate, write_predictions
 
 HISTORY_DIR = "plots/history"
 METRICS_DIR = "metrics/train"
@@ -58,6 +53,7 @@ def read_settings(strategy: str) -> dict:
         "batch_size": require(shared, "train", "batch_size", positive_int, "an integer > 0"),
         "monitor": require(shared, "train", "monitor", lambda v: v in MONITORS, f"one of {', '.join(MONITORS)}"),
         "patience": require(shared, "train", "patience", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+        "negative_rate": negative_rate(),
         "epochs": require(own, own_section, "epochs", positive_int, "an integer > 0"),
     }
     if strategy == "resampled":
@@ -65,13 +61,6 @@ def read_settings(strategy: str) -> dict:
         if settings["batch_size"] < 2:
             raise StageError("params.yaml: param 'train.batch_size' must be >= 2 for balanced batches")
     return settings
-
-
-def predictions_table(model, splits: dict) -> pa.Table:
-    """One row per example of each split (fraudflow.common.prediction_rows)."""
-    predict = member_predictor(model)
-    parts = [prediction_rows(name, labels, predict(features)) for name, (features, labels) in splits.items()]
-    return pa.Table.from_pandas(pd.concat(parts, ignore_index=True), preserve_index=False)
 
 
 def epoch_logger(strategy: str, settings: dict):
@@ -100,22 +89,17 @@ def main():
         raise StageError(f"usage: python -m stages.train {{{'|'.join(STRATEGIES)}}}")
     strategy = sys.argv[1]
     settings = read_settings(strategy)
-    splits = {name: load_scaled(name) for name in SPLITS}
+    train, val = ((NpyRows(features_file(split)), load_labels(split)) for split in ("train", "val"))
 
     started = time.perf_counter()
-    model, members, history, stopping = fit_members(
-        strategy, settings, splits["train"], splits["val"], epoch_logger(strategy, settings)
-    )
+    model, members, history, stopping = fit_members(strategy, settings, train, val, epoch_logger(strategy, settings))
     seconds = time.perf_counter() - started
 
     with atomic_output(MODELS_DIR / strategy) as tmp:
         tmp.mkdir()
         for number, member in enumerate(members):
             save_keras(member, tmp / f"member_{number}.keras")
-    write_parquet(
-        predictions_table(model, {"val": splits["val"], "test": splits["test"]}),
-        PREDICTIONS_DIR / f"{strategy}.parquet",
-    )
+    write_predictions(PREDICTIONS_DIR / f"{strategy}.parquet", member_predictor(model))
     with atomic_output(f"{HISTORY_DIR}/{strategy}.csv") as tmp:
         history.to_csv(tmp, index=False, float_format="%.6g")
     monitor = settings["monitor"]

@@ -1,15 +1,15 @@
 """train_logistic: the reference model, scikit-learn's logistic regression on the same scaled features.
 
 Its predictions have the format of the network strategies' (one member), so evaluate scores it with the same
-code. The fit is Newton's method to full precision and the coefficients are rounded to 10 significant digits,
-so every processor gets the same model and the same output bytes.
+code. With train.negative_rate below 1 it fits on the first network member's negative sample (every positive,
+that share of the negatives); evaluate corrects its probabilities as it does the baseline's. The fit is Newton's
+method to full precision and the coefficients are rounded to 10 significant digits, so every processor gets the
+same model and the same output bytes.
 """
 
 import time
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
@@ -17,16 +17,23 @@ from fraudflow.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
     REFERENCE_STRATEGY,
+    is_int,
     is_number,
     load_params,
     load_preprocessing,
-    load_scaled,
     log,
-    prediction_rows,
     require,
     run,
     write_json,
-    write_parquet,
+)
+from fraudflow.scaled import (
+    NpyRows,
+    check_negative_rate,
+    features_file,
+    load_labels,
+    member_sample,
+    negative_rate,
+    write_predictions,
 )
 
 METRICS_FILE = f"metrics/train/{REFERENCE_STRATEGY}.json"
@@ -55,21 +62,22 @@ def predict(features: np.ndarray, coefficients: np.ndarray, intercept: float) ->
 def main():
     params = load_params("train_logistic")
     c = require(params, "train_logistic", "C", lambda v: is_number(v) and v > 0, "a number > 0")
-    (x_train, y_train), val, test = (load_scaled(split) for split in ("train", "val", "test"))
+    rate, labels = negative_rate(), load_labels("train")
+    check_negative_rate(labels, rate)
+    seed = require(load_params("train"), "train", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+    rows = member_sample(labels, rate, seed, 0)
+    scaled = NpyRows(features_file("train"))
+    x_train = scaled.rows(0, len(scaled)) if rate == 1 else scaled.take(rows)
 
     started = time.perf_counter()
-    coefficients, intercept, iterations = fit(x_train, y_train, c)
+    coefficients, intercept, iterations = fit(x_train, labels[rows], c)
     seconds = time.perf_counter() - started
 
     features = load_preprocessing()["features"]
     write_json(MODEL_FILE, {"features": features, "coefficients": coefficients.tolist(), "intercept": intercept})
-    parts = []
-    for name, (x, y) in {"val": val, "test": test}.items():
-        probability = predict(x, coefficients, intercept)
-        parts.append(prediction_rows(name, y, probability[:, np.newaxis]))
-    write_parquet(
-        pa.Table.from_pandas(pd.concat(parts, ignore_index=True), preserve_index=False),
+    write_predictions(
         PREDICTIONS_DIR / f"{REFERENCE_STRATEGY}.parquet",
+        lambda x: predict(x, coefficients, intercept)[:, np.newaxis],
     )
     write_json(METRICS_FILE, {"members": 1, "iterations": iterations})
     log.info(

@@ -269,13 +269,20 @@ def chart_contents(page: Path) -> dict:
 CHOSEN_THRESHOLD = 0.4  # what make_members writes as evaluate's chosen threshold
 
 
+def load_scaled(split: str):
+    """Features and labels of one scaled split in the working directory, whole."""
+    from fraudflow.scaled import features_file, load_labels
+
+    return np.load(features_file(split)), load_labels(split)
+
+
 def make_members(strategy: str = "baseline", count: int = 3):
     """What the train stage writes for a strategy, from small models trained briefly on the scaled data in the
     working directory: models/<strategy>/member_<i>.keras and data/predictions/<strategy>.parquet (the members'
     probabilities on the val and test splits, computed from the saved files, and their mean)."""
     import keras
 
-    from fraudflow.common import MODELS_DIR, PREDICTIONS_DIR, load_scaled, save_keras
+    from fraudflow.common import MODELS_DIR, PREDICTIONS_DIR, save_keras
 
     features, labels = load_scaled("train")
     paths = [MODELS_DIR / strategy / f"member_{i}.keras" for i in range(count)]

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from conftest import python_environment, set_params
 from sklearn import metrics
+from test_stats import assert_close
 
 from fraudflow.common import PREDICTIONS_DIR, SCALED_DIR, STRATEGIES, write_parquet
 from stages import evaluate, report
@@ -121,6 +122,39 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
     assert calibration["rows"].sum() == len(labels["test"])
     for image in ("roc.png", "prc.png", "confusion.png", "calibration.png"):
         assert (project / "plots" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_read_in_small_blocks_writes_what_it_writes_in_one_block(project, monkeypatch):
+    set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
+    write_predictions(3, rows=700)
+    written = {}
+    for block in (7, 700):
+        monkeypatch.setattr(evaluate, "BLOCK_ROWS", block)
+        evaluate.main()
+        written[block] = {path: path.read_text() for path in sorted((project / "metrics").rglob("*.json"))}
+        written[block] |= {path: path.read_text() for path in sorted((project / "plots").rglob("*.csv"))}
+    assert written[7].keys() == written[700].keys() and len(written[7]) == 5 + 16
+    for path, text in written[700].items():
+        if path.suffix == ".json":  # the same sums, added in another order: equal to their last digits
+            assert_close(json.loads(written[7][path]), json.loads(text))
+        else:
+            assert written[7][path] == text
+
+
+def test_a_negative_sample_is_corrected_for_the_baseline_and_logistic_regression(project):
+    set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
+    write_predictions(2)
+    evaluate.main()
+    whole = {s: read_metrics(project, s) for s in EVALUATED}
+    set_params(project / "params.yaml", train__negative_rate=0.1)
+    evaluate.main()
+    sampled = {s: read_metrics(project, s) for s in EVALUATED}
+    for strategy in ("baseline", "logistic"):  # odds divided by 10: fewer flagged at the same threshold
+        assert sampled[strategy]["brier"]["ensemble"] != whole[strategy]["brier"]["ensemble"]
+        # Each member ranks the rows as before (the ensemble averages shifted probabilities: it may not)
+        assert sampled[strategy]["roc_auc"]["mean"] == pytest.approx(whole[strategy]["roc_auc"]["mean"], rel=1e-9)
+    for strategy in ("weighted", "resampled"):  # trained at 1:1 either way
+        assert sampled[strategy] == whole[strategy]
 
 
 def test_report_prints_the_readme_tables_from_the_metrics(project, capsys):

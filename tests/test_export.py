@@ -20,8 +20,9 @@ from conftest import (
     set_params,
 )
 
-from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError, load_labels
+from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
 from fraudflow.operating import prior_shift, shift_probabilities
+from fraudflow.scaled import load_labels
 from stages import export
 
 
@@ -71,7 +72,7 @@ def test_weighted_members_are_calibrated_inside_the_model(exported_dir, tmp_path
     make_members("weighted")
     set_params(tmp_path / "weighted" / "params.yaml", export__strategy="weighted")
     export.main()
-    shift = prior_shift("weighted", load_labels("train"))
+    shift = prior_shift("weighted", load_labels("train"), 1.0)
     assert shift < -1
     predictions = pd.read_parquet(PREDICTIONS_DIR / "weighted.parquet")
     members = predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]].to_numpy()

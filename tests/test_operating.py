@@ -18,7 +18,7 @@ def test_prior_correction_recovers_the_real_probabilities():
     # A model fitted as the weighted strategy is (each class carries half of the weight) predicts inflated odds.
     weights = np.where(labels == 1, len(labels) / (2 * labels.sum()), len(labels) / (2 * (1 - labels).sum()))
     balanced = LogisticRegression().fit(x, labels, sample_weight=weights).predict_proba(x)[:, 1]
-    corrected = operating.shift_probabilities(balanced, operating.prior_shift("weighted", labels))
+    corrected = operating.shift_probabilities(balanced, operating.prior_shift("weighted", labels, 1.0))
     assert np.abs(balanced - truth).mean() > 0.2
     assert np.abs(corrected - truth).mean() < 0.002
     assert corrected.mean() == pytest.approx(labels.mean(), rel=0.05)
@@ -26,8 +26,8 @@ def test_prior_correction_recovers_the_real_probabilities():
 
 def test_baseline_and_logistic_are_not_shifted():
     labels = np.array([0] * 99 + [1])
-    assert operating.prior_shift("baseline", labels) == operating.prior_shift("logistic", labels) == 0.0
-    assert operating.prior_shift("resampled", labels) == pytest.approx(np.log(1 / 99))
+    assert operating.prior_shift("baseline", labels, 1.0) == operating.prior_shift("logistic", labels, 1.0) == 0.0
+    assert operating.prior_shift("resampled", labels, 1.0) == pytest.approx(np.log(1 / 99))
     p = np.array([0.0, 0.2, 1.0])
     np.testing.assert_array_equal(operating.shift_probabilities(p, 0.0), p)
     np.testing.assert_allclose(

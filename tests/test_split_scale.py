@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_creditcard, run_data_stages, set_params
+from conftest import load_scaled, make_creditcard, run_data_stages, set_params
 from sklearn.model_selection import train_test_split
 
-from fraudflow.common import CLEAN_PARQUET, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_scaled
+from fraudflow.common import CLEAN_PARQUET, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError
 from stages import clean, scale, split
 
 SPLITS = ("train", "val", "test")

@@ -20,8 +20,26 @@ def noisy_scores(rows=400, seed=0, ties=True):
     return labels, scores
 
 
+def ranking(labels, scores, weights, fpr=None, chunk=7):
+    """Ranking's scores, its rows fed `chunk` at a time."""
+    summed = stats.Ranking(scores[labels == 1], weights.shape[1])
+    for start in range(0, len(labels), chunk):
+        part = slice(start, start + chunk)
+        summed.add(labels[part], scores[part], weights[part])
+    return summed.scores(weights[labels == 1], fpr)
+
+
+def thresholded(labels, probabilities, threshold, weights, chunk=7):
+    """Thresholded's scores, its rows fed `chunk` at a time."""
+    summed = stats.Thresholded(threshold, weights.shape[1])
+    for start in range(0, len(labels), chunk):
+        part = slice(start, start + chunk)
+        summed.add(labels[part], probabilities[part], weights[part])
+    return summed.scores()
+
+
 def test_ranking_scores_on_a_hand_made_example():
-    result = stats.Ranking(LABELS, PROBABILITIES).scores(np.ones((10, 1)), fpr=0.2)
+    result = ranking(LABELS, PROBABILITIES, np.ones((10, 1)), fpr=0.2, chunk=3)
     # Of the 4 x 6 fraud/non-fraud pairs, four are misordered: 0.6 < 0.7, and 0.3 < 0.7, 0.4, 0.5.
     assert result["roc_auc"][0] == pytest.approx(20 / 24)
     # Ranked by probability: hits at ranks 1, 2, 4, 7 -> AP = (1 + 1 + 3/4 + 4/7) / 4.
@@ -33,8 +51,11 @@ def test_ranking_scores_on_a_hand_made_example():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_weighted_ranking_equals_scikit_learn_on_the_resampled_rows(seed):
     labels, scores = noisy_scores(seed=seed)
-    weights = stats.bootstrap_counts(np.random.default_rng(seed), len(labels), 5)
-    result = stats.Ranking(labels, scores).scores(weights, fpr=0.05)
+    weights = stats.bootstrap_weights(seed, 0, len(labels), 5)
+    result = ranking(labels, scores, weights, fpr=0.05)
+    whole = ranking(labels, scores, weights, fpr=0.05, chunk=len(labels))
+    for name, values in result.items():  # the same in any chunks: the sums are of integer weights
+        np.testing.assert_array_equal(values, whole[name])
     for column in range(weights.shape[1]):
         drawn = np.repeat(np.arange(len(labels)), weights[:, column].astype(int))  # the resample, as rows
         ap = metrics.average_precision_score(labels[drawn], scores[drawn])
@@ -47,8 +68,8 @@ def test_weighted_ranking_equals_scikit_learn_on_the_resampled_rows(seed):
 def test_thresholded_scores_equal_scikit_learn_on_the_resampled_rows():
     labels, scores = noisy_scores(ties=False)
     probabilities = 1 / (1 + np.exp(-scores))
-    weights = stats.bootstrap_counts(np.random.default_rng(3), len(labels), 4)
-    result = stats.Thresholded(labels, probabilities, 0.6).scores(weights)
+    weights = stats.bootstrap_weights(3, 0, len(labels), 4)
+    result = thresholded(labels, probabilities, 0.6, weights)
     for column in range(weights.shape[1]):
         drawn = np.repeat(np.arange(len(labels)), weights[:, column].astype(int))
         flagged = probabilities[drawn] > 0.6
@@ -61,15 +82,20 @@ def test_thresholded_scores_equal_scikit_learn_on_the_resampled_rows():
 
 
 def test_threshold_is_strict_like_keras():
-    result = stats.Thresholded(LABELS, PROBABILITIES, 0.6).scores(np.ones((10, 1)))
+    result = thresholded(LABELS, PROBABILITIES, 0.6, np.ones((10, 1)))
     assert (result["tp"][0], result["fp"][0]) == (2, 1)
 
 
-def test_bootstrap_counts_are_seeded_resamples_of_all_rows():
-    counts = stats.bootstrap_counts(np.random.default_rng(7), 50, 30)
-    assert counts.shape == (50, 30) and (counts.sum(axis=0) == 50).all()
-    np.testing.assert_array_equal(counts, stats.bootstrap_counts(np.random.default_rng(7), 50, 30))
-    assert len({tuple(column) for column in counts.T}) == 30
+def test_bootstrap_weights_are_seeded_poisson_counts_whatever_rows_are_asked_together(monkeypatch):
+    monkeypatch.setattr(stats, "DRAW_ROWS", 16)
+    weights = stats.bootstrap_weights(7, 0, 50, 400)
+    assert weights.shape == (50, 401) and (weights[:, 0] == 1).all()
+    counts = weights[:, 1:]
+    assert counts.mean() == pytest.approx(1, abs=0.02) and counts.var() == pytest.approx(1, abs=0.05)  # Poisson(1)
+    pieces = [stats.bootstrap_weights(7, start, 7, 400) for start in range(0, 50, 7)]
+    np.testing.assert_array_equal(np.vstack(pieces)[:50], weights)
+    assert not np.array_equal(weights, stats.bootstrap_weights(8, 0, 50, 400))
+    assert len({tuple(column) for column in counts.T}) == 400
 
 
 def test_mean_interval_is_the_student_t_interval():
@@ -100,6 +126,34 @@ def strategy(probabilities: np.ndarray, threshold: float = 0.5) -> dict:
     }
 
 
+def assert_close(found, expected):
+    """Nested dicts, tuples and lists of equal structure with numbers equal to 1e-12 (sums in another order)."""
+    if isinstance(expected, dict):
+        assert found.keys() == expected.keys()
+        for key in expected:
+            assert_close(found[key], expected[key])
+    elif isinstance(expected, (tuple, list)):
+        assert len(found) == len(expected)
+        for f, e in zip(found, expected, strict=True):
+            assert_close(f, e)
+    elif isinstance(expected, float):
+        assert found == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    else:
+        assert found == expected
+
+
+def compare_arrays(labels: np.ndarray, strategies: dict, settings: dict, block: int = 64):
+    """compare() on probabilities in memory, fed `block` rows at a time."""
+    positive, inputs = labels == 1, {}
+    for name, s in strategies.items():
+        members = {i: column[positive] for i, column in enumerate(s["calibrated"].T)}
+        positives = {"ensemble": compare.ensemble(s["calibrated"])[positive]} | members
+        inputs[name] = {"positives": positives} | {k: s[k] for k in ("thresholds", "ensemble_threshold")}
+    rows = [slice(start, start + block) for start in range(0, len(labels), block)]
+    chunks = ((labels[r], {n: (s["calibrated"][r], s["uncalibrated"][r]) for n, s in strategies.items()}) for r in rows)
+    return compare.compare(chunks, inputs, len(labels), settings)
+
+
 def test_paired_bootstrap_matches_an_explicit_loop():
     labels, first = noisy_scores(rows=300, seed=4, ties=False)
     second = first + np.random.default_rng(5).normal(0, 0.8, len(labels))
@@ -108,17 +162,16 @@ def test_paired_bootstrap_matches_an_explicit_loop():
         return 1 / (1 + np.exp(-z[:, None]))
 
     strategies = {"a": strategy(sigmoid(first)), "b": strategy(sigmoid(second))}
-    summaries, differences = compare.compare(labels, strategies, SETTINGS)
+    summaries, differences = compare_arrays(labels, strategies, SETTINGS)
+    assert_close((summaries, differences), compare_arrays(labels, strategies, SETTINGS, block=len(labels)))
 
-    rng, explicit = np.random.default_rng(11), []
-    for _ in range(0, 120, compare.CHUNK):  # the same resamples, drawn the same way, scored one by one
-        counts = stats.bootstrap_counts(rng, len(labels), min(compare.CHUNK, 120 - len(explicit)))
-        for column in counts.T:
-            drawn = np.repeat(np.arange(len(labels)), column.astype(int))
-            explicit.append(
-                metrics.average_precision_score(labels[drawn], first[drawn])
-                - metrics.average_precision_score(labels[drawn], second[drawn])
-            )
+    explicit = []  # the same resamples, scored one by one
+    for column in stats.bootstrap_weights(11, 0, len(labels), 120)[:, 1:].T:
+        drawn = np.repeat(np.arange(len(labels)), column.astype(int))
+        explicit.append(
+            metrics.average_precision_score(labels[drawn], first[drawn])
+            - metrics.average_precision_score(labels[drawn], second[drawn])
+        )
     low, high = np.percentile(explicit, [2.5, 97.5])
     ap = differences["a-b"]["average_precision"]
     assert (ap["ensemble_lower"], ap["ensemble_upper"]) == pytest.approx((low, high))
@@ -146,7 +199,7 @@ def test_member_interval_of_a_difference_resamples_members_and_rows():
     b = np.stack([1 / (1 + np.exp(-rng.normal(0.5 * labels, 1.0))) for _ in range(5)], axis=1)
     c = 1 / (1 + np.exp(-rng.normal(0.5 * labels, 1.0)))[:, None]
     strategies = {"a": strategy(a), "b": strategy(b), "c": strategy(c)}
-    summaries, differences = compare.compare(labels, strategies, SETTINGS | {"resamples": 200, "seed": 1})
+    summaries, differences = compare_arrays(labels, strategies, SETTINGS | {"resamples": 200, "seed": 1})
     ap = differences["a-b"]["average_precision"]
     per_member = [
         metrics.average_precision_score(labels, a[:, m]) - metrics.average_precision_score(labels, b[:, m])
@@ -170,7 +223,7 @@ def test_member_interval_of_a_difference_resamples_members_and_rows():
 def test_cost_and_thresholds_in_the_summary():
     labels = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
     probabilities = np.array([0.9, 0.2, 0.6, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])[:, None]
-    summaries, _ = compare.compare(labels, {"a": strategy(probabilities, threshold=0.5)}, SETTINGS | {"resamples": 100})
+    summaries, _ = compare_arrays(labels, {"a": strategy(probabilities, threshold=0.5)}, SETTINGS | {"resamples": 100})
     chosen = summaries["a"]["chosen"]
     assert (chosen["tp"]["ensemble"], chosen["fp"]["ensemble"], chosen["fn"]["ensemble"]) == (1, 1, 1)
     assert chosen["cost_per_1000"]["ensemble"] == pytest.approx(1000 * (20 * 1 + 1 * 1) / 10)

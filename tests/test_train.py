@@ -5,11 +5,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
-from conftest import run_data_stages, set_params
+from conftest import load_scaled, run_data_stages, set_params
 
-from fraudflow import members
-from fraudflow.common import PREDICTIONS_DIR, StageError, load_scaled, save_keras
+from fraudflow import batches, members
+from fraudflow.common import PREDICTIONS_DIR, StageError, save_keras
 from stages import train
 
 SETTINGS = {
@@ -21,6 +20,7 @@ SETTINGS = {
     "batch_size": 256,
     "monitor": "val_auc",
     "patience": 10,
+    "negative_rate": 1.0,
     "epochs": 3,
     "steps_per_epoch": 5,
 }
@@ -67,30 +67,33 @@ def test_stacked_model_predicts_what_each_member_predicts(scaled):
 
 def test_balanced_batches_give_each_member_its_own_half_positive_draw(scaled):
     x_train, y_train = scaled["train"]
-    batch = members.balanced_epoch(
-        tf.constant(x_train), tf.constant(y_train.astype(np.float32)), 3, 256, 3, tf.constant(1, tf.int64), steps=5
-    )
-    training_rows = {row.tobytes(): label for row, label in zip(x_train, y_train, strict=True)}
-    features, labels = (t.numpy() for t in batch(tf.constant(0)))
-    assert features.shape == (3, 256, 29) and (labels.mean(axis=1) == 0.5).all()
-    for member in range(3):
-        assert [training_rows[row.tobytes()] for row in features[member]] == labels[member].tolist()
-    assert not np.array_equal(features[0], features[1])
+    samples = batches.member_samples(y_train, 1.0, 3, 3)
+    rows = batches.balanced_rows(batches.class_pools(y_train, samples), 256, 3, epoch=1, steps=5)
+    assert rows.shape == (3, 5 * 256)
+    for step in range(5):  # each batch: 128 positives, then 128 negatives
+        np.testing.assert_array_equal(
+            y_train[rows[:, step * 256 : (step + 1) * 256]], np.repeat([[1, 0]], 128, axis=1).repeat(3, axis=0)
+        )
+    assert not np.array_equal(rows[0, :256], rows[1, :256])
     assert int(y_train.sum()) < 128  # positives are drawn with replacement: more than the split has
 
 
+def test_balanced_batches_draw_negatives_from_each_members_own_sample(scaled):
+    _, y_train = scaled["train"]
+    samples = batches.member_samples(y_train, 0.3, 3, 3)
+    rows = batches.balanced_rows(batches.class_pools(y_train, samples), 256, 3, epoch=1, steps=5)
+    for member in range(3):
+        negatives = rows[member][y_train[rows[member]] == 0]
+        assert len(negatives) == 5 * 128 and set(negatives) <= set(samples[member])
+
+
 def test_shuffled_batches_visit_every_row_once_per_epoch_in_each_members_own_order(scaled):
-    x_train, y_train = scaled["train"]
-    x, y = tf.constant(x_train), tf.constant(y_train.astype(np.float32))
-    steps = -(-len(y_train) // 256)
-    epochs = []
-    for epoch in (1, 2):
-        batch = members.shuffled_epoch(x, y, 3, 256, seed=3, epoch=tf.constant(epoch, tf.int64))
-        epochs.append(np.concatenate([batch(tf.constant(step))[0].numpy() for step in range(steps)], axis=1))
-    for features in epochs:
+    _, y_train = scaled["train"]
+    samples = batches.member_samples(y_train, 1.0, 3, 3)
+    epochs = [batches.shuffled_rows(samples, seed=3, epoch=epoch) for epoch in (1, 2)]
+    for rows in epochs:
         for member in range(3):
-            rows = features[member]
-            np.testing.assert_array_equal(rows[np.lexsort(rows.T)], x_train[np.lexsort(x_train.T)])
+            np.testing.assert_array_equal(np.sort(rows[member]), np.arange(len(y_train)))
     assert not np.array_equal(epochs[0][0], epochs[0][1])  # members differ
     assert not np.array_equal(epochs[0][0], epochs[1][0])  # epochs differ
 
