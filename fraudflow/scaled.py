@@ -52,11 +52,10 @@ class NpyRows:
         ranked = indices[order]
         result = np.empty((len(indices), *self.shape[1:]), self.dtype)
         step = max(1, RANGE_BYTES // max(self.row_bytes, 1))
-        for start in range(0, len(self), step):
+        for start in np.unique(ranked // step) * step:  # the ranges holding any of the rows
             low, high = np.searchsorted(ranked, [start, start + step])
-            if low < high:
-                result[order[low:high]] = self.array[ranked[low:high]]
-                self._release(start, start + step)
+            result[order[low:high]] = self.array[ranked[low:high]]
+            self._release(start, start + step)
         return result
 
     def _release(self, start: int, stop: int):

@@ -12,7 +12,7 @@ from test_train import SETTINGS
 
 from fraudflow import batches, members, operating, scaled
 from fraudflow.common import PREDICTIONS_DIR, StageError, run
-from stages import train
+from stages import train, train_logistic
 
 
 @pytest.fixture
@@ -75,6 +75,20 @@ def test_the_correction_of_a_sampled_model_recovers_the_true_rate():
     assert np.abs(corrected - truth).mean() < 0.002
     # Class weights and balanced batches train at 1:1 whatever the sample: their shift does not change.
     assert operating.prior_shift("weighted", labels, 0.1) == operating.prior_shift("weighted", labels, 1.0)
+
+
+def test_logistic_fit_in_blocks_equals_scikit_learns_on_the_same_rows(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 4)).astype(np.float32)
+    labels = (rng.random(3000) < 1 / (1 + np.exp(-(x @ [1.5, -1.0, 0.5, 0.0] - 3)))).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    rows = scaled.negative_sample(labels, 0.5, [3])
+    monkeypatch.setattr(train_logistic, "FIT_ROWS", 97)  # 16 blocks
+    coefficients, intercept, _ = train_logistic.fit(scaled.NpyRows(tmp_path / "x.npy"), rows, labels[rows], 0.3)
+    reference = LogisticRegression(C=0.3, solver="newton-cholesky", tol=1e-12, max_iter=100)
+    reference.fit(x[rows].astype(np.float64), labels[rows])
+    np.testing.assert_allclose(coefficients, reference.coef_[0], rtol=1e-8)
+    assert intercept == pytest.approx(reference.intercept_[0], rel=1e-8)
 
 
 @pytest.mark.parametrize("strategy", ["baseline", "resampled"])
