@@ -85,23 +85,24 @@ def as_arrays(table: pa.Table, members: list[str]) -> tuple[np.ndarray, np.ndarr
     return table["label"].to_numpy(), probabilities
 
 
+def split_batches(strategy: str, split: str, members: list[str]):
+    """One split's rows of a strategy's predictions, batch by batch (BLOCK_ROWS rows read at a time)."""
+    batches = pq.ParquetFile(PREDICTIONS_DIR / f"{strategy}.parquet").iter_batches(
+        batch_size=BLOCK_ROWS, columns=["split", "label", *members]
+    )
+    return (batch.filter(pc.equal(batch["split"], split)) for batch in batches)
+
+
 def read_split(strategy: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """One split of a strategy's predictions, whole: its labels and (rows, members) probabilities as trained."""
     members = member_columns(strategy)
-    table = pq.read_table(
-        PREDICTIONS_DIR / f"{strategy}.parquet", columns=["label", *members], filters=[("split", "==", split)]
-    )
-    return as_arrays(table, members)
+    return as_arrays(pa.Table.from_batches(split_batches(strategy, split, members)), members)
 
 
 def strategy_test_blocks(strategy: str):
     """A strategy's test rows in blocks of BLOCK_ROWS rows: (labels, probabilities as trained)."""
     members = member_columns(strategy)
-    batches = pq.ParquetFile(PREDICTIONS_DIR / f"{strategy}.parquet").iter_batches(
-        batch_size=BLOCK_ROWS, columns=["split", "label", *members]
-    )
-    test = (batch.filter(pc.equal(batch["split"], "test")) for batch in batches)
-    for table in exact_batches(test, BLOCK_ROWS):
+    for table in exact_batches(split_batches(strategy, "test", members), BLOCK_ROWS):
         yield as_arrays(table, members)
 
 
