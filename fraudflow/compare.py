@@ -25,7 +25,7 @@ class ModelScores:
     """
 
     def __init__(self, positive_scores, chosen_threshold: float, settings: dict, k: int, member: bool, dtype):
-        self.settings, self.chosen_threshold = settings, chosen_threshold
+        self.settings = settings
         self.ranking = Ranking(positive_scores, k, dtype)
         self.chosen = Thresholded(chosen_threshold, k, 1 if member else k)
         self.tutorial = Thresholded(settings["threshold"], *((1, 1) if member else (k, k)))
