@@ -2,6 +2,7 @@
 row range from their memory-mapped .npy files, negative samples of the training rows, and predictions files
 written block by block."""
 
+import math
 import mmap
 
 import numpy as np
@@ -104,10 +105,12 @@ def check_negative_rate(labels: np.ndarray, rate: float, split: str = "training"
     positives = int(labels.sum())
     negatives = len(labels) - positives
     if round(rate * negatives) < positives:
+        minimum = positives / negatives
+        decimals = 1 - math.floor(math.log10(minimum))  # two significant digits, rounded up
+        enough = math.ceil(minimum * 10**decimals - 1e-9) / 10**decimals
         raise StageError(
             f"params.yaml: param 'train.negative_rate' {rate:g} keeps {round(rate * negatives):,} of the {split} "
-            f"split's {negatives:,} negatives, fewer than its {positives:,} positives; use at least "
-            f"{positives / negatives:.2g}"
+            f"split's {negatives:,} negatives, fewer than its {positives:,} positives; use at least {enough:g}"
         )
 
 

@@ -44,6 +44,10 @@ def test_a_rate_keeping_fewer_negatives_than_positives_is_refused_naming_the_cou
         "params.yaml: param 'train.negative_rate' 0.04 keeps 40 of the training split's 1,000 negatives, "
         "fewer than its 50 positives; use at least 0.05"
     )
+    labels = np.r_[np.ones(315), np.zeros(181_962)].astype(np.int8)  # creditcard's training split
+    with pytest.raises(StageError, match="keeps 182 of .* use at least 0.0018$"):
+        scaled.check_negative_rate(labels, 0.001)
+    scaled.check_negative_rate(labels, 0.0018)  # the rate it suggests is enough
 
 
 def test_npy_rows_read_any_rows_in_any_order(tmp_path, monkeypatch):
