@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 STRATEGIES = ("baseline", "weighted", "resampled")
 TUTORIAL_EPOCHS = (28, 13, 111)  # where the tutorial's own run stopped early
-STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
+STAGE_DONE = data_scale.STAGE_DONE  # a stage's last log line: its wall time and peak memory
 TRAINED = re.compile(
     r"^\S+ (?P<strategy>\w+): (?P<members>\d+) members, (?P<epochs>\d+) epochs in (?P<seconds>[\d.]+) s", re.M
 )

@@ -100,8 +100,8 @@ def negative_rate() -> float:
     return require(params, "train", "negative_rate", lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]")
 
 
-def check_negative_rate(labels: np.ndarray, rate: float, split: str = "training"):
-    """Fails when the rate keeps fewer negatives than the split has positives."""
+def check_negative_rate(labels: np.ndarray, rate: float):
+    """Fails when the rate keeps fewer negatives than the training split has positives."""
     positives = int(labels.sum())
     negatives = len(labels) - positives
     if round(rate * negatives) < positives:
@@ -109,7 +109,7 @@ def check_negative_rate(labels: np.ndarray, rate: float, split: str = "training"
         decimals = 1 - math.floor(math.log10(minimum))  # two significant digits, rounded up
         enough = math.ceil(minimum * 10**decimals - 1e-9) / 10**decimals
         raise StageError(
-            f"params.yaml: param 'train.negative_rate' {rate:g} keeps {round(rate * negatives):,} of the {split} "
+            f"params.yaml: param 'train.negative_rate' {rate:g} keeps {round(rate * negatives):,} of the training "
             f"split's {negatives:,} negatives, fewer than its {positives:,} positives; use at least {enough:g}"
         )
 

@@ -113,16 +113,13 @@ def test_training_read_chunk_by_chunk_from_disk_equals_training_in_memory(data, 
     assert not np.array_equal(in_memory, fitted(data["train"][0][::-1].copy()))  # the test can fail
 
 
-def test_train_stage_on_a_negative_sample_writes_predictions_evaluate_corrects(data, project, monkeypatch):
+def test_train_stage_on_a_negative_sample_writes_every_val_and_test_row(data, project, monkeypatch):
     set_params(project / "params.yaml", train__negative_rate=0.2, train__members=2, train_baseline__epochs=3)
     monkeypatch.setattr(sys, "argv", ["train", "baseline"])
     train.main()
     predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet")
     assert list(predictions["split"].value_counts().sort_index()) == [len(data["test"][1]), len(data["val"][1])]
     assert json.loads((project / "metrics/train/baseline.json").read_text())["members"] == 2
-    val = predictions[predictions["split"] == "val"]
-    corrected = operating.shift_probabilities(val["probability"].to_numpy(), np.log(0.2))
-    assert corrected.mean() < val["probability"].mean()
 
 
 @pytest.mark.parametrize("rate", [0, 1.5, "half"])
