@@ -8,7 +8,7 @@ from itertools import combinations
 
 import numpy as np
 
-from fraudflow.stats import Ranking, Thresholded, bootstrap_weights, mean_interval, percentile_interval
+from fraudflow.stats import Ranking, Thresholded, WeightStream, mean_interval, percentile_interval
 
 DIFFERENCE_METRICS = ("average_precision", "roc_auc", "recall_at_fpr", "chosen.cost_per_1000")
 LOWER_IS_BETTER = {"chosen.cost_per_1000"}
@@ -54,25 +54,43 @@ class ModelScores:
         return result
 
 
+class MemberMean:
+    """The ensemble's probability of each row, its members' columns added one at a time in member order, so a
+    split read column by column and each block of its rows give the same bits."""
+
+    def __init__(self):
+        self.total, self.count = None, 0
+
+    def add(self, column: np.ndarray):
+        self.total = np.array(column, np.float64) if self.total is None else np.add(self.total, column, out=self.total)
+        self.count += 1
+
+    def value(self) -> np.ndarray:
+        return self.total / self.count
+
+
 def ensemble(probabilities: np.ndarray) -> np.ndarray:
-    """The ensemble's probability of each row: the mean of its members' (rows, members)."""
-    return probabilities.mean(axis=1)
+    """The ensemble's probability of each row: the mean of its members' (rows, members) (MemberMean)."""
+    mean = MemberMean()
+    for column in probabilities.T:
+        mean.add(column)
+    return mean.value()
 
 
 def bootstrap_scores(chunks, scorers: dict, resamples: int, seed: int) -> dict:
-    """Feeds every block of test rows with its weights (stats.bootstrap_weights) to every scorer; returns
+    """Feeds every block of test rows with its weights (stats.WeightStream) to every scorer; returns
     {model: {metric: values}}, column 0 the rows as they are, then one value per resample (paired)."""
-    positive_weights, start = [], 0
-    for labels, predictions in chunks:
-        weights = bootstrap_weights(seed, start, len(labels), resamples)
-        start += len(labels)
-        positive_weights.append(weights[labels == 1])
-        for (name, model), scorer in scorers.items():
-            calibrated, uncalibrated = predictions[name]
-            if model == "ensemble":
-                scorer.add(labels, ensemble(calibrated), ensemble(uncalibrated), weights)
-            else:
-                scorer.add(labels, calibrated[:, model], uncalibrated[:, model], weights)
+    positive_weights = []
+    with WeightStream(seed, resamples) as stream:
+        for labels, predictions in chunks:
+            weights = stream.next(len(labels))
+            positive_weights.append(weights[labels == 1])
+            for (name, model), scorer in scorers.items():
+                calibrated, uncalibrated = predictions[name]
+                if model == "ensemble":
+                    scorer.add(labels, ensemble(calibrated), ensemble(uncalibrated), weights)
+                else:
+                    scorer.add(labels, calibrated[:, model], uncalibrated[:, model], weights)
     positive_weights = np.concatenate(positive_weights)
     return {key: scorer.scores(positive_weights) for key, scorer in scorers.items()}
 

@@ -9,28 +9,71 @@ streams"), so a block's weights need no other block's and memory holds one block
 one weighting per column; column 0 is all ones, the rows as they are.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import sparse, stats
 
 LEVEL = 0.95
 DRAW_ROWS = 4096  # Poisson counts are drawn for blocks of this many rows, each block from a generator of its own
+SCORE_COLUMNS = 64  # Ranking.scores computes this many weightings at a time; no result depends on it
 
 
 def bootstrap_weights(seed: int, start: int, rows: int, resamples: int) -> np.ndarray:
     """(rows, 1 + resamples) for rows start .. start + rows - 1: ones, then how often each row is drawn in each
     resample. The same whatever rows are asked for together: each block of DRAW_ROWS rows is drawn whole."""
-    first, last = start // DRAW_ROWS, (start + rows - 1) // DRAW_ROWS
-    blocks = [np.random.default_rng([seed, b]).poisson(1.0, (DRAW_ROWS, resamples)) for b in range(first, last + 1)]
-    offset = start - first * DRAW_ROWS
-    return np.hstack([np.ones((rows, 1)), np.vstack(blocks)[offset : offset + rows]])
+    weights = np.empty((rows, 1 + resamples))
+    weights[:, 0] = 1
+    for block in range(start // DRAW_ROWS, (start + rows - 1) // DRAW_ROWS + 1):
+        low, high = max(start, block * DRAW_ROWS), min(start + rows, (block + 1) * DRAW_ROWS)
+        counts = np.random.default_rng([seed, block]).poisson(1.0, (DRAW_ROWS, resamples))
+        weights[low - start : high - start, 1:] = counts[low - block * DRAW_ROWS : high - block * DRAW_ROWS]
+    return weights
+
+
+class WeightStream:
+    """bootstrap_weights of consecutive rows, as many at a time as asked for. While the caller scores one block,
+    a background thread draws the next one of the same size (numpy draws without holding the GIL), so on two
+    cores the drawing costs almost no time. Use it in a `with` block."""
+
+    def __init__(self, seed: int, resamples: int):
+        self.seed, self.resamples, self.start, self.ahead = seed, resamples, 0, None
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def next(self, rows: int) -> np.ndarray:
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead[0] == rows:
+            weights = ahead[1].result()
+        else:
+            weights = bootstrap_weights(self.seed, self.start, rows, self.resamples)
+        self.start += rows
+        self.ahead = rows, self.pool.submit(bootstrap_weights, self.seed, self.start, rows, self.resamples)
+        return weights
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.pool.shutdown(cancel_futures=True)
 
 
 def group_sums(groups: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct groups and, per group, the sum of weights[rows] over its rows (one sparse product: a fixed
-    order of additions, no BLAS, so the same bits on every processor)."""
-    unique, inverse = np.unique(groups, return_inverse=True)
-    shape = (len(unique), len(weights))
-    return unique, sparse.csr_array((np.ones(len(rows)), (inverse, rows)), shape=shape) @ weights
+    """The distinct groups (small integers) and, per group, the sum of weights[rows] over its rows (rows
+    ascending, each once). One sparse product with a column per row of weights, added in row order, no BLAS:
+    the same bits on every processor."""
+    present = np.bincount(groups) > 0
+    position = np.cumsum(present) - 1
+    starts = np.zeros(len(weights) + 1, np.int64)
+    starts[rows + 1] = 1
+    shape = (int(present.sum()), len(weights))
+    by_group = sparse.csc_array((np.ones(len(rows), weights.dtype), position[groups], np.cumsum(starts)), shape=shape)
+    return np.flatnonzero(present), by_group @ weights
+
+
+def column_sums(values: np.ndarray) -> np.ndarray:
+    """Each column's sum, its rows added in order (numpy's sum adds a narrow array's rows in another order), so
+    no bit depends on how many columns are summed together."""
+    return np.cumsum(values, axis=0)[-1] if len(values) else np.zeros(values.shape[1])
 
 
 class Ranking:
@@ -64,25 +107,32 @@ class Ranking:
             self.tied[threshold] = self.tied.get(threshold, 0) + row
 
     def scores(self, positive_weights: np.ndarray, fpr: float | None = None) -> dict:
-        """One value per weighting; positive_weights: the positive rows' weights, in the order they were added."""
+        """One value per weighting; positive_weights: the positive rows' weights, in the order they were added.
+        Computed for SCORE_COLUMNS weightings at a time, so its temporaries stay small beside the sums."""
+        first = np.concatenate(self.positive_first)
+        columns = (slice(start, start + SCORE_COLUMNS) for start in range(0, positive_weights.shape[1], SCORE_COLUMNS))
+        parts = [self._scores(first, positive_weights, part, fpr) for part in columns]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    def _scores(self, first: np.ndarray, positive_weights: np.ndarray, columns: slice, fpr: float | None) -> dict:
+        """scores() of the weightings in `columns`."""
+        positive_weights = positive_weights[:, columns]
         pos = np.zeros((self.width - 1, positive_weights.shape[1]))
-        unique, sums = group_sums(
-            np.concatenate(self.positive_first), np.arange(len(positive_weights)), positive_weights
-        )
+        unique, sums = group_sums(first, np.arange(len(positive_weights)), positive_weights)
         pos[unique] = sums
-        neg = self.negatives.astype(np.float64)
+        neg = self.negatives[:, columns].astype(np.float64)
         tied_neg = np.zeros_like(pos)
         for threshold, row in self.tied.items():
-            tied_neg[threshold] = row
-        neg_total = neg.sum(axis=0)
+            tied_neg[threshold] = row[columns]
+        neg_total = column_sums(neg)
         tp, fp = pos.cumsum(axis=0), neg[:-1].cumsum(axis=0)
         pos_total = tp[-1]
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
             result = {
-                "average_precision": (pos * precision).sum(axis=0) / pos_total,
+                "average_precision": column_sums(pos * precision) / pos_total,
                 # A positive beats every negative below its threshold and ties half of those at it.
-                "roc_auc": (pos * (neg_total - fp + 0.5 * tied_neg)).sum(axis=0) / (pos_total * neg_total),
+                "roc_auc": column_sums(pos * (neg_total - fp + 0.5 * tied_neg)) / (pos_total * neg_total),
             }
             if fpr is not None:  # the ROC point with the most recall among those within the false-positive budget
                 result["recall_at_fpr"] = np.where(fp <= fpr * neg_total, tp, 0.0).max(axis=0) / pos_total
@@ -108,10 +158,11 @@ class Thresholded:
     def add(self, labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray):
         flagged, positive = probabilities > self.threshold, labels.astype(bool)
         cell = np.where(flagged, np.where(positive, 0, 1), np.where(positive, 3, 2))  # tp, fp, tn, fn
-        rows = np.arange(len(labels))
-        cells = sparse.csr_array((np.ones(len(rows)), (cell, rows)), shape=(4, len(rows)))
+        rows = len(labels)
+        cells = sparse.csc_array((np.ones(rows, weights.dtype), cell, np.arange(rows + 1)), shape=(4, rows))
         self.cells += cells @ weights[:, : self.k]
-        losses = sparse.csr_array(np.stack([log_loss_rows(labels, probabilities), (probabilities - labels) ** 2]))
+        per_row = np.stack([log_loss_rows(labels, probabilities), (probabilities - labels) ** 2], axis=1)
+        losses = sparse.csc_array((per_row.ravel(), np.tile([0, 1], rows), np.arange(0, 2 * rows + 1, 2)), (2, rows))
         self.losses += losses @ weights[:, : self.losses.shape[1]]
 
     def scores(self) -> dict:

@@ -28,7 +28,7 @@ from fraudflow.common import (
     run,
     write_json,
 )
-from fraudflow.compare import compare, ensemble
+from fraudflow.compare import MemberMean, compare
 from fraudflow.inputs import exact_batches
 from fraudflow.operating import cost_threshold, prior_shift, reliability, shift_probabilities
 from fraudflow.scaled import load_labels, negative_rate
@@ -79,30 +79,49 @@ def member_columns(strategy: str) -> list[str]:
 
 
 def as_arrays(table: pa.Table, members: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and (rows, members) probabilities as trained, members side by side in one array per column order
-    (so the ensemble's mean adds them in the same order for a whole split and for a block of it)."""
+    """Labels and (rows, members) probabilities as trained."""
     probabilities = np.stack([table[name].to_numpy() for name in members]).T
     return table["label"].to_numpy(), probabilities
 
 
-def split_batches(strategy: str, split: str, members: list[str]):
-    """One split's rows of a strategy's predictions, batch by batch (BLOCK_ROWS rows read at a time)."""
-    batches = pq.ParquetFile(PREDICTIONS_DIR / f"{strategy}.parquet").iter_batches(
-        batch_size=BLOCK_ROWS, columns=["split", "label", *members]
-    )
-    return (batch.filter(pc.equal(batch["split"], split)) for batch in batches)
+def split_batches(strategy: str, split: str, columns: list[str]):
+    """One split's rows of some columns of a strategy's predictions, in batches of at most BLOCK_ROWS rows, read
+    a row group at a time (pyarrow's iter_batches kept every row it had read until the file was closed: 600 MB
+    for the four files' test rows at 64x)."""
+    file = pq.ParquetFile(PREDICTIONS_DIR / f"{strategy}.parquet")
+    for group in range(file.num_row_groups):
+        rows = file.read_row_group(group, columns=["split", *columns])
+        yield from rows.filter(pc.equal(rows["split"], split)).to_batches(max_chunksize=BLOCK_ROWS)
 
 
-def read_split(strategy: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """One split of a strategy's predictions, whole: its labels and (rows, members) probabilities as trained."""
-    members = member_columns(strategy)
-    return as_arrays(pa.Table.from_batches(split_batches(strategy, split, members)), members)
+def split_column(strategy: str, split: str, column: str) -> np.ndarray:
+    """One column of one split of a strategy's predictions, whole."""
+    return pa.Table.from_batches(split_batches(strategy, split, [column]))[column].to_numpy()
+
+
+class MemberColumns:
+    """One split of a strategy's predictions, one member's column at a time, prior-corrected by `shift`; the
+    ensemble's probabilities, as trained and corrected, are summed on the way (so memory holds about three
+    columns, never every member's)."""
+
+    def __init__(self, strategy: str, split: str, shift: float):
+        self.strategy, self.split, self.shift = strategy, split, shift
+        self.labels = split_column(strategy, split, "label")
+        self.as_trained, self.calibrated = MemberMean(), MemberMean()
+
+    def __iter__(self):
+        for name in member_columns(self.strategy):
+            raw = split_column(self.strategy, self.split, name)
+            calibrated = shift_probabilities(raw, self.shift)
+            self.as_trained.add(raw)
+            self.calibrated.add(calibrated)
+            yield calibrated
 
 
 def strategy_test_blocks(strategy: str):
     """A strategy's test rows in blocks of BLOCK_ROWS rows: (labels, probabilities as trained)."""
     members = member_columns(strategy)
-    for table in exact_batches(split_batches(strategy, "test", members), BLOCK_ROWS):
+    for table in exact_batches(split_batches(strategy, "test", ["label", *members]), BLOCK_ROWS):
         yield as_arrays(table, members)
 
 
@@ -117,12 +136,11 @@ def test_blocks(shifts: dict):
 
 def operating_points(strategy: str, shift: float, settings: dict) -> dict:
     """The thresholds chosen on the validation split: one per member and the ensemble's."""
-    val_labels, val_raw = read_split(strategy, "val")
-    val = shift_probabilities(val_raw, shift)
+    val = MemberColumns(strategy, "val", shift)
     costs = settings["cost_false_negative"], settings["cost_false_positive"]
     try:
-        thresholds = [cost_threshold(val_labels, column, *costs) for column in val.T]
-        ensemble_threshold = cost_threshold(val_labels, ensemble(val), *costs)
+        thresholds = [cost_threshold(val.labels, column, *costs) for column in val]
+        ensemble_threshold = cost_threshold(val.labels, val.calibrated.value(), *costs)
     except ValueError as error:
         raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: validation split: {error}") from error
     return {"thresholds": thresholds, "ensemble_threshold": ensemble_threshold}
@@ -162,16 +180,23 @@ def write_csv(frame: pd.DataFrame, path):
         frame.to_csv(tmp, index=False, float_format="%.10g")
 
 
-def curves_and_positives(labels: np.ndarray, raw: np.ndarray, shift: float, n: int) -> dict:
-    """What evaluate draws of one strategy's test split, and its positives' scores for compare."""
-    calibrated = shift_probabilities(raw, shift)
-    mean = ensemble(calibrated)
+def curves_and_positives(strategy: str, shift: float, n: int) -> dict:
+    """What evaluate draws of one strategy's test split, its labels, and its positives' scores for compare."""
+    test = MemberColumns(strategy, "test", shift)
+    labels, members, positives = test.labels, [], {}
     positive = labels == 1
-    members = [(roc_points(labels, p, n), pr_points(labels, p, n)) for p in calibrated.T]
+    for i, column in enumerate(test):
+        members.append((roc_points(labels, column, n), pr_points(labels, column, n)))
+        positives[i] = column[positive]
+    mean = test.calibrated.value()
     return {
+        "labels": labels,
         "curves": ((roc_points(labels, mean, n), pr_points(labels, mean, n)), members if len(members) > 1 else []),
-        "calibration": {"as trained": reliability(labels, ensemble(raw)), "calibrated": reliability(labels, mean)},
-        "positives": {"ensemble": mean[positive]} | {i: p[positive] for i, p in enumerate(calibrated.T)},
+        "calibration": {
+            "as trained": reliability(labels, test.as_trained.value()),
+            "calibrated": reliability(labels, mean),
+        },
+        "positives": {"ensemble": mean[positive]} | positives,
     }
 
 
@@ -179,16 +204,14 @@ def main():
     settings = read_settings()
     train_labels, rate = load_labels("train"), negative_rate()
     labels, strategies, drawn, shifts = None, {}, {}, {}
-    for strategy in EVALUATED:  # one strategy's splits in memory at a time
+    for strategy in EVALUATED:  # a few columns of one strategy's splits in memory at a time
         shifts[strategy] = prior_shift(strategy, train_labels, rate)
         strategies[strategy] = operating_points(strategy, shifts[strategy], settings)
-        test_labels, raw = read_split(strategy, "test")
-        if labels is not None and not np.array_equal(labels, test_labels):
+        drawn[strategy] = curves_and_positives(strategy, shifts[strategy], settings["curve_points"])
+        if labels is not None and not np.array_equal(labels, drawn[strategy]["labels"]):
             raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: other test rows than baseline; rerun 'dvc repro'")
-        labels = test_labels
-        drawn[strategy] = curves_and_positives(labels, raw, shifts[strategy], settings["curve_points"])
+        labels = drawn[strategy].pop("labels")
         strategies[strategy]["positives"] = drawn[strategy]["positives"]
-        del raw
     counts = {s: len(p["thresholds"]) for s, p in strategies.items() if len(p["thresholds"]) > 1}
     if len(set(counts.values())) > 1:
         raise StageError(f"{PREDICTIONS_DIR}: strategies have different numbers of members {counts}; rerun 'dvc repro'")

@@ -98,6 +98,33 @@ def test_bootstrap_weights_are_seeded_poisson_counts_whatever_rows_are_asked_tog
     assert len({tuple(column) for column in counts.T}) == 400
 
 
+def test_weight_stream_gives_bootstrap_weights_block_after_block(monkeypatch):
+    monkeypatch.setattr(stats, "DRAW_ROWS", 16)
+    with stats.WeightStream(7, 30) as stream:  # blocks of 9 rows drawn ahead, then a shorter last one
+        streamed = np.vstack([stream.next(rows) for rows in (9, 9, 9, 9, 5)])
+    np.testing.assert_array_equal(streamed, stats.bootstrap_weights(7, 0, 41, 30))
+
+
+def test_ranking_scores_the_same_bits_whatever_weightings_are_scored_together(monkeypatch):
+    labels, scores = noisy_scores(rows=300, seed=4)
+    weights = stats.bootstrap_weights(5, 0, len(labels), 8) * 0.37  # not integers: any order of sums would show
+    whole = ranking(labels, scores, weights, fpr=0.05)
+    monkeypatch.setattr(stats, "SCORE_COLUMNS", 2)  # parts of 2 weightings, the last of 1
+    parts = ranking(labels, scores, weights, fpr=0.05)
+    for name, values in whole.items():
+        np.testing.assert_array_equal(parts[name], values)
+
+
+def test_ensemble_of_a_block_has_the_bits_of_the_columns_added_one_by_one():
+    columns = [np.random.default_rng(m).random(1000) ** 3 for m in range(9)]
+    mean = compare.MemberMean()
+    for column in columns:
+        mean.add(column)
+    block = np.stack(columns).T[200:300]
+    np.testing.assert_array_equal(compare.ensemble(block), mean.value()[200:300])
+    np.testing.assert_allclose(mean.value(), np.mean(columns, axis=0), rtol=1e-15)
+
+
 def test_mean_interval_is_the_student_t_interval():
     values = [0.70, 0.74, 0.81, 0.66, 0.79]
     mean, low, high = stats.mean_interval(values)
