@@ -48,15 +48,18 @@ class NpyRows:
         return block
 
     def take(self, indices: np.ndarray) -> np.ndarray:
-        """A copy of the rows at `indices` (any order, repeats allowed), read in file order range by range."""
-        order = np.argsort(indices, kind="stable")
-        ranked = indices[order]
-        result = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        """A copy of the rows at `indices` (any order, repeats allowed), read range by range in file order."""
         step = max(1, RANGE_BYTES // max(self.row_bytes, 1))
-        for start in np.unique(ranked // step) * step:  # the ranges holding any of the rows
-            low, high = np.searchsorted(ranked, [start, start + step])
-            result[order[low:high]] = self.array[ranked[low:high]]
-            self._release(start, start + step)
+        ranges = indices // step
+        small = ranges.astype(np.uint16) if len(self) // step < 1 << 16 else ranges  # numpy radix-sorts 16 bits
+        order = np.argsort(small, kind="stable")
+        counts = np.bincount(ranges, minlength=len(self) // step + 1)
+        ends = np.cumsum(counts)
+        result = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        for number in np.flatnonzero(counts):  # the ranges holding any of the rows
+            rows = order[ends[number] - counts[number] : ends[number]]
+            result[rows] = self.array[indices[rows]]
+            self._release(number * step, (number + 1) * step)
         return result
 
     def _release(self, start: int, stop: int):

@@ -59,6 +59,11 @@ def test_npy_rows_read_any_rows_in_any_order(tmp_path, monkeypatch):
     np.testing.assert_array_equal(rows.take(indices), array[indices])
     np.testing.assert_array_equal(rows.rows(4990, 5000), array[4990:])
     assert len(rows) == 5000 and rows.nbytes == array.nbytes
+    many = np.arange(70_000 * 3, dtype=np.float32).reshape(70_000, 3)
+    np.save(tmp_path / "many.npy", many)
+    monkeypatch.setattr(scaled, "RANGE_BYTES", 12)  # a range per row: more ranges than 16 bits can number
+    indices = np.random.default_rng(1).integers(0, 70_000, 30_000)
+    np.testing.assert_array_equal(scaled.NpyRows(tmp_path / "many.npy").take(indices), many[indices])
 
 
 def test_the_correction_of_a_sampled_model_recovers_the_true_rate():
