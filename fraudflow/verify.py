@@ -7,7 +7,8 @@ from them) differ from one machine to another: last bits at first, which trainin
 (README, "Reproducibility"). Their git-tracked metrics are compared value by value: numbers within TOLERANCE
 (relative, or ABSOLUTE for values near zero such as differences between strategies), integers, text and verdicts
 (counts, epochs, "baseline better") exactly. Training histories must have the same members and epochs; their
-values, like the points of curves and images, are reported, not checked: the metrics check what they lead to.
+values, like the points of curves, images and the rounded headline numbers (metrics/summary.json), are reported,
+not checked: the detailed metrics check what they lead to.
 In dvc.lock only their hashes may differ. Every other file (code, params, the data stages' and logistic
 regression's outputs, and what is computed only from them) must be byte-identical. Exits 1 if anything differs
 beyond that, naming the file and key.
@@ -27,6 +28,7 @@ import yaml
 from matplotlib import image
 
 from fraudflow.common import STRATEGIES
+from fraudflow.summary import SUMMARY_FILE
 
 # Seen between two x86-64 machines (README): test metrics at most 1.4e-4 relative, differences between strategies
 # 2.6e-6 absolute.
@@ -50,6 +52,7 @@ TRAINING_OUTPUTS = [
     "models/export",
     "models/export/*",
     "metrics/differences.json",
+    SUMMARY_FILE,
     "plots/*.png",
     "dvc.lock",
 ]
@@ -120,8 +123,9 @@ class Comparison:
                 continue
             changed += 1
             a, b = as_number(old), as_number(new)
-            if (isinstance(a, int) and isinstance(b, int) or a is None or b is None) and checked(key):
-                self.problems.append(f"{path}: {key} committed {old}, now {new} (must match exactly)")
+            if isinstance(a, int) and isinstance(b, int) or a is None or b is None:
+                if checked(key):
+                    self.problems.append(f"{path}: {key} committed {old}, now {new} (must match exactly)")
                 continue
             relative = abs(a - b) / max(abs(a), abs(b))
             where = f"{path} {key}: {old} -> {new}"
@@ -193,6 +197,8 @@ class Comparison:
             self.lock(committed, fresh)
         elif any(fnmatch(path, pattern) for pattern in DRAWINGS):
             self.drawing(path, committed, fresh)
+        elif path == SUMMARY_FILE:  # rounded from metrics/test/ and differences.json, which are checked
+            self.values(path, flatten(json.loads(committed)), flatten(json.loads(fresh)), lambda key: False)
         elif path.endswith(".json"):
             self.json(path, committed, fresh)
         elif path.endswith(".csv"):

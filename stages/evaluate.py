@@ -1,5 +1,5 @@
 """evaluate: every strategy's test metrics with 95 % intervals at three operating points, paired differences,
-curves and PNG figures.
+their headline numbers (metrics/summary.json), curves and PNG figures.
 
 Probabilities are first corrected to the real fraud rate wherever a model trained at other odds (prior
 correction: the weighted and resampled strategies, and any model trained on a negative sample); each model's
@@ -33,6 +33,7 @@ from fraudflow.inputs import exact_batches
 from fraudflow.operating import cost_threshold, prior_shift, reliability, shift_probabilities
 from fraudflow.scaled import load_labels, negative_rate
 from fraudflow.stats import DRAW_ROWS
+from fraudflow.summary import SUMMARY_FILE, summarise
 
 METRICS_DIR = "metrics/test"
 DIFFERENCES_FILE = "metrics/differences.json"
@@ -238,6 +239,7 @@ def main():
             chosen["cost_per_1000"]["ensemble"],
         )
     write_json(DIFFERENCES_FILE, differences)
+    write_json(SUMMARY_FILE, summarise(results, differences))
     for pair, difference in differences.items():
         ap = difference["average_precision"]
         log.info(

@@ -1,6 +1,7 @@
-"""report: the results tables of README.md, printed as Markdown from metrics/: `python -m stages.report`.
+"""report: the results tables of README.md, each under its title, printed as Markdown from the detailed metrics
+(metrics/test/, metrics/differences.json): `python -m stages.report`.
 
-`dvc metrics show` lists every number (about 100 columns per strategy); these tables pick the ones to read first.
+`dvc metrics show` shows the headline numbers (metrics/summary.json); these tables give the detail behind them.
 """
 
 import json
@@ -32,8 +33,8 @@ def spread(summary: dict, digits: int = 3, sign: str = "") -> str:
     return f"{f.format(summary['mean'])} [{f.format(summary['mean_lower'])}, {f.format(summary['mean_upper'])}]"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
@@ -52,11 +53,8 @@ def main():
         ]
         for s, m in test.items()
     ]
-    print(
-        table(
-            ["strategy", "threshold", "cost per 1,000 transactions", "precision", "recall", "tp / fp / fn"], operating
-        )
-    )
+    header = ["strategy", "threshold", "cost per 1,000 transactions", "precision", "recall", "tp / fp / fn"]
+    print(table("The operating point: test split, at the threshold chosen on validation", header, operating))
     scores = [
         [
             s,
@@ -78,7 +76,7 @@ def main():
         "recall at the false-positive rate",
         "members",
     ]
-    print("\n" + table(header, scores))
+    print("\n" + table("Threshold-free scores: test split (ensemble; members: their mean)", header, scores))
     pairs = [
         [
             pair.replace("-", " − "),
@@ -100,7 +98,7 @@ def main():
         "verdict on AP",
         "verdict on cost",
     ]
-    print("\n" + table(header, pairs))
+    print("\n" + table("Paired differences: first − second, on the same test rows", header, pairs))
     calibration = [
         [
             s,
@@ -117,7 +115,7 @@ def main():
         "Brier score as trained → calibrated",
         "at the tutorial's threshold: tp / fp / fn, precision, recall",
     ]
-    print("\n" + table(header, calibration))
+    print("\n" + table("Calibration, and the tutorial's fixed threshold: test split", header, calibration))
 
 
 if __name__ == "__main__":

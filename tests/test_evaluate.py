@@ -10,6 +10,7 @@ from conftest import python_environment, set_params
 from sklearn import metrics
 from test_stats import assert_close
 
+from fraudflow import summary
 from fraudflow.common import PREDICTIONS_DIR, SCALED_DIR, STRATEGIES, write_parquet
 from stages import evaluate, report
 
@@ -172,6 +173,56 @@ def test_report_prints_the_readme_tables_from_the_metrics(project, capsys):
     )
     assert printed.count("| logistic |") == 3 and "one model" in printed
     assert "| baseline − weighted |" in printed
+
+
+def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(project):
+    set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
+    write_predictions(3)
+    evaluate.main()
+    headline = json.loads((project / summary.SUMMARY_FILE).read_text())
+    differences = json.loads((project / "metrics" / "differences.json").read_text())
+    assert list(headline) == [*EVALUATED, *differences]
+    for strategy in EVALUATED:
+        detail = read_metrics(project, strategy)
+        ap, cost = detail["average_precision"], detail["chosen"]["cost_per_1000"]
+        decimals = summary.cost_decimals(cost["ensemble_upper"] - cost["ensemble_lower"])
+        assert headline[strategy] == {
+            "ap": f"{ap['ensemble']:.3f} [{ap['ensemble_lower']:.3f}, {ap['ensemble_upper']:.3f}]",
+            "roc_auc": round(detail["roc_auc"]["ensemble"], 3),
+            "recall_at_fpr": round(detail["recall_at_fpr"]["ensemble"], 3),
+            "cost": f"{cost['ensemble']:.{decimals}f} [{cost['ensemble_lower']:.{decimals}f}, "
+            f"{cost['ensemble_upper']:.{decimals}f}]",
+            "precision": round(detail["chosen"]["precision"]["ensemble"], 3),
+            "recall": round(detail["chosen"]["recall"]["ensemble"], 3),
+        }
+    for pair, difference in differences.items():
+        assert headline[pair] == {
+            "ap": difference["average_precision"]["verdict"],
+            "cost": difference["chosen"]["cost_per_1000"]["verdict"],
+        }
+
+
+def test_last_bit_changes_do_not_reach_the_summary(project):
+    set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
+    write_predictions(3, rows=1999)  # 2,000 rows would put costs per 1,000 on halves, where rounding ties
+    evaluate.main()
+    results = {s: read_metrics(project, s) for s in EVALUATED}
+    differences = json.loads((project / "metrics" / "differences.json").read_text())
+
+    def nudged(data, factor):  # every number moved in its last bits, as another processor moves them
+        if isinstance(data, dict):
+            return {key: nudged(value, factor) for key, value in data.items()}
+        return data * factor if isinstance(data, float) else data
+
+    headline = summary.summarise(results, differences)
+    assert summary.summarise(nudged(results, 1 + 1e-12), differences) == headline
+    assert summary.summarise(nudged(results, 1 - 1e-12), differences) == headline
+    assert summary.summarise(nudged(results, 1.01), differences) != headline  # a real change does reach it
+
+
+@pytest.mark.parametrize(("width", "decimals"), [(37.1, 0), (99.9, 0), (100.0, 0), (3.7, 1), (0.37, 2), (0.0, 0)])
+def test_cost_decimals_keep_two_significant_digits_of_the_interval(width, decimals):
+    assert summary.cost_decimals(width) == decimals
 
 
 def test_thresholds_are_chosen_on_validation_without_reading_test_labels(project):

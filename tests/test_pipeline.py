@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from itertools import combinations
 
 import pandas as pd
 import pytest
@@ -64,11 +65,20 @@ def test_second_repro_skips_every_stage(repo, reproduced):
     )
 
 
-def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
+def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo, reproduced):
     shown = json.loads(repo.run("dvc", "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
+    assert list(files) == ["metrics/summary.json"]  # the only metrics file dvc.yaml declares
+    headline = files["metrics/summary.json"]["data"]
+    pairs = ["-".join(pair) for pair in combinations(EVALUATED, 2)]
+    assert sorted(headline) == sorted(EVALUATED + pairs)
     for strategy in EVALUATED:
-        test_metrics = files[f"metrics/test/{strategy}.json"]["data"]
+        assert set(headline[strategy]) == {"ap", "roc_auc", "recall_at_fpr", "cost", "precision", "recall"}
+    assert headline["baseline-weighted"]["ap"] in {"baseline better", "weighted better", "not distinguishable"}
+
+    detail = next(iter(json.loads(repo.run("dvc", "metrics", "show", "--json", "metrics/test")).values()))["data"]
+    for strategy in EVALUATED:
+        test_metrics = detail[f"metrics/test/{strategy}.json"]["data"]
         assert {"average_precision", "roc_auc", "recall_at_fpr", "log_loss", "brier", "chosen", "tutorial"} <= set(
             test_metrics
         )
@@ -80,14 +90,9 @@ def test_metrics_show_lists_every_strategy_side_by_side(repo, reproduced):
         )
         for operating_point in ("chosen", "tutorial"):
             assert sum(test_metrics[operating_point][k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
-        assert f"metrics/train/{strategy}.json" in files
-    differences = files["metrics/differences.json"]["data"]
-    assert differences["baseline-weighted"]["average_precision"]["verdict"] in {
-        "baseline better",
-        "weighted better",
-        "not distinguishable",
-    }
-    assert files["metrics/split.json"]["data"]["test"] == TEST_SPLIT
+        ap = test_metrics["average_precision"]
+        assert headline[strategy]["ap"].startswith(f"{ap['ensemble']:.3f} [{ap['ensemble_lower']:.3f}, ")
+    assert json.loads((repo.cwd / "metrics" / "split.json").read_text())["test"] == TEST_SPLIT
 
 
 def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, reproduced):
@@ -144,13 +149,21 @@ def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced)
     assert repo.changed_stages() == set()
 
 
-def test_resampled_param_change_reruns_only_train_resampled_and_evaluate(repo, reproduced):
+def assert_headline_diff_about(strategy: str, diff: dict):
+    """`dvc metrics diff` lists only the strategy's headline numbers and the verdicts of pairs with it, each one
+    changed after rounding."""
+    assert list(diff) == ["metrics/summary.json"]
+    rows = diff["metrics/summary.json"]
+    assert any(key.startswith(f"{strategy}.") for key in rows)
+    assert all(strategy in key.split(".")[0].split("-") for key in rows), rows
+    assert all(row["old"] != row["new"] for row in rows.values())
+
+
+def test_a_resampled_experiment_reruns_two_stages_and_diffs_only_resampled_headline_numbers(repo, reproduced):
     repo.commit("results")
-    set_params(repo.cwd / "params.yaml", train_resampled__steps_per_epoch=4)
-    assert repo.changed_stages() == {"train_resampled"}
-    assert ran(repo.run("dvc", "repro")) == {"train_resampled", "evaluate"}
-    diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
-    assert "metrics/train/resampled.json" in diff and "metrics/train/baseline.json" not in diff
+    experiment = repo.run("dvc", "exp", "run", "-S", "train_resampled.steps_per_epoch=4")
+    assert ran(experiment) == {"train_resampled", "evaluate"}
+    assert_headline_diff_about("resampled", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
 @needs_chromium
@@ -171,8 +184,7 @@ def test_logistic_param_change_reruns_only_train_logistic_and_evaluate(repo, rep
     set_params(repo.cwd / "params.yaml", train_logistic__C=0.01)
     assert repo.changed_stages() == {"train_logistic"}
     assert ran(repo.run("dvc", "repro")) == {"train_logistic", "evaluate"}
-    diff = json.loads(repo.run("dvc", "metrics", "diff", "--json"))
-    assert "metrics/test/logistic.json" in diff
+    assert_headline_diff_about("logistic", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
 def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(repo, reproduced):

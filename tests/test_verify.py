@@ -12,6 +12,7 @@ METRICS = {
     "average_precision": {"ensemble": 0.8190123456, "ensemble_lower": 0.7441, "difference": 0.0008013711},
     "chosen": {"tp": {"ensemble": 80}},
 }
+SUMMARY = {"baseline": {"ap": "0.819 [0.741, 0.881]", "roc_auc": 0.974}, "baseline-weighted": {"ap": "baseline better"}}
 HISTORY = "member,epoch,loss\n0,1,0.0103149\n0,2,0.00812\n"
 LOCK = {
     "schema": "2.0",
@@ -33,6 +34,7 @@ def committed(tmp_path, monkeypatch):
     files = {
         "metrics/test/baseline.json": json.dumps(METRICS),
         "metrics/split.json": json.dumps({"test": {"rows": 600}}),
+        "metrics/summary.json": json.dumps(SUMMARY),
         "plots/history/baseline.csv": HISTORY,
         "dvc.lock": yaml.safe_dump(LOCK),
     }
@@ -53,7 +55,7 @@ def change_json(path, update):
 
 def test_unchanged_results_match(committed, capsys):
     assert verify.main([]) == 0
-    assert "4 of 4 tracked files byte-identical with HEAD" in capsys.readouterr().out
+    assert "5 of 5 tracked files byte-identical with HEAD" in capsys.readouterr().out
 
 
 def test_a_last_bit_difference_passes_and_is_reported(committed, capsys):
@@ -98,6 +100,15 @@ def test_a_file_outside_the_training_outputs_must_be_byte_identical(committed, c
     out = capsys.readouterr().out
     assert "metrics/split.json: differs (must be byte-identical)" in out
     assert "stray.txt: new (not in the commit's files)" in out
+
+
+def test_the_rounded_summary_is_reported_not_checked(committed, capsys):
+    """A last bit of another processor can move a rounded headline number across its rounding edge; the detailed
+    metrics it is rounded from are the ones checked."""
+    change_json(committed / "metrics/summary.json", lambda d: d["baseline"].update(ap="0.820 [0.741, 0.881]"))
+    change_json(committed / "metrics/summary.json", lambda d: d["baseline"].update(roc_auc=0.975))
+    assert verify.main([]) == 0
+    assert "metrics/summary.json: 2 values differ" in capsys.readouterr().out
 
 
 def test_history_values_are_reported_but_its_members_and_epochs_must_match(committed, capsys):
