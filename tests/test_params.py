@@ -1,45 +1,61 @@
-"""params.yaml as `dvc exp run -S key=value` rewrites it: DVC's own YAML round trip changes the set value's line
-and nothing else (comments, order, layout kept)."""
+"""params.yaml as `dvc exp run -S key=value` rewrites it: DVC's own code for -S (Hydra's override grammar, then
+its YAML round trip) changes the set value's lines and nothing else: comments, order and layout are kept."""
 
-import difflib
 import shutil
 
 import pytest
 import yaml
 from conftest import REPO
-from dvc.utils.serialize import modify_yaml
-
-
-def scalar_keys(params: dict) -> list[tuple[str, str]]:
-    return [
-        (section, key)
-        for section, values in params.items()
-        for key, value in values.items()
-        if value is not None and not isinstance(value, (list, dict))
-    ]
-
-
-def new_value(value):
-    """Another value of the same type: a number with more digits, a text of the same length (a text that makes its
-    line longer than 80 characters goes onto a line of its own, as download.url is laid out)."""
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, (int, float)):
-        return value * 3 + 0.125
-    return value[::-1] if len(set(value)) > 1 else value + "x"
-
+from dvc.utils.hydra import apply_overrides
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize(("section", "key"), scalar_keys(PARAMS), ids=lambda part: str(part))
-def test_setting_a_param_as_dvc_exp_run_does_changes_only_its_line(tmp_path, section, key):
+def new_value(value):
+    """Another value of the same type: a number with more digits, a text of the same length (a text that makes its
+    line longer than 80 characters goes onto a line of its own, as download.url is laid out), a list one item
+    longer."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 3 + 0.125
+    if isinstance(value, list):
+        return [*value, "extra"]
+    return value[::-1] if len(set(value)) > 1 else value + "x"
+
+
+def override(section: str, key: str, value) -> str:
+    """`section.key=value` as typed after -S (texts quoted for Hydra's grammar)."""
+    if isinstance(value, list):
+        return f"{section}.{key}=[{','.join(repr(v) for v in value)}]"
+    return f"{section}.{key}={value!r}" if isinstance(value, str) else f"{section}.{key}={str(value).lower()}"
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [(section, key) for section, values in PARAMS.items() for key, value in values.items() if value is not None],
+    ids=lambda part: str(part),
+)
+def test_dvc_exp_run_set_param_changes_only_that_params_lines(tmp_path, section, key):
     path = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", path)
     before = path.read_text().splitlines()
-    with modify_yaml(path) as params:  # what `dvc exp run -S section.key=value` calls
-        params[section][key] = new_value(PARAMS[section][key])
+    value = new_value(PARAMS[section][key])
+    apply_overrides(path, [override(section, key, value)])  # what `dvc exp run -S section.key=value` calls
     after = path.read_text().splitlines()
-    changed = [line for line in difflib.unified_diff(before, after, lineterm="", n=0) if line[:1] in "+-"][2:]
-    assert len(changed) == 2, "\n".join(changed)  # one line out, one line in
-    assert yaml.safe_load(path.read_text())[section][key] == new_value(PARAMS[section][key])
+    assert yaml.safe_load(path.read_text())[section][key] == value
+    assert without_entry(after, section, key) == without_entry(before, section, key)
+
+
+def without_entry(lines: list[str], section: str, key: str) -> list[str]:
+    """The file's lines without one param's: its key line and the lines under it (list items, a long text)."""
+    first = (
+        lines.index(f"{section}:")
+        if f"{section}:" in lines
+        else next(i for i, line in enumerate(lines) if line.startswith(f"{section}:"))
+    )
+    start = next(i for i in range(first, len(lines)) if lines[i].startswith(f"  {key}:"))
+    end = start + 1
+    while end < len(lines) and (lines[end].startswith("  - ") or lines[end].startswith("    ")):
+        end += 1
+    return lines[:start] + lines[end:]
