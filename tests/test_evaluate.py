@@ -134,7 +134,7 @@ def test_evaluate_read_in_small_blocks_writes_what_it_writes_in_one_block(projec
         evaluate.main()
         written[block] = {path: path.read_text() for path in sorted((project / "metrics").rglob("*.json"))}
         written[block] |= {path: path.read_text() for path in sorted((project / "plots").rglob("*.csv"))}
-    assert written[7].keys() == written[700].keys() and len(written[7]) == 5 + 16
+    assert written[7].keys() == written[700].keys() and len(written[7]) == 6 + 16
     for path, text in written[700].items():
         if path.suffix == ".json":  # the same sums, added in another order: equal to their last digits
             assert_close(json.loads(written[7][path]), json.loads(text))
