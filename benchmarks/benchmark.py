@@ -11,7 +11,8 @@ and on 16 copies of its rows; 7. pins: each setting that fraudflow pins (fraudfl
 could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time;
 8, 9 and 10 (benchmarks/data_scale.py): the data stages on 1x, 16x and 64x the rows, CSV and Parquet, DVC's cache
 links, the CSV engines, and the whole `dvc repro` at each size with train.negative_rate 1.0 and 0.1 (0.1 only at
-64x). `--only score`, `--only pins` or `--only scale` runs just that part; `--scale 64` one size. Everything runs
+64x); 11. the gradient-boosted-tree libraries (benchmarks/gbdt_libraries.py). `--only score`, `--only pins`,
+`--only scale` or `--only gbdt` runs just that part; `--scale 64` one size. Everything runs
 in scratch copies of the project, so the work tree is left alone. Needs the project's environment (`make repro`
 or `make test` creates it).
 """
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import data_scale
+import gbdt_libraries
 import numpy as np
 import pyarrow.csv as pacsv
 import yaml
@@ -351,7 +353,7 @@ def main():
     parser.add_argument(
         "--scale", type=int, nargs="*", default=[1, 16, 64], help="part 8 and 10's factors (none: skip)"
     )
-    parser.add_argument("--only", choices=["score", "pins", "scale"], help="run only part 6, 7 or 8 to 10")
+    parser.add_argument("--only", choices=["score", "pins", "scale", "gbdt"], help="run only part 6, 7, 8 to 10 or 11")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")
@@ -368,6 +370,8 @@ def main():
             pins(Path(scratch), data)
         if args.only in (None, "scale") and args.scale:
             data_scale.scale(Path(scratch), data, args.scale, Project, print_table)
+        if args.only in (None, "gbdt"):
+            gbdt_libraries.compare(Path(scratch), data, Project, print_table)
 
 
 if __name__ == "__main__":

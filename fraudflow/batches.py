@@ -8,15 +8,10 @@ epoch's rows do not depend on how they are later cut into chunks for reading.
 import numpy as np
 
 from fraudflow.common import quiet_tensorflow
-from fraudflow.scaled import VALIDATION_STREAM, member_sample, negative_sample
+from fraudflow.scaled import member_sample, member_seed
 
 with quiet_tensorflow():
     import tensorflow as tf
-
-
-def member_seed(seed: int, member: int) -> int:
-    """A seed of its own for each member, derived from train.seed."""
-    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
 
 
 def member_samples(labels: np.ndarray, rate: float, seed: int, members: int) -> np.ndarray:
@@ -25,12 +20,6 @@ def member_samples(labels: np.ndarray, rate: float, seed: int, members: int) -> 
     if rate == 1:
         return np.broadcast_to(np.arange(len(labels)), (members, len(labels)))
     return np.stack([member_sample(labels, rate, seed, m) for m in range(members)])
-
-
-def validation_sample(labels: np.ndarray, rate: float, seed: int) -> np.ndarray:
-    """The validation rows early stopping scores: every positive and a fixed sample of the negatives at the same
-    rate, the same for every member and epoch (every row when rate is 1)."""
-    return negative_sample(labels, rate, [seed, VALIDATION_STREAM])
 
 
 def shuffled_rows(samples: np.ndarray, seed: int, epoch: int) -> np.ndarray:

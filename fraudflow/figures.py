@@ -13,7 +13,14 @@ import numpy as np  # noqa: E402
 from fraudflow.common import atomic_output  # noqa: E402
 
 # The same in every chart: these figures and the `dvc plots show` templates (.dvc/plots/*.json, tested to agree).
-COLOURS = {"baseline": "#1f77b4", "weighted": "#ff7f0e", "resampled": "#2ca02c", "logistic": "#9467bd"}
+COLOURS = {
+    "baseline": "#1f77b4",
+    "weighted": "#ff7f0e",
+    "resampled": "#2ca02c",
+    "logistic": "#9467bd",
+    "gbdt": "#d62728",
+}
+CONFUSION_COLUMNS = 3
 
 
 def save_figure(figure, path):
@@ -72,10 +79,14 @@ def draw_prc(curves: dict, results: dict, path):
 
 
 def draw_confusion(results: dict, path):
-    """The ensembles' 2x2 counts at the threshold chosen on validation; colour is the share of the actual class,
-    so the small cells show."""
-    figure, all_axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
-    for axes, (strategy, result) in zip(np.atleast_1d(all_axes), results.items(), strict=True):
+    """The ensembles' 2x2 counts at the threshold chosen on validation, at most CONFUSION_COLUMNS a row (so the
+    figure fits the plots page); colour is the share of the actual class, so the small cells show."""
+    columns = min(len(results), CONFUSION_COLUMNS)
+    rows = -(-len(results) // columns)
+    figure, all_axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.2 * rows), squeeze=False)
+    for axes in all_axes.flat[len(results) :]:
+        axes.set_axis_off()
+    for axes, (strategy, result) in zip(all_axes.flat, results.items(), strict=False):
         chosen = result["chosen"]
         counts = np.array([[chosen[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
         share = counts / counts.sum(axis=1, keepdims=True)

@@ -9,10 +9,10 @@ fixed cost is paid once for all of them.
 import numpy as np
 import pandas as pd
 
-from fraudflow.batches import balanced_rows, class_pools, member_samples, member_seed, shuffled_rows, validation_sample
+from fraudflow.batches import balanced_rows, class_pools, member_samples, shuffled_rows
 from fraudflow.common import StageError, quiet_tensorflow
 from fraudflow.inputs import batch_rows
-from fraudflow.scaled import NpyRows, check_negative_rate
+from fraudflow.scaled import NpyRows, check_negative_rate, member_seed, validation_sample
 from fraudflow.stats import Ranking, Thresholded
 
 with quiet_tensorflow():

@@ -92,9 +92,20 @@ def negative_sample(labels: np.ndarray, rate: float, key: list[int]) -> np.ndarr
     return np.sort(np.r_[np.flatnonzero(labels == 1), negatives[chosen]])
 
 
+def member_seed(seed: int, member: int) -> int:
+    """A seed of its own for each member, derived from train.seed."""
+    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
+
+
 def member_sample(labels: np.ndarray, rate: float, seed: int, member: int) -> np.ndarray:
     """Member `member`'s training rows (sorted): every positive and its own sample of the negatives."""
     return negative_sample(labels, rate, [seed, SAMPLE_STREAM, member])
+
+
+def validation_sample(labels: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """The validation rows early stopping scores: every positive and a fixed sample of the negatives at the same
+    rate, the same for every member and epoch (every row when rate is 1)."""
+    return negative_sample(labels, rate, [seed, VALIDATION_STREAM])
 
 
 def negative_rate() -> float:

@@ -27,19 +27,19 @@ import numpy as np
 import yaml
 from matplotlib import image
 
-from fraudflow.common import STRATEGIES
+from fraudflow.common import STRATEGIES, TREES_STRATEGY
 from fraudflow.summary import SUMMARY_FILE
 
 # Seen between two x86-64 machines (README): test metrics at most 1.4e-4 relative, differences between strategies
 # 2.6e-6 absolute.
 TOLERANCE = 1e-3
 ABSOLUTE = 1e-5
-# Files written from TensorFlow's training, directly or through the evaluate and export stages (fnmatch's *
-# crosses "/").
+# Files written from TensorFlow's training (and the trees', whose float sums are not checked across processors
+# either), directly or through the evaluate and export stages (fnmatch's * crosses "/").
 TRAINING_OUTPUTS = [
     *(
         pattern.format(strategy)
-        for strategy in STRATEGIES
+        for strategy in (*STRATEGIES, TREES_STRATEGY)
         for pattern in (
             "models/{}",
             "models/{}/*",

@@ -15,9 +15,8 @@ from sklearn import metrics
 
 from fraudflow import figures
 from fraudflow.common import (
+    EVALUATED,
     PREDICTIONS_DIR,
-    REFERENCE_STRATEGY,
-    STRATEGIES,
     StageError,
     atomic_output,
     is_int,
@@ -38,7 +37,6 @@ from fraudflow.summary import SUMMARY_FILE, summarise
 METRICS_DIR = "metrics/test"
 DIFFERENCES_FILE = "metrics/differences.json"
 PLOTS_DIR = "plots"
-EVALUATED = (*STRATEGIES, REFERENCE_STRATEGY)
 BLOCK_ROWS = DRAW_ROWS  # test rows read and scored at a time; no result depends on it
 
 

@@ -14,9 +14,11 @@ from unittest import mock
 import numpy as np
 
 from fraudflow.common import (
+    EVALUATED,
     EXPORT_DIR,
     MODELS_DIR,
     STRATEGIES,
+    TREES_STRATEGY,
     StageError,
     atomic_output,
     is_number,
@@ -158,8 +160,14 @@ def chosen_threshold(strategy: str) -> float:
 
 def main():
     strategy = require(
-        load_params("export"), "export", "strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"
+        load_params("export"), "export", "strategy", lambda v: v in EVALUATED, f"one of {', '.join(EVALUATED)}"
     )
+    if strategy not in STRATEGIES:  # logistic regression's coefficients, or trees: no network members to pack
+        raise StageError(
+            f"params.yaml: param 'export.strategy' {strategy!r}: export packs a network strategy's members into one "
+            f"Keras model; use one of {', '.join(STRATEGIES)}, or score with models/{strategy}"
+            f"{'/member_<i>.pkl (scikit-learn)' if strategy == TREES_STRATEGY else '.json (coefficients)'} yourself"
+        )
     eps = require(load_params("clean"), "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
     prep = load_preprocessing()
     # The same layer names and (unused) dropout seeds whatever ran before: both are written to the files.

@@ -7,7 +7,7 @@
 import json
 from pathlib import Path
 
-from fraudflow.common import REFERENCE_STRATEGY, STRATEGIES, StageError, run
+from fraudflow.common import EVALUATED, StageError, run
 
 METRICS = Path("metrics")
 
@@ -39,8 +39,7 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 
 def main():
-    strategies = (*STRATEGIES, REFERENCE_STRATEGY)
-    test = {s: read(METRICS / "test" / f"{s}.json") for s in strategies}
+    test = {s: read(METRICS / "test" / f"{s}.json") for s in EVALUATED}
     differences = read(METRICS / "differences.json")
     operating = [
         [

@@ -130,6 +130,8 @@ FAST_PARAMS = {  # small, fast training for the pipeline tests
     "train_weighted__epochs": 3,
     "train_resampled__epochs": 3,
     "train_resampled__steps_per_epoch": 5,
+    "train_gbdt__max_trees": 30,
+    "train_gbdt__patience": 5,
     "evaluate__bootstrap_resamples": 200,
 }
 

@@ -11,7 +11,7 @@ from sklearn import metrics
 from test_stats import assert_close
 
 from fraudflow import summary
-from fraudflow.common import PREDICTIONS_DIR, SCALED_DIR, STRATEGIES, write_parquet
+from fraudflow.common import EVALUATED, PREDICTIONS_DIR, SCALED_DIR, write_parquet
 from stages import evaluate, report
 
 SUMMARY_KEYS = {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"}
@@ -32,9 +32,6 @@ def test_pr_points_keep_every_recall_level():
     assert len(points) <= 2 * (labels.sum() + 1)
     _, full_recall, _ = metrics.precision_recall_curve(labels, probabilities)
     assert set(points["recall"]) == set(full_recall)
-
-
-EVALUATED = (*STRATEGIES, "logistic")
 
 
 def write_predictions(members: int, rows: int = 2000, seed: int = 0, test_labels=None, val_frauds: bool = True):
@@ -110,7 +107,7 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
     assert weighted["tutorial"]["fp"]["ensemble"] == int(((raw.mean(axis=1) > 0.5) & (labels["test"] == 0)).sum())
 
     differences = json.loads((project / "metrics" / "differences.json").read_text())
-    assert len(differences) == 6 and "baseline-logistic" in differences
+    assert len(differences) == 10 and "baseline-logistic" in differences and "logistic-gbdt" in differences
     first = differences["baseline-logistic"]["roc_auc"]
     assert set(first) == SUMMARY_KEYS | {"verdict"}
     assert first["verdict"] == "baseline better"  # the least noisy against the noisiest
@@ -134,7 +131,8 @@ def test_evaluate_read_in_small_blocks_writes_what_it_writes_in_one_block(projec
         evaluate.main()
         written[block] = {path: path.read_text() for path in sorted((project / "metrics").rglob("*.json"))}
         written[block] |= {path: path.read_text() for path in sorted((project / "plots").rglob("*.csv"))}
-    assert written[7].keys() == written[700].keys() and len(written[7]) == 6 + 16
+    # per strategy its test metrics and four curves; the differences and the summary
+    assert written[7].keys() == written[700].keys() and len(written[7]) == 5 * len(EVALUATED) + 2
     for path, text in written[700].items():
         if path.suffix == ".json":  # the same sums, added in another order: equal to their last digits
             assert_close(json.loads(written[7][path]), json.loads(text))

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -115,8 +116,24 @@ def test_members_must_be_numbered_from_zero(project):
 
 def test_unknown_strategy_param_is_named(project):
     set_params(project / "params.yaml", export__strategy="smote")
-    with pytest.raises(StageError, match=r"'export.strategy' must be one of baseline, weighted, resampled"):
+    with pytest.raises(
+        StageError, match=r"'export.strategy' must be one of baseline, weighted, resampled, logistic, gbdt"
+    ):
         export.main()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "model"), [("gbdt", "models/gbdt/member_<i>.pkl"), ("logistic", "models/logistic.json")]
+)
+def test_a_strategy_without_network_members_is_refused_saying_what_to_use(project, strategy, model):
+    set_params(project / "params.yaml", export__strategy=strategy)
+    with pytest.raises(
+        StageError,
+        match=rf"'export.strategy' '{strategy}': .* use one of baseline, weighted, "
+        rf"resampled, or score with {re.escape(model)}",
+    ) as error:
+        export.main()
+    assert "\n" not in str(error.value) and not EXPORT_DIR.exists()
 
 
 def test_a_member_of_another_shape_is_named(project):

@@ -15,7 +15,7 @@ import tensorflow as tf
 from conftest import MIXED_DATA, REPO, make_creditcard, make_mixed, project_repo, raw_test_rows, set_cell, set_params
 
 from fraudflow import preprocess
-from fraudflow.common import PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
+from fraudflow.common import EVALUATED, PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
 from stages import clean, export, scale, score, split, train_logistic
 
 
@@ -42,7 +42,7 @@ def test_the_preprocessing_follows_the_data_section(mixed, monkeypatch):
     assert prep["features"][4:6] == ["x2_missing", "merchant=(other)"]
     assert not any(name.startswith(("tx_id", "event_time", "comment", "outcome")) for name in prep["features"])
     assert np.load(SCALED_DIR / "train_features.npy").shape[1] == len(prep["features"]) == 4 + 1 + 6 + 1 + 4
-    for name in ("baseline", "weighted", "resampled", "logistic"):
+    for name in EVALUATED:
         metrics = json.loads((mixed.cwd / "metrics" / "test" / f"{name}.json").read_text())
         assert 0 < metrics["average_precision"]["ensemble_lower"] < metrics["average_precision"]["ensemble"]
 

@@ -18,12 +18,13 @@ from conftest import (
     set_params,
 )
 
+from fraudflow.common import EVALUATED as ALL_STRATEGIES
 from fraudflow.figures import COLOURS
 
 DATA_STAGES = ["download", "clean", "split", "scale"]
-TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled", "train_logistic"]
+TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled", "train_logistic", "train_gbdt"]
 STRATEGIES = ["baseline", "weighted", "resampled"]  # the network's, which have a training history
-EVALUATED = [*STRATEGIES, "logistic"]
+EVALUATED = list(ALL_STRATEGIES)
 # The synthetic data has no duplicate rows, so the grouped split has the stratified split's counts and no twins.
 TEST_SPLIT = {"rows": 600, "frauds": 12, "duplicate_groups": 0, "rows_with_twin_in_other_split": 0}
 
