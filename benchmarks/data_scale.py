@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 PERIOD_SECONDS = 172_800  # creditcard.csv spans two days
 STAGES = ("download", "clean", "split", "scale")
 DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+EVALUATED = ("baseline", "weighted", "resampled", "logistic", "gbdt")  # fraudflow.common's, not imported here
 STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
-EVALUATED = ("baseline", "weighted", "resampled", "logistic")
 
 
 def negative_rates(factor: int) -> tuple[float, ...]:

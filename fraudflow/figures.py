@@ -86,7 +86,7 @@ def draw_confusion(results: dict, path):
     figure, all_axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.2 * rows), squeeze=False)
     for axes in all_axes.flat[len(results) :]:
         axes.set_axis_off()
-    for axes, (strategy, result) in zip(all_axes.flat, results.items(), strict=False):
+    for axes, (strategy, result) in zip(all_axes.flat[: len(results)], results.items(), strict=True):
         chosen = result["chosen"]
         counts = np.array([[chosen[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
         share = counts / counts.sum(axis=1, keepdims=True)

@@ -15,9 +15,9 @@ def prior_shift(strategy: str, train_labels: np.ndarray, negative_rate: float) -
     """The logit shift from the class odds a model trains with to the real odds of the training split.
 
     Class weights (each class carries half of the weight) and balanced batches both train at odds 1:1, with or
-    without negative sampling. The baseline and logistic regression train at the real odds, or at odds divided
-    by negative_rate on a negative sample: shift log(negative_rate), which is He et al.'s (2014) correction
-    q = p / (p + (1 - p) / negative_rate); 0 without sampling.
+    without negative sampling. The baseline, logistic regression and the trees train at the real odds, or at odds
+    divided by negative_rate on a negative sample: shift log(negative_rate), which is He et al.'s (2014)
+    correction q = p / (p + (1 - p) / negative_rate); 0 without sampling.
     """
     if strategy not in ("weighted", "resampled"):
         return float(np.log(negative_rate))

@@ -14,9 +14,9 @@ from unittest import mock
 import numpy as np
 
 from fraudflow.common import (
-    EVALUATED,
     EXPORT_DIR,
     MODELS_DIR,
+    REFERENCE_STRATEGY,
     STRATEGIES,
     TREES_STRATEGY,
     StageError,
@@ -159,15 +159,18 @@ def chosen_threshold(strategy: str) -> float:
 
 
 def main():
-    strategy = require(
-        load_params("export"), "export", "strategy", lambda v: v in EVALUATED, f"one of {', '.join(EVALUATED)}"
-    )
-    if strategy not in STRATEGIES:  # logistic regression's coefficients, or trees: no network members to pack
-        raise StageError(
-            f"params.yaml: param 'export.strategy' {strategy!r}: export packs a network strategy's members into one "
-            f"Keras model; use one of {', '.join(STRATEGIES)}, or score with models/{strategy}"
-            f"{'/member_<i>.pkl (scikit-learn)' if strategy == TREES_STRATEGY else '.json (coefficients)'} yourself"
+    params = load_params("export")
+    if params.get("strategy") in (REFERENCE_STRATEGY, TREES_STRATEGY):  # coefficients or trees: no network members
+        saved = (
+            "models/gbdt/member_<i>.pkl (scikit-learn)"
+            if params["strategy"] == TREES_STRATEGY
+            else "models/logistic.json"
         )
+        raise StageError(
+            f"params.yaml: param 'export.strategy' {params['strategy']!r}: export packs a network strategy's members "
+            f"into one Keras model; use one of {', '.join(STRATEGIES)}, or score with {saved} yourself"
+        )
+    strategy = require(params, "export", "strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}")
     eps = require(load_params("clean"), "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
     prep = load_preprocessing()
     # The same layer names and (unused) dropout seeds whatever ran before: both are written to the files.

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from fraudflow.common import (
+    MAX_MEMBERS,
     MODELS_DIR,
     PREDICTIONS_DIR,
     STRATEGIES,
@@ -25,7 +26,6 @@ from fraudflow.scaled import NpyRows, features_file, load_labels, negative_rate,
 
 HISTORY_DIR = "plots/history"
 METRICS_DIR = "metrics/train"
-MAX_MEMBERS = 64
 
 
 def read_settings(strategy: str) -> dict:

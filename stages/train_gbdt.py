@@ -17,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from fraudflow.common import (
+    MAX_MEMBERS,
     MODELS_DIR,
     PREDICTIONS_DIR,
     TREES_STRATEGY,
@@ -54,7 +55,13 @@ def read_settings() -> dict:
 
     return {
         "seed": require(shared, "train", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-        "members": require(shared, "train", "members", lambda v: positive_int(v) and v <= 64, "an integer in 1..64"),
+        "members": require(
+            shared,
+            "train",
+            "members",
+            lambda v: positive_int(v) and v <= MAX_MEMBERS,
+            f"an integer in 1..{MAX_MEMBERS}",
+        ),
         "learning_rate": require(
             own, "train_gbdt", "learning_rate", lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]"
         ),
@@ -92,8 +99,9 @@ def tree_model(settings: dict, member: int) -> HistGradientBoostingClassifier:
 
 
 def keep_best_trees(model: HistGradientBoostingClassifier):
-    """Cut a fitted model back to its trees up to the best validation score (scikit-learn keeps the `patience`
-    trees past it; tests/test_gbdt.py checks the cut model against scikit-learn's staged predictions)."""
+    """Cut a fitted model back to its trees up to its best validation score, at least one (scikit-learn stops once
+    `patience` trees in a row have not beaten the score before them, and keeps every tree it grew;
+    tests/test_gbdt.py checks the cut model against scikit-learn's staged predictions)."""
     best = max(int(np.argmax(model.validation_score_)), 1)  # validation_score_[i]: after i trees
     model._predictors = model._predictors[:best]  # n_iter_ follows
 

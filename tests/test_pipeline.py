@@ -180,12 +180,15 @@ def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path)
     assert len(drawn["roc"]["lines"]) == 2 * len(EVALUATED)
 
 
-def test_logistic_param_change_reruns_only_train_logistic_and_evaluate(repo, reproduced):
+@pytest.mark.parametrize(
+    ("stage", "change"), [("logistic", {"train_logistic__C": 0.01}), ("gbdt", {"train_gbdt__l2_regularization": 0.5})]
+)
+def test_a_reference_param_change_reruns_only_its_stage_and_evaluate(repo, reproduced, stage, change):
     repo.commit("results")
-    set_params(repo.cwd / "params.yaml", train_logistic__C=0.01)
-    assert repo.changed_stages() == {"train_logistic"}
-    assert ran(repo.run("dvc", "repro")) == {"train_logistic", "evaluate"}
-    assert_headline_diff_about("logistic", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
+    set_params(repo.cwd / "params.yaml", **change)
+    assert repo.changed_stages() == {f"train_{stage}"}
+    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "evaluate"}
+    assert_headline_diff_about(stage, json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
 def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(repo, reproduced):
