@@ -24,7 +24,6 @@ STRATEGIES = ("baseline", "weighted", "resampled")  # the network's ways to hand
 REFERENCE_STRATEGY = "logistic"  # logistic regression on the same features, the reference they must beat
 TREES_STRATEGY = "gbdt"  # gradient-boosted trees on the same features, what users would pick instead
 EVALUATED = (*STRATEGIES, REFERENCE_STRATEGY, TREES_STRATEGY)  # every strategy evaluate compares
-MAX_MEMBERS = 64  # train.members: members per strategy
 
 RAW_DIR = Path("data/raw")  # what download wrote: one of the two below
 RAW_CSV = RAW_DIR / "creditcard.csv"

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraudflow.common import SCALED_DIR, StageError, atomic_output, is_number, load_params, require
+from fraudflow.common import SCALED_DIR, StageError, atomic_output, is_int, is_number, load_params, require
 from fraudflow.inputs import batch_rows, exact_batches
 from fraudflow.outputs import RowGroupWriter
 
@@ -17,6 +17,7 @@ RANGE_BYTES = 1 << 24  # NpyRows.take reads its file in ranges of 16 MiB, lettin
 PREDICTED_SPLITS = ("val", "test")
 SAMPLE_STREAM = 1  # member m's negative sample is seeded by (train.seed, SAMPLE_STREAM, m), apart from its weights
 VALIDATION_STREAM = 2  # the validation split's fixed sample by (train.seed, VALIDATION_STREAM)
+MAX_MEMBERS = 64  # train.members: members per strategy
 
 
 class NpyRows:
@@ -106,6 +107,22 @@ def validation_sample(labels: np.ndarray, rate: float, seed: int) -> np.ndarray:
     """The validation rows early stopping scores: every positive and a fixed sample of the negatives at the same
     rate, the same for every member and epoch (every row when rate is 1)."""
     return negative_sample(labels, rate, [seed, VALIDATION_STREAM])
+
+
+def train_seed() -> int:
+    """train.seed: every strategy's members, samples and draws derive from it."""
+    return require(load_params("train"), "train", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+
+
+def train_members() -> int:
+    """train.members: the members of every strategy that has them (the networks', the trees')."""
+    return require(
+        load_params("train"),
+        "train",
+        "members",
+        lambda v: is_int(v) and 0 < v <= MAX_MEMBERS,
+        f"an integer in 1..{MAX_MEMBERS}",
+    )
 
 
 def negative_rate() -> float:

@@ -6,7 +6,6 @@ import time
 import numpy as np
 
 from fraudflow.common import (
-    MAX_MEMBERS,
     MODELS_DIR,
     PREDICTIONS_DIR,
     STRATEGIES,
@@ -22,7 +21,15 @@ from fraudflow.common import (
     write_json,
 )
 from fraudflow.members import MONITORS, fit_members, member_predictor
-from fraudflow.scaled import NpyRows, features_file, load_labels, negative_rate, write_predictions
+from fraudflow.scaled import (
+    NpyRows,
+    features_file,
+    load_labels,
+    negative_rate,
+    train_members,
+    train_seed,
+    write_predictions,
+)
 
 HISTORY_DIR = "plots/history"
 METRICS_DIR = "metrics/train"
@@ -39,14 +46,8 @@ def read_settings(strategy: str) -> dict:
         return is_int(v) and v > 0
 
     settings = {
-        "seed": require(shared, "train", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-        "members": require(
-            shared,
-            "train",
-            "members",
-            lambda v: positive_int(v) and v <= MAX_MEMBERS,
-            f"an integer in 1..{MAX_MEMBERS}",
-        ),
+        "seed": train_seed(),
+        "members": train_members(),
         "hidden_units": require(shared, "train", "hidden_units", positive_int, "an integer > 0"),
         "dropout": require(shared, "train", "dropout", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
         "learning_rate": require(shared, "train", "learning_rate", lambda v: is_number(v) and v > 0, "a number > 0"),

@@ -17,7 +17,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from fraudflow.common import (
-    MAX_MEMBERS,
     MODELS_DIR,
     PREDICTIONS_DIR,
     TREES_STRATEGY,
@@ -38,30 +37,25 @@ from fraudflow.scaled import (
     member_sample,
     member_seed,
     negative_rate,
+    train_members,
+    train_seed,
     validation_sample,
     write_predictions,
 )
 
-STRATEGY = TREES_STRATEGY
-METRICS_FILE = f"metrics/train/{STRATEGY}.json"
+METRICS_FILE = f"metrics/train/{TREES_STRATEGY}.json"
 THREADS = 2  # OpenMP threads of the fit (fixed, like TensorFlow's: fraudflow/__init__.py)
 
 
 def read_settings() -> dict:
-    own, shared = load_params("train_gbdt"), load_params("train")
+    own = load_params("train_gbdt")
 
     def positive_int(v):
         return is_int(v) and v > 0
 
     return {
-        "seed": require(shared, "train", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-        "members": require(
-            shared,
-            "train",
-            "members",
-            lambda v: positive_int(v) and v <= MAX_MEMBERS,
-            f"an integer in 1..{MAX_MEMBERS}",
-        ),
+        "seed": train_seed(),
+        "members": train_members(),
         "learning_rate": require(
             own, "train_gbdt", "learning_rate", lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]"
         ),
@@ -121,14 +115,14 @@ def main():
             keep_best_trees(model)
             members.append(model)
             best_ap.append(float(model.validation_score_.max()))
-            log.info("%s member %d: %d trees, validation AP %.4f", STRATEGY, member, model.n_iter_, best_ap[-1])
+            log.info("%s member %d: %d trees, validation AP %.4f", TREES_STRATEGY, member, model.n_iter_, best_ap[-1])
         seconds = time.perf_counter() - started
-        with atomic_output(MODELS_DIR / STRATEGY) as tmp:
+        with atomic_output(MODELS_DIR / TREES_STRATEGY) as tmp:
             tmp.mkdir()
             for number, model in enumerate(members):
                 (tmp / f"member_{number}.pkl").write_bytes(pickle.dumps(model, protocol=5))
         write_predictions(
-            PREDICTIONS_DIR / f"{STRATEGY}.parquet",
+            PREDICTIONS_DIR / f"{TREES_STRATEGY}.parquet",
             lambda x: np.stack([m.predict_proba(x)[:, 1] for m in members], axis=1),
         )
     trees = [model.n_iter_ for model in members]
@@ -140,7 +134,7 @@ def main():
             "best_val_prc": {"min": min(best_ap), "max": max(best_ap)},
         },
     )
-    log.info("%s: %d members, %d to %d trees in %.1f s", STRATEGY, len(members), min(trees), max(trees), seconds)
+    log.info("%s: %d members, %d to %d trees in %.1f s", TREES_STRATEGY, len(members), min(trees), max(trees), seconds)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from fraudflow.common import (
     PREDICTIONS_DIR,
     REFERENCE_STRATEGY,
     StageError,
-    is_int,
     is_number,
     load_params,
     load_preprocessing,
@@ -33,6 +32,7 @@ from fraudflow.scaled import (
     load_labels,
     member_sample,
     negative_rate,
+    train_seed,
     write_predictions,
 )
 
@@ -106,8 +106,7 @@ def main():
     c = require(params, "train_logistic", "C", lambda v: is_number(v) and v > 0, "a number > 0")
     rate, labels = negative_rate(), load_labels("train")
     check_negative_rate(labels, rate)
-    seed = require(load_params("train"), "train", "seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")
-    rows = member_sample(labels, rate, seed, 0)
+    rows = member_sample(labels, rate, train_seed(), 0)
     started = time.perf_counter()
     coefficients, intercept, iterations = fit(NpyRows(features_file("train")), rows, labels[rows], c)
     seconds = time.perf_counter() - started

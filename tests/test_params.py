@@ -49,11 +49,7 @@ def test_dvc_exp_run_set_param_changes_only_that_params_lines(tmp_path, section,
 
 def without_entry(lines: list[str], section: str, key: str) -> list[str]:
     """The file's lines without one param's: its key line and the lines under it (list items, a long text)."""
-    first = (
-        lines.index(f"{section}:")
-        if f"{section}:" in lines
-        else next(i for i, line in enumerate(lines) if line.startswith(f"{section}:"))
-    )
+    first = next(i for i, line in enumerate(lines) if line.startswith(f"{section}:"))
     start = next(i for i in range(first, len(lines)) if lines[i].startswith(f"  {key}:"))
     end = start + 1
     while end < len(lines) and (lines[end].startswith("  - ") or lines[end].startswith("    ")):
