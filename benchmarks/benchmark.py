@@ -43,10 +43,8 @@ TRAINED = re.compile(
 )
 REFERENCE = re.compile(r"^reference (?P<strategy>\w+): (?P<epochs>\d+) epochs, (?P<seconds>[\d.]+) s", re.M)
 DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
-# Members with random weights for the export (scoring speed does not depend on the weights), in the layout
-# the train stage writes.
-# Five baseline members with random weights (scoring speed does not depend on them) and the threshold evaluate
-# would have chosen, so that the export stage can run without training.
+# Five baseline members with random weights (scoring speed does not depend on them) and the threshold and k
+# evaluate would have chosen, so that the export stage can run without training.
 RANDOM_MEMBERS = """
 import json, keras
 from pathlib import Path
@@ -56,7 +54,8 @@ for i in range(5):
     layers = [keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.5), keras.layers.Dense(1, "sigmoid")]
     save_keras(keras.Sequential([keras.Input(shape=(29,)), *layers]), f"models/baseline/member_{i}.keras")
 Path("metrics/test").mkdir(parents=True, exist_ok=True)
-Path("metrics/test/baseline.json").write_text(json.dumps({"chosen": {"threshold": {"ensemble": 0.5}}}))
+chosen = {"chosen": {"threshold": {"ensemble": 0.5}}, "amount": {"k": {"ensemble": 1.0}}}
+Path("metrics/test/baseline.json").write_text(json.dumps(chosen))
 """
 # Scoring once the model is loaded, twice (the first run also pays TensorFlow's set-up on its first call):
 # wall and CPU seconds (all threads) of each run, and peak memory.

@@ -8,10 +8,19 @@ from itertools import combinations
 
 import numpy as np
 
+from fraudflow.costs import value_at_risk, value_scores
 from fraudflow.stats import Ranking, Thresholded, WeightStream, mean_interval, percentile_interval
 
-DIFFERENCE_METRICS = ("average_precision", "roc_auc", "recall_at_fpr", "chosen.cost_per_1000")
-LOWER_IS_BETTER = {"chosen.cost_per_1000"}
+# Paired between strategies (the amount.* ones with a cost column only)
+DIFFERENCE_METRICS = (
+    "average_precision",
+    "roc_auc",
+    "recall_at_fpr",
+    "chosen.cost_per_1000",
+    "amount.cost_per_1000",
+    "amount.savings",
+)
+LOWER_IS_BETTER = {"chosen.cost_per_1000", "amount.cost_per_1000"}
 COUNTS = ("tp", "fp", "tn", "fn")
 
 
@@ -19,20 +28,29 @@ class ModelScores:
     """Every metric of one model (a member or an ensemble) for k weightings of the test rows, summed block by block.
 
     Threshold-free scores and the calibrated probabilities' log loss and Brier score; counts and rates at the
-    threshold chosen on validation, with the cost per 1,000 transactions; and at the tutorial's fixed threshold
-    on the probabilities as trained, with their log loss and Brier score. A member's resamples are used only
-    for the DIFFERENCE_METRICS, so of the rest it sums only column 0 of the weights (the rows as they are).
+    threshold chosen on validation, with the cost per 1,000 transactions; with a cost column ("amount.k" chosen on
+    validation), counts, rates, cost, savings and value caught under the rule p / (1 - p) * value >
+    k * cost_false_positive (fraudflow/costs.py), and what it saves against the threshold's flags at the same
+    costs; and at the tutorial's fixed threshold on the probabilities as trained, with their log loss and Brier
+    score. A member's resamples are used only for the DIFFERENCE_METRICS, so of the rest it sums only column 0 of
+    the weights (the rows as they are).
     """
 
-    def __init__(self, positive_scores, chosen_threshold: float, settings: dict, k: int, member: bool, dtype):
+    def __init__(self, positive_scores, chosen: dict, settings: dict, k: int, member: bool, dtype):
         self.settings = settings
         self.ranking = Ranking(positive_scores, k, dtype)
-        self.chosen = Thresholded(chosen_threshold, k, 1 if member else k)
+        by_value = "amount.k" in chosen
+        self.chosen = Thresholded(chosen["chosen.threshold"], k, 1 if member else k, values=by_value)
+        self.amount = None
+        if by_value:
+            self.amount = Thresholded(chosen["amount.k"] * settings["cost_false_positive"], k, 0, values=True)
         self.tutorial = Thresholded(settings["threshold"], *((1, 1) if member else (k, k)))
 
-    def add(self, labels, calibrated, uncalibrated, weights: np.ndarray):
+    def add(self, labels, values, calibrated, uncalibrated, weights: np.ndarray):
         self.ranking.add(labels, calibrated, weights)
-        self.chosen.add(labels, calibrated, weights)
+        self.chosen.add(labels, calibrated, weights, values)
+        if self.amount:
+            self.amount.add(labels, value_at_risk(calibrated, values), weights, values)
         self.tutorial.add(labels, uncalibrated, weights)
 
     def scores(self, positive_weights: np.ndarray) -> dict:
@@ -48,6 +66,18 @@ class ModelScores:
         result |= {f"chosen.{k}": chosen[k] * size for k in COUNTS}
         result |= {f"chosen.{k}": chosen[k] for k in ("precision", "recall")}
         result["chosen.cost_per_1000"] = 1000 * cost / total
+        if self.amount:
+            amount = self.amount.scores()
+            result |= {f"amount.{k}": amount[k] * size for k in COUNTS}
+            result |= {f"amount.{k}": amount[k] for k in ("precision", "recall")}
+            values = value_scores(*(amount[k] for k in (*COUNTS, "tp_value", "fn_value")), s["cost_false_positive"])
+            result |= {f"amount.{k}": v for k, v in values.items()}
+            # The flat threshold's rows, their cost counted the same way: what the value rule saves against it
+            by_threshold = value_scores(
+                *(chosen[k] for k in (*COUNTS, "tp_value", "fn_value")), s["cost_false_positive"]
+            )
+            result["amount.threshold_cost_per_1000"] = by_threshold["cost_per_1000"]
+            result["amount.saved_per_1000"] = by_threshold["cost_per_1000"] - values["cost_per_1000"]
         result |= {f"tutorial.{k}": tutorial[k] * size[: tutorial[k].size] for k in COUNTS}
         result |= {f"tutorial.{k}": tutorial[k] for k in ("precision", "recall")}
         result |= {"uncalibrated.log_loss": tutorial["log_loss"], "uncalibrated.brier": tutorial["brier"]}
@@ -82,22 +112,22 @@ def bootstrap_scores(chunks, scorers: dict, resamples: int, seed: int) -> dict:
     {model: {metric: values}}, column 0 the rows as they are, then one value per resample (paired)."""
     positive_weights = []
     with WeightStream(seed, resamples) as stream:
-        for labels, predictions in chunks:
+        for labels, values, predictions in chunks:
             weights = stream.next(len(labels))
             positive_weights.append(weights[labels == 1])
             for (name, model), scorer in scorers.items():
                 calibrated, uncalibrated = predictions[name]
                 if model == "ensemble":
-                    scorer.add(labels, ensemble(calibrated), ensemble(uncalibrated), weights)
+                    scorer.add(labels, values, ensemble(calibrated), ensemble(uncalibrated), weights)
                 else:
-                    scorer.add(labels, calibrated[:, model], uncalibrated[:, model], weights)
+                    scorer.add(labels, values, calibrated[:, model], uncalibrated[:, model], weights)
     positive_weights = np.concatenate(positive_weights)
     return {key: scorer.scores(positive_weights) for key, scorer in scorers.items()}
 
 
-def point(scores: dict, threshold: float) -> dict:
-    """Column 0 of a model's scores: its metrics on the test rows as they are."""
-    return {name: float(values[0]) for name, values in scores.items()} | {"chosen.threshold": threshold}
+def point(scores: dict, chosen: dict) -> dict:
+    """Column 0 of a model's scores: its metrics on the test rows as they are, and what was chosen on validation."""
+    return {name: float(values[0]) for name, values in scores.items()} | chosen
 
 
 def summary(ensemble_point: dict, members: list[dict], resampled: dict) -> dict:
@@ -144,7 +174,7 @@ def paired_differences(points: dict, resampled: dict, members: dict, seed: int) 
     result = {}
     for first, second in combinations(points, 2):
         pair = {}
-        for metric in DIFFERENCE_METRICS:
+        for metric in (m for m in DIFFERENCE_METRICS if m in resampled[(first, "ensemble")]):
             ensemble = resampled[(first, "ensemble")][metric] - resampled[(second, "ensemble")][metric]
             by_member = np.array(
                 [
@@ -172,28 +202,27 @@ def paired_differences(points: dict, resampled: dict, members: dict, seed: int) 
 
 
 def compare(chunks, strategies: dict, rows: int, settings: dict):
-    """chunks: the test rows block by block, in order, as (labels, {strategy:
-    (calibrated, uncalibrated) (rows, members) probabilities}); strategies: {name: {"positives": {model: its
-    calibrated scores of the positive test rows, for "ensemble" and each member i}, "thresholds": one chosen
-    threshold per member, "ensemble_threshold"}}; rows: how many test rows. Returns ({strategy: summary},
-    paired differences)."""
+    """chunks: the test rows block by block, in order, as (labels, their values in the cost column or None,
+    {strategy: (calibrated, uncalibrated) (rows, members) probabilities}); strategies: {name: {"positives":
+    {model: its calibrated scores of the positive test rows}, "chosen": {model: what was chosen on validation
+    ({"chosen.threshold": ..., "amount.k": ... with a cost column})}}, models "ensemble" and each member i};
+    rows: how many test rows. Returns ({strategy: summary}, paired differences)."""
     k = 1 + settings["resamples"]
     dtype = np.float32 if rows < 1 << 23 else np.float64  # a resample's sums stay below 2^24, exact in float32
-    scorers, thresholds = {}, {}
+    scorers = {}
     for name, s in strategies.items():
-        thresholds[name] = {"ensemble": s["ensemble_threshold"]} | dict(enumerate(s["thresholds"]))
-        for model, threshold in thresholds[name].items():
+        for model, chosen in s["chosen"].items():
             member = model != "ensemble"
-            scorers[(name, model)] = ModelScores(s["positives"][model], threshold, settings, k, member, dtype)
+            scorers[(name, model)] = ModelScores(s["positives"][model], chosen, settings, k, member, dtype)
     scores = bootstrap_scores(chunks, scorers, settings["resamples"], settings["seed"])
     resampled = {key: {metric: values[1:] for metric, values in model.items()} for key, model in scores.items()}
-    members = {name: len(s["thresholds"]) for name, s in strategies.items()}
+    members = {name: len(s["chosen"]) - 1 for name, s in strategies.items()}
     points = {
         name: {
-            "ensemble": point(scores[(name, "ensemble")], thresholds[name]["ensemble"]),
-            "members": [point(scores[(name, i)], thresholds[name][i]) for i in range(members[name])],
+            "ensemble": point(scores[(name, "ensemble")], s["chosen"]["ensemble"]),
+            "members": [point(scores[(name, i)], s["chosen"][i]) for i in range(members[name])],
         }
-        for name in strategies
+        for name, s in strategies.items()
     }
     summaries = {
         name: nest(summary(p["ensemble"], p["members"], resampled[(name, "ensemble")])) for name, p in points.items()

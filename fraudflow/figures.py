@@ -79,16 +79,17 @@ def draw_prc(curves: dict, results: dict, path):
 
 
 def draw_confusion(results: dict, path):
-    """The ensembles' 2x2 counts at the threshold chosen on validation, at most CONFUSION_COLUMNS a row (so the
-    figure fits the plots page); colour is the share of the actual class, so the small cells show."""
+    """The ensembles' 2x2 counts under the rule chosen on validation (with a cost column the value rule at its k,
+    else the threshold), at most CONFUSION_COLUMNS a row (so the figure fits the plots page); colour is the share
+    of the actual class, so the small cells show."""
     columns = min(len(results), CONFUSION_COLUMNS)
     rows = -(-len(results) // columns)
     figure, all_axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.2 * rows), squeeze=False)
     for axes in all_axes.flat[len(results) :]:
         axes.set_axis_off()
     for axes, (strategy, result) in zip(all_axes.flat[: len(results)], results.items(), strict=True):
-        chosen = result["chosen"]
-        counts = np.array([[chosen[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
+        rule = result.get("amount", result["chosen"])
+        counts = np.array([[rule[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
         share = counts / counts.sum(axis=1, keepdims=True)
         axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (row, column), count in np.ndenumerate(counts):
@@ -100,9 +101,11 @@ def draw_confusion(results: dict, path):
             yticks=[0, 1],
             xlabel="Predicted label",
             ylabel="Actual label",
-            title=f"{strategy} @ {chosen['threshold']['ensemble']:.3g}",
+            title=f"{strategy} @ k {rule['k']['ensemble']:.3g}"
+            if "k" in rule
+            else f"{strategy} @ {rule['threshold']['ensemble']:.3g}",
         )
-    figure.suptitle("Test split, at each strategy's threshold chosen on validation", y=1.02)
+    figure.suptitle("Test split, under each strategy's rule chosen on validation (@ its k or threshold)", y=1.02)
     save_figure(figure, path)
 
 

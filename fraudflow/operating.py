@@ -1,4 +1,4 @@
-"""Operating points (pure numpy): prior correction of probabilities, the cost-minimising threshold, reliability.
+"""Operating points (pure numpy): prior correction of probabilities, the least-cost cut of scores, reliability.
 
 Prior correction (Dal Pozzolo et al. 2015, "Calibrating Probability with Undersampling for Unbalanced
 Classification"): a model trained as if frauds were a share pi' of the data predicts odds inflated by
@@ -40,15 +40,28 @@ def cost_threshold(labels: np.ndarray, probabilities: np.ndarray, cost_fn: float
     Every distinct cut between two neighbouring probabilities is tried; the threshold is the midpoint of the
     best cut (on ties, the one flagging fewest rows).
     """
+    return least_cost_cut(labels, probabilities, cost_fn, cost_fp, 1.0)
+
+
+def least_cost_cut(labels: np.ndarray, scores: np.ndarray, cost_fn, cost_fp: float, top: float | None) -> float:
+    """The threshold (flag score > threshold) with the least cost on these rows: cost_fn per missed positive (a
+    number, or one per row) plus cost_fp per false alarm. The midpoint of the best cut between two neighbouring
+    scores (on ties, the one flagging fewest rows); flagging nothing cuts between `top` (None: the highest score)
+    and the highest score, flagging everything between the lowest score and 0."""
     if not labels.any():
         raise ValueError("no frauds among them, so a missed fraud costs nothing and no threshold can be chosen")
-    order = np.argsort(-probabilities, kind="stable")
-    ranked, positive = probabilities[order], labels[order].astype(bool)
+    order = np.argsort(-scores, kind="stable")
+    ranked, positive = scores[order], labels[order].astype(bool)
     ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last row of each group of equal values
-    tp = np.r_[0, np.cumsum(positive)[ends]]  # flagging the first k groups, k = 0 .. groups
-    fp = np.r_[0, np.cumsum(~positive)[ends]]
-    best = int(np.argmin(cost_fn * (positive.sum() - tp) + cost_fp * fp))
-    values = np.r_[1.0, ranked[ends], 0.0]  # the cut after group k lies between values[k] and values[k + 1]
+    fp = np.r_[0, np.cumsum(~positive)[ends]]  # flagging the first k groups, k = 0 .. groups
+    if np.ndim(cost_fn) == 0:
+        tp = np.r_[0, np.cumsum(positive)[ends]]
+        missed = cost_fn * (positive.sum() - tp)
+    else:
+        caught = np.r_[0, np.cumsum(np.where(positive, cost_fn[order], 0))[ends]]
+        missed = caught[-1] - caught
+    best = int(np.argmin(missed + cost_fp * fp))
+    values = np.r_[ranked[0] if top is None else top, ranked[ends], 0.0]  # cut k lies between values[k], [k + 1]
     return float((values[best] + values[best + 1]) / 2)
 
 

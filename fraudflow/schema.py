@@ -72,6 +72,39 @@ def read_schema() -> Schema:
     return schema
 
 
+def cost_column() -> str | None:
+    """The column evaluate.cost_false_negative names (each missed positive then costs its own row's value), or
+    None for a flat cost (a number, which evaluate checks)."""
+    value = load_params("evaluate").get("cost_false_negative")
+    return value if isinstance(value, str) else None
+
+
+def check_cost_role(schema: Schema, cost: str, path):
+    """Fails unless the cost column is a numeric feature, a data.log column or a data.drop column."""
+    roles = {"label": [schema.label], "time": [schema.time], "ids": schema.ids}
+    roles["categorical"] = schema.categorical if schema.categorical != "auto" else []
+    for role, columns in roles.items():
+        if cost in columns:
+            raise StageError(
+                f"{path}: column '{cost}' (evaluate.cost_false_negative) is data.{role}; the cost column must be a "
+                "numeric column (a feature, a data.log column, or in data.drop to be the cost only)"
+            )
+
+
+def checked_costs(raw: pd.Series, path, name: str, first_row: int = 0) -> pd.Series:
+    """The cost column as float64, or fail at its first row without a number >= 0 (the rule needs every row's)."""
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    absent = raw.isna()
+    what = "the cost column (evaluate.cost_false_negative), which needs a number >= 0 in every row"
+    checks = [
+        (absent, f"missing value in {what}"),
+        (~absent & values.isna(), f"text in {what}"),
+        (np.isinf(values) | (values < 0), f"negative or non-finite value in {what}"),
+    ]
+    fail_at(path, name, raw, checks, first_row)
+    return values
+
+
 def max_categories() -> int:
     value = load_params(SECTION).get("max_categories")
     if not is_int(value) or value < 1:

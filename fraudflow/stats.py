@@ -147,23 +147,31 @@ def log_loss_rows(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
 
 
 class Thresholded:
-    """tp, fp, tn, fn, precision, recall (predicted fraud: p > threshold) for k row weightings, and log loss and
-    Brier score for the first loss_k of them, summed chunk by chunk (sparse products: the same bits on every
+    """tp, fp, tn, fn, precision, recall (predicted fraud: score > threshold) for k row weightings; log loss and
+    Brier score of the scores (probabilities) for the first loss_k of them; with `values`, the positives' value
+    sums, flagged (tp_value) and missed (fn_value). Summed chunk by chunk (sparse products: the same bits on every
     processor)."""
 
-    def __init__(self, threshold: float, k: int, loss_k: int | None = None):
+    def __init__(self, threshold: float, k: int, loss_k: int | None = None, values: bool = False):
         self.threshold, self.k = threshold, k
         self.cells, self.losses = np.zeros((4, k)), np.zeros((2, k if loss_k is None else loss_k))
+        self.value_cells = np.zeros((4, k)) if values else None
 
-    def add(self, labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray):
-        flagged, positive = probabilities > self.threshold, labels.astype(bool)
+    def add(self, labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, values: np.ndarray | None = None):
+        flagged, positive = scores > self.threshold, labels.astype(bool)
         cell = np.where(flagged, np.where(positive, 0, 1), np.where(positive, 3, 2))  # tp, fp, tn, fn
         rows = len(labels)
         cells = sparse.csc_array((np.ones(rows, weights.dtype), cell, np.arange(rows + 1)), shape=(4, rows))
         self.cells += cells @ weights[:, : self.k]
-        per_row = np.stack([log_loss_rows(labels, probabilities), (probabilities - labels) ** 2], axis=1)
-        losses = sparse.csc_array((per_row.ravel(), np.tile([0, 1], rows), np.arange(0, 2 * rows + 1, 2)), (2, rows))
-        self.losses += losses @ weights[:, : self.losses.shape[1]]
+        if self.value_cells is not None:
+            by_value = sparse.csc_array((values.astype(weights.dtype), cell, np.arange(rows + 1)), shape=(4, rows))
+            self.value_cells += by_value @ weights[:, : self.k]
+        if self.losses.shape[1]:
+            per_row = np.stack([log_loss_rows(labels, scores), (scores - labels) ** 2], axis=1)
+            losses = sparse.csc_array(
+                (per_row.ravel(), np.tile([0, 1], rows), np.arange(0, 2 * rows + 1, 2)), (2, rows)
+            )
+            self.losses += losses @ weights[:, : self.losses.shape[1]]
 
     def scores(self) -> dict:
         """Every metric, one value per weighting (log loss and Brier score: per loss weighting)."""
@@ -171,7 +179,7 @@ class Thresholded:
         total = tp + fp + tn + fn
         loss, squared_error = self.losses / total[: self.losses.shape[1]]
         with np.errstate(invalid="ignore", divide="ignore"):
-            return {
+            result = {
                 "tp": tp,
                 "fp": fp,
                 "tn": tn,
@@ -181,6 +189,9 @@ class Thresholded:
                 "log_loss": loss,
                 "brier": squared_error,
             }
+        if self.value_cells is not None:
+            result |= {"tp_value": self.value_cells[0], "fn_value": self.value_cells[3]}
+        return result
 
 
 def percentile_interval(values: np.ndarray) -> tuple[float, float]:

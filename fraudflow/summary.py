@@ -9,7 +9,7 @@ The full detail stays in metrics/test/, metrics/differences.json, metrics/train/
 import math
 
 SUMMARY_FILE = "metrics/summary.json"
-RATE_DECIMALS = 3  # AP, ROC AUC, recall and precision: test intervals are several hundredths wide
+RATE_DECIMALS = 3  # AP, ROC AUC, recall, precision, value caught: test intervals are several hundredths wide
 
 
 def cost_decimals(width: float) -> int:
@@ -26,21 +26,25 @@ def with_interval(summary: dict, decimals: int) -> str:
 
 def summarise(results: dict, differences: dict) -> dict:
     """{strategy: its headline numbers} and {'first-second': the verdicts on AP and cost}, from evaluate's
-    results and differences (metrics/test/<strategy>.json, metrics/differences.json)."""
+    results and differences (metrics/test/<strategy>.json, metrics/differences.json). The cost, precision and
+    recall are those of the rule that flags rows (the one export packs): with a cost column the value rule
+    ("amount", with the share of the positives' value caught), else the threshold of least flat cost."""
     summary = {}
     for strategy, result in results.items():
-        chosen, cost = result["chosen"], result["chosen"]["cost_per_1000"]
+        rule = result.get("amount", result["chosen"])
+        cost = rule["cost_per_1000"]
         summary[strategy] = {
             "ap": with_interval(result["average_precision"], RATE_DECIMALS),
             "roc_auc": round(result["roc_auc"]["ensemble"], RATE_DECIMALS),
             "recall_at_fpr": round(result["recall_at_fpr"]["ensemble"], RATE_DECIMALS),
             "cost": with_interval(cost, cost_decimals(cost["ensemble_upper"] - cost["ensemble_lower"])),
-            "precision": round(chosen["precision"]["ensemble"], RATE_DECIMALS),
-            "recall": round(chosen["recall"]["ensemble"], RATE_DECIMALS),
+            **({"caught": with_interval(rule["caught"], RATE_DECIMALS)} if "caught" in rule else {}),
+            "precision": round(rule["precision"]["ensemble"], RATE_DECIMALS),
+            "recall": round(rule["recall"]["ensemble"], RATE_DECIMALS),
         }
     for pair, difference in differences.items():
         summary[pair] = {
             "ap": difference["average_precision"]["verdict"],
-            "cost": difference["chosen"]["cost_per_1000"]["verdict"],
+            "cost": difference.get("amount", difference["chosen"])["cost_per_1000"]["verdict"],
         }
     return summary

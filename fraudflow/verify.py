@@ -56,8 +56,9 @@ TRAINING_OUTPUTS = [
     "plots/*.png",
     "dvc.lock",
 ]
-# Points of curves (a probability that moves across a calibration bin's edge moves a row between bins) and pixels.
-DRAWINGS = ["plots/roc/*", "plots/prc/*", "plots/calibration/*", "*.png"]
+# Points of curves (a probability that moves across a calibration bin's edge moves a row between bins; one across
+# k * cost_false_positive changes a validation cost) and pixels.
+DRAWINGS = ["plots/roc/*", "plots/prc/*", "plots/calibration/*", "plots/costk/*", "*.png"]
 HISTORIES = "plots/history/*"
 EPOCHS = ("member", "epoch")  # the history columns that must match exactly
 

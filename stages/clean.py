@@ -2,9 +2,11 @@
 
 The raw table is data/raw/creditcard.csv (a CSV) or data/raw/creditcard.parquet (a Parquet file or folder), as
 download wrote it. Rows keep their order; data.drop columns go; each data.log column becomes
-Log<name> = log(value + clean.eps) in its place; the time column becomes float64 (numbers as they are, dates as
-seconds since 1970), split orders rows by it; the label becomes 0/1 (1 for data.positive), last. The roles of the
-columns go into the file's metadata (fraudflow/schema.py). Memory does not grow with the rows.
+Log<name> = log(value + clean.eps) in its place; a cost column (evaluate.cost_false_negative naming one) keeps its
+raw values, also beside Log<name> or when in data.drop (a cost then, not a feature); the time column becomes
+float64 (numbers as they are, dates as seconds since 1970), split orders rows by it; the label becomes 0/1 (1 for
+data.positive), last. The roles of the columns go into the file's metadata (fraudflow/schema.py). Memory does not
+grow with the rows.
 """
 
 from dataclasses import dataclass
@@ -30,8 +32,11 @@ from fraudflow.outputs import RowGroupWriter
 from fraudflow.schema import (
     RowError,
     Schema,
+    check_cost_role,
     checked_categories,
+    checked_costs,
     checked_numbers,
+    cost_column,
     fail_at,
     is_dates,
     read_schema,
@@ -48,7 +53,13 @@ class Plan:
     schema: Schema
     categorical: list
     numeric: list  # output names (Log<name> for data.log columns)
+    cost: str | None  # evaluate.cost_false_negative's column, kept with its raw values
     output: pa.Schema
+
+    @property
+    def dropped(self) -> list:
+        """The data.drop columns that go (all but the cost column)."""
+        return [name for name in self.schema.drop if name != self.cost]
 
     def roles(self) -> dict:
         return {
@@ -59,12 +70,14 @@ class Plan:
             "categorical": self.categorical,
             "log": {f"Log{name}": name for name in self.schema.log},
             "missing": self.schema.missing,
+            "cost": self.cost,
         }
 
 
-def plan(path: Path, schema: Schema, types: pa.Schema) -> Plan:
+def plan(path: Path, schema: Schema, types: pa.Schema, cost: str | None) -> Plan:
     """The plan for an input whose columns have these (inferred or stored) types; fails on a declared column that
-    is absent, a repeated column name, a Log<name> that exists, or no feature left."""
+    is absent, a repeated column name, a Log<name> that exists, a cost column that is not numeric, or no feature
+    left."""
     names = types.names
     repeated = [name for i, name in enumerate(names) if name in names[:i]]
     if repeated:
@@ -79,10 +92,13 @@ def plan(path: Path, schema: Schema, types: pa.Schema) -> Plan:
     }
     for role, columns in declared.items():
         inputs.require_columns(names, path, columns, f" (named in data.{role})")
+    if cost:
+        inputs.require_columns(names, path, [cost], " (named in evaluate.cost_false_negative)")
+        check_cost_role(schema, cost, path)
     not_features = {schema.label, schema.time, *schema.ids, *schema.drop, *schema.log}
     features = [field for field in types if field.name not in not_features]
     if schema.categorical == "auto":  # every column that is not numbers (in a CSV: in its first block)
-        categorical = [field.name for field in features if not is_numbers(field)]
+        categorical = [field.name for field in features if not is_numbers(field) and field.name != cost]
     else:
         categorical = schema.categorical
     output, numeric = [], []
@@ -104,8 +120,10 @@ def plan(path: Path, schema: Schema, types: pa.Schema) -> Plan:
             numeric.append(new)
     if not numeric and not categorical:
         raise StageError(f"{path}: no feature columns are left (all are data.label, time, ids or drop)")
+    if cost in (*schema.log, *schema.drop):
+        output.append(pa.field(cost, pa.float64()))
     output.append(pa.field(schema.label, pa.int8()))
-    return Plan(path, schema, categorical, numeric, pa.schema(output))
+    return Plan(path, schema, categorical, numeric, cost, pa.schema(output))
 
 
 class Label:
@@ -205,9 +223,14 @@ def clean_column(raw: pd.Series, name: str, plan: Plan, label: Label, eps: float
         return {name: times(raw, path, name, first_row)}
     if name in plan.categorical:
         return {name: checked_categories(raw, path, name, schema.missing, first_row)}
+    result = {}
     if name in schema.log:
-        return {f"Log{name}": np.log(checked_numbers(raw, path, name, True, schema.missing, first_row) + eps)}
-    return {name: checked_numbers(raw, path, name, False, schema.missing, first_row)}
+        result[f"Log{name}"] = np.log(checked_numbers(raw, path, name, True, schema.missing, first_row) + eps)
+    elif name not in schema.drop:
+        result[name] = checked_numbers(raw, path, name, False, schema.missing, first_row)
+    if name == plan.cost:  # its raw values (for a plain numeric feature: the same)
+        result[name] = checked_costs(raw, path, name, first_row)
+    return result
 
 
 def as_arrow(values, field: pa.Field):
@@ -215,24 +238,24 @@ def as_arrow(values, field: pa.Field):
     return values if isinstance(values, pa.ChunkedArray) else pa.array(values, type=field.type)
 
 
-def csv_plan(path: Path, schema: Schema) -> tuple[Plan, object]:
+def csv_plan(path: Path, schema: Schema, cost: str | None) -> tuple[Plan, object]:
     """The plan for a CSV and its batches. Types come from the first block as Arrow infers them: the label, ids,
     category and data.drop columns are read as text, the time column as numbers if it holds numbers there (else
     as text), every other column as float64."""
     first = inputs.csv_first_block(path)
-    text = {schema.label, *schema.ids, *schema.drop, *plan(path, schema, first.schema).categorical}
+    text = {schema.label, *schema.ids, *schema.drop, *plan(path, schema, first.schema, cost).categorical} - {cost}
     types = pa.schema(
         (f.name, pa.string() if f.name in text or (f.name == schema.time and not is_numbers(f)) else pa.float64())
         for f in first.schema
     )
-    typed = plan(path, schema, types)
+    typed = plan(path, schema, types, cost)
 
     def name_bad_value(path, first_row):
         """Read the block that Arrow could not convert again, each column as Arrow infers it, and clean it: that
         names the column, row and value."""
         block = inputs.csv_block_at(path, first_row, None)
         if block is not None:
-            block = pa.Table.from_batches([block]).drop_columns(schema.drop)
+            block = pa.Table.from_batches([block]).drop_columns(typed.dropped)
             clean_batch(block, typed, Label(path, schema), 1.0, first_row)
 
     return typed, inputs.csv_batches(path, types, "clean", name_bad_value)
@@ -244,9 +267,9 @@ def is_numbers(field: pa.Field) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or kind == pa.null()
 
 
-def parquet_plan(path: Path, schema: Schema) -> tuple[Plan, object]:
+def parquet_plan(path: Path, schema: Schema, cost: str | None) -> tuple[Plan, object]:
     dataset = inputs.parquet_dataset(path)
-    return plan(path, schema, dataset.schema), inputs.parquet_batches(dataset, "clean")
+    return plan(path, schema, dataset.schema, cost), inputs.parquet_batches(dataset, "clean")
 
 
 def main():
@@ -254,13 +277,13 @@ def main():
     eps = require(params, "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
     schema = read_schema()
     source = inputs.raw_input()
-    the_plan, batches = (csv_plan if source == RAW_CSV else parquet_plan)(source, schema)
+    the_plan, batches = (csv_plan if source == RAW_CSV else parquet_plan)(source, schema, cost_column())
     label = Label(source, schema)
     rows = positives = 0
     with atomic_output(CLEAN_PARQUET) as tmp:
         with RowGroupWriter(tmp, with_roles(the_plan.output, the_plan.roles())) as writer:
             for table in inputs.exact_batches(batches, inputs.batch_rows()):
-                cleaned = clean_batch(table.drop_columns(schema.drop), the_plan, label, eps, rows)
+                cleaned = clean_batch(table.drop_columns(the_plan.dropped), the_plan, label, eps, rows)
                 writer.write(cleaned)
                 rows += table.num_rows
                 positives += int(cleaned[schema.label].to_numpy().sum())

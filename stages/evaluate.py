@@ -1,22 +1,23 @@
-"""evaluate: every strategy's test metrics with 95 % intervals at three operating points, paired differences,
-their headline numbers (metrics/summary.json), curves and PNG figures.
+"""evaluate: every strategy's test metrics with 95 % intervals at three operating points (four with a cost
+column), paired differences, their headline numbers (metrics/summary.json), curves and PNG figures.
 
 Probabilities are first corrected to the real fraud rate wherever a model trained at other odds (prior
 correction: the weighted and resampled strategies, and any model trained on a negative sample); each model's
-cost-minimising threshold is chosen on the validation split and applied unchanged to the test split.
+cost-minimising threshold is chosen on the validation split and applied unchanged to the test split. When
+evaluate.cost_false_negative names a column (Amount), each missed positive costs its own row's value there: the
+flat cost is then the mean value of the training split's positives, and each model's k of the rule
+p / (1 - p) * value > k * cost_false_positive (fraudflow/costs.py) is chosen on validation too.
 """
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from sklearn import metrics
 
-from fraudflow import figures
+from fraudflow import figures, inputs
 from fraudflow.common import (
     EVALUATED,
     PREDICTIONS_DIR,
+    SPLIT_DIR,
     StageError,
     atomic_output,
     is_int,
@@ -27,34 +28,38 @@ from fraudflow.common import (
     run,
     write_json,
 )
-from fraudflow.compare import MemberMean, compare
-from fraudflow.inputs import exact_batches
-from fraudflow.operating import cost_threshold, prior_shift, reliability, shift_probabilities
+from fraudflow.compare import compare
+from fraudflow.costs import chosen_k, cost_curve, k_grid
+from fraudflow.operating import cost_threshold, prior_shift, reliability
+from fraudflow.predictions import MemberColumns, test_blocks
 from fraudflow.scaled import load_labels, negative_rate
-from fraudflow.stats import DRAW_ROWS
+from fraudflow.schema import roles_of
 from fraudflow.summary import SUMMARY_FILE, summarise
 
 METRICS_DIR = "metrics/test"
 DIFFERENCES_FILE = "metrics/differences.json"
 PLOTS_DIR = "plots"
-BLOCK_ROWS = DRAW_ROWS  # test rows read and scored at a time; no result depends on it
 
 
 def read_settings() -> dict:
     params = load_params("evaluate")
 
-    def number(v):
-        return is_number(v) and v >= 0
+    def rate(v):
+        return is_number(v) and 0 < v < 1
 
     return {
-        "threshold": require(
-            params, "evaluate", "threshold", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
+        "threshold": require(params, "evaluate", "threshold", rate, "a number between 0 and 1"),
+        "cost_false_negative": require(
+            params,
+            "evaluate",
+            "cost_false_negative",
+            lambda v: (is_number(v) and v > 0) or (isinstance(v, str) and v),
+            "a number > 0 or the name of a numeric column",
         ),
-        "cost_false_negative": require(params, "evaluate", "cost_false_negative", number, "a number >= 0"),
-        "cost_false_positive": require(params, "evaluate", "cost_false_positive", number, "a number >= 0"),
-        "false_positive_rate": require(
-            params, "evaluate", "false_positive_rate", lambda v: is_number(v) and 0 < v < 1, "a number between 0 and 1"
+        "cost_false_positive": require(
+            params, "evaluate", "cost_false_positive", lambda v: is_number(v) and v > 0, "a number > 0"
         ),
+        "false_positive_rate": require(params, "evaluate", "false_positive_rate", rate, "a number between 0 and 1"),
         "curve_points": require(params, "evaluate", "curve_points", lambda v: is_int(v) and v >= 2, "an integer >= 2"),
         "resamples": require(
             params, "evaluate", "bootstrap_resamples", lambda v: is_int(v) and v >= 100, "an integer >= 100"
@@ -63,86 +68,54 @@ def read_settings() -> dict:
     }
 
 
-def member_columns(strategy: str) -> list[str]:
-    """The member_<i> columns of a strategy's predictions file."""
-    path = PREDICTIONS_DIR / f"{strategy}.parquet"
-    try:
-        names = pq.read_schema(path).names
-    except (OSError, pa.ArrowException) as error:
-        raise StageError(f"{path}: cannot read Parquet ({error}); run 'dvc repro train_{strategy}'") from error
-    members = [name for name in names if name.startswith("member_")]
-    missing = [name for name in ("split", "label") if name not in names] + ([] if members else ["member_<i>"])
-    if missing:
-        raise StageError(f"{path}: no {' or '.join(missing)} columns; run 'dvc repro train_{strategy}'")
-    return members
+def split_values(split: str, column: str, labels: bool = False):
+    """The cost column of one split (data/split/<split>.parquet, rows in the order of the scaled split and the
+    predictions), float64; with `labels`, also the label column."""
+    path = SPLIT_DIR / f"{split}.parquet"
+    file = inputs.parquet_file(path, "split")
+    roles = roles_of(file.schema_arrow, path)
+    if roles.get("cost") != column:
+        raise StageError(f"{path}: no cost column '{column}' (evaluate.cost_false_negative); run 'dvc repro clean'")
+    names = [column, roles["label"]] if labels else [column]
+    table = file.read(columns=names)
+    values = table[column].to_numpy().astype(np.float64)
+    return (values, table[roles["label"]].to_numpy()) if labels else values
 
 
-def as_arrays(table: pa.Table, members: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and (rows, members) probabilities as trained."""
-    probabilities = np.stack([table[name].to_numpy() for name in members]).T
-    return table["label"].to_numpy(), probabilities
+def row_costs(settings: dict) -> dict:
+    """What a missed positive costs: "flat", evaluate.cost_false_negative or with a cost column the mean value of
+    the training split's positives; with a cost column also per row of the val and test splits."""
+    column = settings["cost_column"]
+    if column is None:
+        return {"flat": settings["cost_false_negative"]}
+    values, labels = split_values("train", column, labels=True)
+    return {"flat": float(values[labels == 1].mean())} | {s: split_values(s, column) for s in ("val", "test")}
 
 
-def split_batches(strategy: str, split: str, columns: list[str]):
-    """One split's rows of some columns of a strategy's predictions, in batches of at most BLOCK_ROWS rows, read
-    a row group at a time (pyarrow's iter_batches kept every row it had read until the file was closed: 600 MB
-    for the four files' test rows at 64x)."""
-    file = pq.ParquetFile(PREDICTIONS_DIR / f"{strategy}.parquet")
-    for group in range(file.num_row_groups):
-        rows = file.read_row_group(group, columns=["split", *columns])
-        yield from rows.filter(pc.equal(rows["split"], split)).to_batches(max_chunksize=BLOCK_ROWS)
-
-
-def split_column(strategy: str, split: str, column: str) -> np.ndarray:
-    """One column of one split of a strategy's predictions, whole."""
-    return pa.Table.from_batches(split_batches(strategy, split, [column]))[column].to_numpy()
-
-
-class MemberColumns:
-    """One split of a strategy's predictions, one member's column at a time, prior-corrected by `shift`; the
-    ensemble's probabilities, as trained and corrected, are summed on the way (so memory holds about three
-    columns, never every member's)."""
-
-    def __init__(self, strategy: str, split: str, shift: float):
-        self.strategy, self.split, self.shift = strategy, split, shift
-        self.labels = split_column(strategy, split, "label")
-        self.as_trained, self.calibrated = MemberMean(), MemberMean()
-
-    def __iter__(self):
-        for name in member_columns(self.strategy):
-            raw = split_column(self.strategy, self.split, name)
-            calibrated = shift_probabilities(raw, self.shift)
-            self.as_trained.add(raw)
-            self.calibrated.add(calibrated)
-            yield calibrated
-
-
-def strategy_test_blocks(strategy: str):
-    """A strategy's test rows in blocks of BLOCK_ROWS rows: (labels, probabilities as trained)."""
-    members = member_columns(strategy)
-    for table in exact_batches(split_batches(strategy, "test", ["label", *members]), BLOCK_ROWS):
-        yield as_arrays(table, members)
-
-
-def test_blocks(shifts: dict):
-    """Every strategy's test rows side by side, block by block: (labels, {strategy: (calibrated, as trained)})."""
-    for blocks in zip(*(strategy_test_blocks(strategy) for strategy in shifts), strict=True):
-        yield (
-            blocks[0][0],
-            {s: (shift_probabilities(p, shifts[s]), p) for s, (_, p) in zip(shifts, blocks, strict=True)},
-        )
-
-
-def operating_points(strategy: str, shift: float, settings: dict) -> dict:
-    """The thresholds chosen on the validation split: one per member and the ensemble's."""
+def operating_points(strategy: str, shift: float, settings: dict, costs: dict) -> dict:
+    """What is chosen on the validation split, per model ("ensemble" and each member i): the threshold of least
+    flat cost and, with a cost column, the k of least cost under the rule; and the rule's validation cost as k
+    varies for the ensemble (the flat cost's rule without a cost column)."""
     val = MemberColumns(strategy, "val", shift)
-    costs = settings["cost_false_negative"], settings["cost_false_positive"]
+    costs_fp, by_value = settings["cost_false_positive"], settings["cost_column"] is not None
+    values = costs["val"] if by_value else np.full(len(val.labels), float(costs["flat"]))  # the flat rule's
+
+    def chosen(probabilities):
+        point = {"chosen.threshold": cost_threshold(val.labels, probabilities, costs["flat"], costs_fp)}
+        return point | ({"amount.k": chosen_k(val.labels, probabilities, values, costs_fp)} if by_value else {})
+
     try:
-        thresholds = [cost_threshold(val.labels, column, *costs) for column in val]
-        ensemble_threshold = cost_threshold(val.labels, val.calibrated.value(), *costs)
+        members = dict(enumerate(chosen(column) for column in val))
+        ensemble = val.calibrated.value()
+        point = chosen(ensemble)
+        k = point["amount.k"] if by_value else chosen_k(val.labels, ensemble, values, costs_fp)
     except ValueError as error:
         raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: validation split: {error}") from error
-    return {"thresholds": thresholds, "ensemble_threshold": ensemble_threshold}
+    ks = k_grid(k)
+    curve = pd.DataFrame(
+        {"k": ks, "cost_per_1000": cost_curve(val.labels, ensemble, values, costs_fp, ks), "chosen": (ks == k) * 1}
+    )
+    return {"chosen": {"ensemble": point} | members, "curve": curve}
 
 
 def thin(curve: pd.DataFrame, max_points: int) -> pd.DataFrame:
@@ -166,11 +139,12 @@ def pr_points(labels, probabilities, max_points: int) -> pd.DataFrame:
 
 
 def confusion_cells(result: dict) -> pd.DataFrame:
-    """The ensemble's 2x2 confusion matrix at the chosen threshold as four rows of counts."""
+    """The ensemble's 2x2 confusion matrix under the rule that flags rows (with a cost column the value rule at
+    its k, else the threshold), chosen on validation, as four rows of counts."""
     cells = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}
-    chosen = result["chosen"]
+    rule = result.get("amount", result["chosen"])
     return pd.DataFrame(
-        [{"actual": a, "predicted": p, "count": chosen[key]["ensemble"]} for (a, p), key in cells.items()]
+        [{"actual": a, "predicted": p, "count": rule[key]["ensemble"]} for (a, p), key in cells.items()]
     )
 
 
@@ -201,21 +175,27 @@ def curves_and_positives(strategy: str, shift: float, n: int) -> dict:
 
 def main():
     settings = read_settings()
+    column = settings["cost_false_negative"] if isinstance(settings["cost_false_negative"], str) else None
+    settings["cost_column"] = column
+    costs = row_costs(settings)
+    settings["cost_false_negative"] = costs["flat"]
+    if column:
+        log.info("evaluate: a missed positive costs its row's %s (flat cost: their mean, %.2f)", column, costs["flat"])
     train_labels, rate = load_labels("train"), negative_rate()
     labels, strategies, drawn, shifts = None, {}, {}, {}
     for strategy in EVALUATED:  # a few columns of one strategy's splits in memory at a time
         shifts[strategy] = prior_shift(strategy, train_labels, rate)
-        strategies[strategy] = operating_points(strategy, shifts[strategy], settings)
+        strategies[strategy] = operating_points(strategy, shifts[strategy], settings, costs)
         drawn[strategy] = curves_and_positives(strategy, shifts[strategy], settings["curve_points"])
         if labels is not None and not np.array_equal(labels, drawn[strategy]["labels"]):
             raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: other test rows than baseline; rerun 'dvc repro'")
         labels = drawn[strategy].pop("labels")
         strategies[strategy]["positives"] = drawn[strategy]["positives"]
-    counts = {s: len(p["thresholds"]) for s, p in strategies.items() if len(p["thresholds"]) > 1}
+    counts = {s: len(p["chosen"]) - 1 for s, p in strategies.items() if len(p["chosen"]) > 2}
     if len(set(counts.values())) > 1:
         raise StageError(f"{PREDICTIONS_DIR}: strategies have different numbers of members {counts}; rerun 'dvc repro'")
 
-    results, differences = compare(test_blocks(shifts), strategies, len(labels), settings)
+    results, differences = compare(test_blocks(shifts, costs.get("test")), strategies, len(labels), settings)
     for strategy, result in results.items():
         write_json(f"{METRICS_DIR}/{strategy}.json", result)
         (roc, pr), _ = drawn[strategy]["curves"]
@@ -223,6 +203,7 @@ def main():
         write_csv(pr, f"{PLOTS_DIR}/prc/{strategy}.csv")
         write_csv(confusion_cells(result), f"{PLOTS_DIR}/confusion/{strategy}.csv")
         write_csv(pd.DataFrame(drawn[strategy]["calibration"]["calibrated"]), f"{PLOTS_DIR}/calibration/{strategy}.csv")
+        write_csv(strategies[strategy]["curve"], f"{PLOTS_DIR}/costk/{strategy}.csv")
         chosen = result["chosen"]
         log.info(
             "evaluate: %-9s test AP %.4f [%.4f, %.4f]; recall at FPR %g: %.4f; at the threshold chosen on "
@@ -236,6 +217,21 @@ def main():
             chosen["precision"]["ensemble"],
             chosen["cost_per_1000"]["ensemble"],
         )
+        if column:
+            amount = result["amount"]
+            log.info(
+                "evaluate: %-9s by %s, at k %.3g chosen on validation: test cost per 1,000 %.2f [%.2f, %.2f], "
+                "savings %.3f, %s caught %.3f, recall %.4f, precision %.4f",
+                strategy,
+                column,
+                amount["k"]["ensemble"],
+                *(amount["cost_per_1000"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
+                amount["savings"]["ensemble"],
+                column,
+                amount["caught"]["ensemble"],
+                amount["recall"]["ensemble"],
+                amount["precision"]["ensemble"],
+            )
     write_json(DIFFERENCES_FILE, differences)
     write_json(SUMMARY_FILE, summarise(results, differences))
     for pair, difference in differences.items():

@@ -1,8 +1,9 @@
 """export: one strategy's members as one self-contained model (raw columns in, fraud probability out).
 
 Writes models/export/: model.keras, saved_model/ (the same model for TensorFlow Serving, one named input per
-column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, threshold, the raw
-data's sha256: fraudflow.inputs.fingerprint).
+column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, the rule that
+flags a row: a threshold, or with a cost column its name, k and cost_false_positive; the raw data's sha256:
+fraudflow.inputs.fingerprint).
 """
 
 import json
@@ -149,13 +150,32 @@ def export_saved_model(model: keras.Model, path):
     fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
-def chosen_threshold(strategy: str) -> float:
-    """The ensemble's threshold that evaluate chose on the validation split (least expected cost)."""
+def flag_rule(strategy: str) -> dict:
+    """model.json's rule, chosen on the validation split by evaluate (metrics/test/<strategy>.json): with a cost
+    column (evaluate.cost_false_negative), the ensemble's k of the rule p / (1 - p) * value > k *
+    cost_false_positive (fraudflow/costs.py); else its threshold of least flat cost."""
     path = Path("metrics/test") / f"{strategy}.json"
+    params = load_params("evaluate")
+    column, cost_fp = params.get("cost_false_negative"), params.get("cost_false_positive")
     try:
-        return float(json.loads(path.read_text())["chosen"]["threshold"]["ensemble"])
+        result = json.loads(path.read_text())
+        if not isinstance(column, str):
+            return {
+                "threshold": float(result["chosen"]["threshold"]["ensemble"]),
+                "threshold_chosen": "on the validation split, least cost_false_negative * FN + "
+                "cost_false_positive * FP",
+                "flagged": "probability > threshold",
+            }
+        return {
+            "cost_column": column,
+            "k": float(result["amount"]["k"]["ensemble"]),
+            "cost_false_positive": cost_fp,
+            "k_chosen": f"on the validation split, least sum of the missed positives' {column} + "
+            "cost_false_positive * FP",
+            "flagged": f"probability / (1 - probability) * {column} > k * cost_false_positive",
+        }
     except (OSError, ValueError, KeyError) as error:
-        raise StageError(f"{path}: cannot read the chosen threshold ({error}); run 'dvc repro evaluate'") from error
+        raise StageError(f"{path}: no rule chosen on validation ({error}); run 'dvc repro evaluate'") from error
 
 
 def main():
@@ -177,7 +197,7 @@ def main():
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)
     members = load_members(strategy, len(prep["features"]))
-    threshold = chosen_threshold(strategy)
+    rule = flag_rule(strategy)
     shift = prior_shift(strategy, load_labels("train"), negative_rate())
     inputs = model_inputs(prep)
     model = build(members, prep, inputs, eps, shift)
@@ -188,9 +208,7 @@ def main():
         "log": sorted(prep["log"].values()),
         "missing": prep["missing"],
         "calibration_logit_shift": shift,
-        "threshold": threshold,
-        "threshold_chosen": "on the validation split, least cost_false_negative * FN + cost_false_positive * FP",
-        "flagged": "probability > threshold",
+        **rule,
         "data_sha256": fingerprint(raw_input()),
     }
     with atomic_output(EXPORT_DIR) as tmp:
@@ -198,7 +216,8 @@ def main():
         save_keras(model, tmp / "model.keras")
         export_saved_model(model, tmp / "saved_model")
         (tmp / "model.json").write_text(json.dumps(card, indent=2) + "\n")
-    log.info("export: wrote %s (%s, %d members, threshold %g)", EXPORT_DIR, strategy, len(members), threshold)
+    detail = f"k {rule['k']:g}" if "k" in rule else f"threshold {rule['threshold']:g}"
+    log.info("export: wrote %s (%s, %d members, %s)", EXPORT_DIR, strategy, len(members), detail)
 
 
 if __name__ == "__main__":

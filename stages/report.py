@@ -38,6 +38,61 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def amount_tables(test: dict, differences: dict) -> str:
+    """With a cost column: the rule p / (1 - p) * value > k * cost_false_positive per strategy, and its pairs."""
+    rows = [
+        [
+            s,
+            f"{m['amount']['k']['ensemble']:.3g}",
+            value(m["amount"]["cost_per_1000"], 1),
+            value(m["amount"]["threshold_cost_per_1000"], 1),
+            value(m["amount"]["saved_per_1000"], 1, "+"),
+            value(m["amount"]["savings"]),
+            value(m["amount"]["caught"]),
+            value(m["amount"]["precision"]),
+            value(m["amount"]["recall"]),
+            " / ".join(str(m["amount"][k]["ensemble"]) for k in ("tp", "fp", "fn")),
+        ]
+        for s, m in test.items()
+    ]
+    header = [
+        "strategy",
+        "k",
+        "cost per 1,000",
+        "at the flat threshold",
+        "saved by the rule",
+        "savings",
+        "value caught",
+        "precision",
+        "recall",
+        "tp / fp / fn",
+    ]
+    title = "Each missed positive costs its own value: test split, at the k chosen on validation"
+    pairs = [
+        [
+            pair.replace("-", " − "),
+            value(d["amount"]["cost_per_1000"], 1, "+"),
+            spread(d["amount"]["cost_per_1000"], 1, "+"),
+            value(d["amount"]["savings"], sign="+"),
+            spread(d["amount"]["savings"], sign="+"),
+            d["amount"]["cost_per_1000"]["verdict"],
+            d["amount"]["savings"]["verdict"],
+        ]
+        for pair, d in differences.items()
+    ]
+    pair_header = [
+        "first − second",
+        "cost: ensembles",
+        "cost: members",
+        "savings: ensembles",
+        "savings: members",
+        "verdict on cost",
+        "verdict on savings",
+    ]
+    pair_title = "Paired differences under the value rule: first − second, on the same test rows"
+    return table(title, header, rows) + "\n\n" + table(pair_title, pair_header, pairs)
+
+
 def main():
     test = {s: read(METRICS / "test" / f"{s}.json") for s in EVALUATED}
     differences = read(METRICS / "differences.json")
@@ -98,6 +153,8 @@ def main():
         "verdict on cost",
     ]
     print("\n" + table("Paired differences: first − second, on the same test rows", header, pairs))
+    if all("amount" in m for m in test.values()):
+        print("\n" + amount_tables(test, differences))
     calibration = [
         [
             s,

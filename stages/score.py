@@ -3,8 +3,10 @@
 INPUT is a CSV (plain or .gz) or Parquet file with the columns the model takes (models/export/model.json, "inputs"),
 validated as `clean` does, before TensorFlow is loaded; category levels not seen in training score as "(other)".
 OUTPUT (.csv, .csv.gz or .parquet) holds, row for row in input order, the input's other columns untouched
-(an id, Time, Class ...; text from a CSV), `probability` and `flagged` (1 when probability > the exported
-threshold, else 0). Both files are streamed in batches, so memory does not grow with their size.
+(an id, Time, Class ...; text from a CSV), `probability` and `flagged`: 1 when probability > the exported
+threshold, or with a cost column (model.json's cost_column, which INPUT must then have, a number >= 0 in every
+row) when probability / (1 - probability) * its value > k * cost_false_positive, as evaluate scored it; else 0.
+Both files are streamed in batches, so memory does not grow with their size.
 """
 
 import argparse
@@ -21,7 +23,8 @@ import pyarrow.parquet as pq
 
 from fraudflow import inputs
 from fraudflow.common import CSV_SUFFIXES, EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run
-from fraudflow.schema import MISSING_LEVEL, checked_categories, checked_numbers
+from fraudflow.costs import flagged
+from fraudflow.schema import MISSING_LEVEL, checked_categories, checked_costs, checked_numbers
 
 MODEL_FILE = EXPORT_DIR / "model.keras"
 CARD_FILE = EXPORT_DIR / "model.json"
@@ -29,7 +32,7 @@ SCORE_COLUMNS = ("probability", "flagged")  # added to the output
 
 
 def load_card() -> dict:
-    """models/export/model.json: the model's inputs, missing-value policy and threshold."""
+    """models/export/model.json: the model's inputs, missing-value policy and the rule that flags a row."""
     missing = [path for path in (CARD_FILE, MODEL_FILE) if not path.is_file()]
     if missing:
         raise StageError(f"{missing[0]}: not found; run 'dvc repro export' to make it")
@@ -54,12 +57,18 @@ def load_predictor(card: dict):
     return tf.function(predict).get_concrete_function(signature)
 
 
+def required_columns(card: dict) -> list[str]:
+    """The columns the model takes, and the cost column its rule reads."""
+    return [entry["column"] for entry in card["inputs"]] + ([card["cost_column"]] if "cost_column" in card else [])
+
+
 def csv_input(path: Path, card: dict):
-    """The CSV's schema (the model's numeric columns as float64, all others as text) and a generator of its
-    batches."""
+    """The CSV's schema (the model's numeric columns and the cost column as float64, all others as text) and a
+    generator of its batches."""
     names = inputs.csv_first_block(path).schema.names
-    inputs.require_columns(names, path, [entry["column"] for entry in card["inputs"]])
+    inputs.require_columns(names, path, required_columns(card))
     numeric = {entry["column"] for entry in card["inputs"] if entry["type"] == "number"}
+    numeric |= {card["cost_column"]} if "cost_column" in card else set()
     schema = pa.schema([(name, pa.float64() if name in numeric else pa.string()) for name in names])
     text = pa.schema([(name, pa.string()) for name in names])
 
@@ -69,6 +78,7 @@ def csv_input(path: Path, card: dict):
         block = inputs.csv_block_at(path, first_row, text)
         if block is not None:
             model_inputs(block, card, path, first_row)
+            cost_values(block, card, path, first_row)
 
     return schema, inputs.csv_batches(path, schema, "score", name_bad_value)
 
@@ -76,7 +86,7 @@ def csv_input(path: Path, card: dict):
 def parquet_input(path: Path, card: dict):
     """The Parquet file's schema and a generator of its batches."""
     dataset = inputs.parquet_dataset(path)
-    inputs.require_columns(dataset.schema.names, path, [entry["column"] for entry in card["inputs"]])
+    inputs.require_columns(dataset.schema.names, path, required_columns(card))
     return dataset.schema, inputs.parquet_batches(dataset, "score")
 
 
@@ -104,6 +114,21 @@ def model_inputs(batch, card: dict, path, first_row: int) -> tuple[dict, np.ndar
             unseen |= ~np.isin(values, [*entry["vocabulary"], *entry["folded"], MISSING_LEVEL])
         inputs[entry["input"]] = values.reshape(-1, 1)
     return inputs, unseen
+
+
+def cost_values(batch, card: dict, path, first_row: int) -> np.ndarray | None:
+    """The cost column's values, validated as clean does; None when model.json's rule has no cost column."""
+    if "cost_column" not in card:
+        return None
+    name = card["cost_column"]
+    return checked_costs(numbers_if_possible(batch.column(name)).to_pandas(), path, name, first_row).to_numpy()
+
+
+def flags(probability: np.ndarray, costs: np.ndarray | None, card: dict) -> np.ndarray:
+    """model.json's rule: 1 to flag a row, else 0."""
+    if costs is None:
+        return (probability > card["threshold"]).astype(np.int8)
+    return flagged(probability, costs, card["k"], card["cost_false_positive"]).astype(np.int8)
 
 
 def numbers_if_possible(column):
@@ -141,10 +166,11 @@ def score(source: Path, destination: Path, card: dict, load_predict=load_predict
     with atomic_output(destination) as tmp, open_writer(tmp, output_schema) as writer:
         for batch in prefetched(inputs.exact_batches(batches, inputs.batch_rows())):
             values, unseen = model_inputs(batch, card, source, rows)
+            costs = cost_values(batch, card, source, rows)
             predict = predict or load_predict(card)
             probability = np.asarray(predict(values)).ravel()
-            flagged = (probability > card["threshold"]).astype(np.int8)
-            scored = [*(batch.column(field.name) for field in kept), pa.array(probability), pa.array(flagged)]
+            scored = [*(batch.column(field.name) for field in kept), pa.array(probability)]
+            scored.append(pa.array(flags(probability, costs, card)))
             writer.write_table(pa.Table.from_arrays(scored, schema=output_schema))
             rows += batch.num_rows
             unseen_rows += int(unseen.sum())
@@ -171,9 +197,8 @@ def main():
     if unseen:
         which = "1 row" if unseen == 1 else f"{unseen} rows"
         log.info("score: %s had a category level unseen in training; scored as (other)", which)
-    log.info(
-        "score: wrote %s (%d rows, %s model, threshold %g)", args.output, rows, card["strategy"], card["threshold"]
-    )
+    rule = f"k {card['k']:g} on {card['cost_column']}" if "cost_column" in card else f"threshold {card['threshold']:g}"
+    log.info("score: wrote %s (%d rows, %s model, %s)", args.output, rows, card["strategy"], rule)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ MIXED_DATA = {  # params.yaml's data section for make_mixed's table
     "data__categorical": ["merchant", "channel"],
     "data__max_categories": 5,
     "data__missing": "impute",
+    "evaluate__cost_false_negative": "amount_usd",  # a missed positive costs its own amount
 }
 
 
@@ -202,13 +203,14 @@ def check_page(page: Path, screenshot: Path | None = None, timeout: float = 60) 
 # Evaluated in a page that holds vega, vega-lite and vega-embed (any page dvc plots show writes): draws each spec
 # headless and returns what a reader would see in it: every text (chart, panel and axis titles, legend and axis
 # labels, text marks) with its role, every legend entry (label, colour of its symbol), every line (colour,
-# interpolation, dash, points in pixels).
+# interpolation, dash, points in pixels), every visible point of a point mark (fill, x, y in pixels) and every rule
+# (x, y, x2, y2 in pixels, dash).
 CHART_CONTENTS_JS = r"""async (specs) => {
   const charts = {};
   for (const [id, spec] of Object.entries(specs)) {
     const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), {renderer: 'none'});
     await view.runAsync();
-    const texts = [], legend = [], lines = [];
+    const texts = [], legend = [], lines = [], dots = [], rules = [];
     const walk = (mark) => {
       for (const item of mark.items || []) {
         if (mark.marktype === 'text' && item.text !== undefined && item.text !== '') {
@@ -224,10 +226,18 @@ CHART_CONTENTS_JS = r"""async (specs) => {
         lines.push({stroke: first.stroke, interpolate: first.interpolate || 'linear', dash: first.strokeDash || null,
                     points: mark.items.map(point => [point.x, point.y])});
       }
+      if (mark.marktype === 'symbol' && mark.role === 'mark') {
+        mark.items.filter(item => item.opacity !== 0)  // the invisible points under tooltips left out
+          .forEach(item => dots.push({fill: item.fill, x: item.x, y: item.y}));
+      }
+      if (mark.marktype === 'rule' && mark.role === 'mark') {
+        mark.items.forEach(item => rules.push({x: item.x, y: item.y, x2: item.x2, y2: item.y2,
+                                               dash: item.strokeDash || null}));
+      }
     };
     walk(view.scenegraph().root);
     view.finalize();
-    charts[id] = {texts, legend, lines};
+    charts[id] = {texts, legend, lines, dots, rules};
   }
   return charts;
 }"""
@@ -269,6 +279,7 @@ def chart_contents(page: Path) -> dict:
 
 
 CHOSEN_THRESHOLD = 0.4  # what make_members writes as evaluate's chosen threshold
+CHOSEN_K = 4.0  # and as its k of the rule p / (1 - p) * Amount > k * cost_false_positive
 
 
 def load_scaled(split: str):
@@ -314,10 +325,11 @@ def make_members(strategy: str = "baseline", count: int = 3):
         )
     PREDICTIONS_DIR.mkdir(parents=True, exist_ok=True)
     pd.concat(parts, ignore_index=True).to_parquet(PREDICTIONS_DIR / f"{strategy}.parquet", index=False)
-    # The part of evaluate's metrics that export reads: the threshold chosen on validation.
+    # The part of evaluate's metrics that export reads: the threshold and k chosen on validation.
     metrics = Path("metrics") / "test" / f"{strategy}.json"
     metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps({"chosen": {"threshold": {"ensemble": CHOSEN_THRESHOLD}}}))
+    chosen = {"chosen": {"threshold": {"ensemble": CHOSEN_THRESHOLD}}, "amount": {"k": {"ensemble": CHOSEN_K}}}
+    metrics.write_text(json.dumps(chosen))
 
 
 def raw_test_rows() -> pd.DataFrame:

@@ -1,9 +1,11 @@
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
-from conftest import make_creditcard, set_cell
+from conftest import make_creditcard, set_cell, set_params
 
 from fraudflow.common import CLEAN_PARQUET, RAW_CSV, StageError
+from fraudflow.schema import roles_of
 from stages import clean
 
 
@@ -17,8 +19,12 @@ def test_logs_amount_and_keeps_rows_and_time_in_file_order(project):
     write_raw(raw)
     clean.main()
     cleaned = pd.read_parquet(CLEAN_PARQUET)
-    assert list(cleaned.columns) == ["Time", *(f"V{i}" for i in range(1, 29)), "LogAmount", "Class"]
+    # Amount, the cost column (params.yaml), keeps its raw values beside the feature LogAmount
+    assert list(cleaned.columns) == ["Time", *(f"V{i}" for i in range(1, 29)), "LogAmount", "Amount", "Class"]
     np.testing.assert_allclose(cleaned["LogAmount"], np.log(raw["Amount"] + 0.001))
+    np.testing.assert_array_equal(cleaned["Amount"], raw["Amount"])
+    roles = roles_of(pq.read_schema(CLEAN_PARQUET), CLEAN_PARQUET)
+    assert roles["cost"] == "Amount" and "Amount" not in roles["numeric"] and "LogAmount" in roles["numeric"]
     np.testing.assert_array_equal(cleaned["Class"], raw["Class"])
     np.testing.assert_array_equal(cleaned["Time"], raw["Time"])
 
@@ -64,6 +70,68 @@ def test_bad_input_names_the_problem_and_writes_nothing(project, case):
     with pytest.raises(StageError, match=message) as error:
         clean.main()
     assert str(RAW_CSV) in str(error.value)
+    assert not CLEAN_PARQUET.exists()
+
+
+def test_a_cost_column_in_data_drop_is_kept_as_a_cost_not_a_feature(project):
+    raw = make_creditcard(rows=60, frauds=3).assign(Price=lambda f: f["Amount"] * 2)
+    write_raw(raw)
+    set_params(project / "params.yaml", data__drop=["Price"], evaluate__cost_false_negative="Price")
+    clean.main()
+    cleaned = pd.read_parquet(CLEAN_PARQUET)
+    roles = roles_of(pq.read_schema(CLEAN_PARQUET), CLEAN_PARQUET)
+    assert roles["cost"] == "Price" and "Price" not in roles["numeric"]
+    np.testing.assert_array_equal(cleaned["Price"], raw["Price"])
+    assert "Amount" not in cleaned.columns  # a number cost or another column: no raw Amount kept
+
+
+def test_a_number_cost_keeps_no_raw_column(project):
+    write_raw(make_creditcard(rows=40, frauds=2))
+    set_params(project / "params.yaml", evaluate__cost_false_negative=133)
+    clean.main()
+    assert "Amount" not in pd.read_parquet(CLEAN_PARQUET).columns
+    assert roles_of(pq.read_schema(CLEAN_PARQUET), CLEAN_PARQUET)["cost"] is None
+
+
+BAD_COSTS = {
+    "absent": ({"evaluate__cost_false_negative": "Price"}, None, r"missing column 'Price' \(named in evaluate.cost_"),
+    "a category": (
+        {"evaluate__cost_false_negative": "V3", "data__categorical": ["V3"]},
+        None,
+        r"column 'V3' \(evaluate.cost_false_negative\) is data.categorical; the cost column must be a numeric column",
+    ),
+    "the label": (
+        {"evaluate__cost_false_negative": "Class"},
+        None,
+        r"column 'Class' \(evaluate.cost_false_negative\) is",
+    ),
+    "negative": (
+        {"evaluate__cost_false_negative": "V3"},  # a feature with negative values
+        None,
+        r"column 'V3', row \d+ \(line \d+\): negative or non-finite value in the cost column \(evaluate.cost_false_",
+    ),
+    "missing": (
+        {"data__missing": "impute"},  # Amount may miss as a feature, not as a cost
+        lambda f: set_cell(f, "Amount", 5, np.nan),
+        r"column 'Amount', row 6 \(line 7\): missing value in the cost column \(evaluate.cost_false_negative\), which",
+    ),
+    "text": (
+        {"data__drop": ["Price"], "evaluate__cost_false_negative": "Price"},
+        lambda f: set_cell(f.assign(Price=1.0), "Price", 8, "ten"),
+        r"column 'Price', row 9 \(line 10\): text in the cost column",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COSTS)
+def test_a_bad_cost_column_is_named_on_one_line_and_nothing_is_written(project, case):
+    params, damage, message = BAD_COSTS[case]
+    frame = make_creditcard(rows=40, frauds=2)
+    write_raw(damage(frame) if damage else frame)
+    set_params(project / "params.yaml", **params)
+    with pytest.raises(StageError, match=message) as error:
+        clean.main()
+    assert str(error.value).startswith(str(RAW_CSV)) and "\n" not in str(error.value)
     assert not CLEAN_PARQUET.exists()
 
 

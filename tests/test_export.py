@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import (
+    CHOSEN_K,
     CHOSEN_THRESHOLD,
     MODEL_COLUMNS,
     make_members,
@@ -60,11 +61,26 @@ def test_model_json_says_what_the_model_expects(exported):
         "log": ["Amount"],
         "missing": "error",
         "calibration_logit_shift": 0.0,
-        "threshold": CHOSEN_THRESHOLD,
-        "threshold_chosen": "on the validation split, least cost_false_negative * FN + cost_false_positive * FP",
-        "flagged": "probability > threshold",
+        "cost_column": "Amount",
+        "k": CHOSEN_K,
+        "cost_false_positive": 5,
+        "k_chosen": "on the validation split, least sum of the missed positives' Amount + cost_false_positive * FP",
+        "flagged": "probability / (1 - probability) * Amount > k * cost_false_positive",
         "data_sha256": hashlib.sha256(RAW_CSV.read_bytes()).hexdigest(),
     }
+
+
+def test_with_a_number_cost_model_json_holds_the_threshold(exported_dir, tmp_path, monkeypatch):
+    shutil.copytree(exported_dir, tmp_path / "flat", ignore=shutil.ignore_patterns("export"))
+    monkeypatch.chdir(tmp_path / "flat")
+    set_params(tmp_path / "flat" / "params.yaml", evaluate__cost_false_negative=133)
+    export.main()
+    card = json.loads((EXPORT_DIR / "model.json").read_text())
+    assert "cost_column" not in card and "k" not in card
+    assert (card["threshold"], card["flagged"]) == (CHOSEN_THRESHOLD, "probability > threshold")
+    assert card["threshold_chosen"] == (
+        "on the validation split, least cost_false_negative * FN + cost_false_positive * FP"
+    )
 
 
 def test_weighted_members_are_calibrated_inside_the_model(exported_dir, tmp_path, monkeypatch):

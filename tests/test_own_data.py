@@ -123,6 +123,7 @@ def test_renamed_and_reordered_columns_give_the_same_predictions(tmp_path, monke
         data__positive="yes",
         data__time=names["Time"],
         data__log=[names["Amount"]],
+        evaluate__cost_false_negative=names["Amount"],
     )
     # Features come in file order: reversed here, so compare column sets, then the logistic model's predictions.
     assert sorted(map(tuple, original_features.T.round(6))) == sorted(map(tuple, other_features.T.round(6)))
@@ -284,7 +285,13 @@ def test_the_exported_preprocessing_equals_scales_whatever_the_spread_and_the_na
         }
     )
     write_mixed(frame, project, data__label="Class", data__positive=1, data__time=None, data__ids=[], data__drop=[])
-    set_params(project / "params.yaml", data__log=[], data__categorical=["k"], split__group_duplicates=False)
+    set_params(
+        project / "params.yaml",
+        data__log=[],
+        data__categorical=["k"],
+        split__group_duplicates=False,
+        evaluate__cost_false_negative=133,
+    )
     for stage in (clean, split, scale):
         stage.main()
     prep = load_preprocessing()

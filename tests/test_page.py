@@ -111,14 +111,15 @@ def test_check_page_fails_on_a_page_that_needs_the_network(tmp_path):
 
 
 # The chart templates (.dvc/plots/*.json) on made-up results: `dvc plots show` in a scratch DVC project holding this
-# project's dvc.yaml (every strategy's ROC, precision-recall and confusion files; training histories for the
-# network's strategies only).
+# project's dvc.yaml (every strategy's ROC, precision-recall, confusion and cost-by-k files; training histories for
+# the network's strategies only).
 STRATEGIES = list(figures.COLOURS)  # baseline, weighted, resampled, logistic, gbdt: the legends' order
 TRAINED = list(NETWORK_STRATEGIES)  # the strategies with a training history
 MEMBERS, EPOCHS = 2, 4
 COUNTS = {"tn": 56855, "fp": 8, "fn": 26, "tp": 72}  # baseline's on the real data; the others differ
 CELLS = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}  # (actual, predicted)
-CHARTS = ["roc", "precision_recall", "confusion", "training"]
+CHARTS = ["roc", "precision_recall", "confusion", "cost_k", "training"]
+COST_FN, COST_FP = 133, 5  # evaluate's costs in params.yaml: every made-up row's value is COST_FN
 HISTORY_TITLES = [
     "Loss (binary cross-entropy)",
     "Validation ROC AUC",
@@ -133,6 +134,24 @@ def made_up_scores(strategy: str) -> tuple[np.ndarray, np.ndarray]:
     labels = np.r_[np.ones(40), np.zeros(4000)]
     scores = np.round(rng.normal(labels * (1.5 + 0.5 * STRATEGIES.index(strategy)), 1.0), 1)
     return labels, scores
+
+
+def made_up_costs(strategy: str) -> pd.DataFrame:
+    """Cost per 1,000 rows of flagging when p / (1 - p) * COST_FN > k * COST_FP, on a log-spaced grid of k that
+    holds the chosen k (chosen = 1): the least cost on a finer grid. Each strategy's odds are 10 times the one's
+    before, so each has its own chosen k."""
+    labels, scores = made_up_scores(strategy)
+    odds = np.exp(scores - 4) * 10.0 ** (STRATEGIES.index(strategy) - 2)
+
+    def cost(k):
+        flagged = odds * COST_FN > k[:, None] * COST_FP
+        errors = COST_FN * (~flagged & (labels == 1)).sum(1) + COST_FP * (flagged & (labels == 0)).sum(1)
+        return 1000 * errors / len(labels)
+
+    fine = np.logspace(-3, 3, 1000)
+    chosen = fine[cost(fine).argmin()]
+    k = np.unique(np.r_[np.logspace(-3, 3, 121), chosen])
+    return pd.DataFrame({"k": k, "cost_per_1000": cost(k), "chosen": (k == chosen).astype(int)})
 
 
 def write_csv(path: Path, data):
@@ -155,6 +174,7 @@ def made_up(tmp_path_factory):
         strategy: {**COUNTS, "tn": COUNTS["tn"] - 100 * number, "fp": COUNTS["fp"] + 100 * number}
         for number, strategy in enumerate(STRATEGIES)
     }
+    costs = {strategy: made_up_costs(strategy) for strategy in STRATEGIES}
     plots = root / "plots"
     for strategy, (labels, score) in scores.items():
         fpr, tpr, _ = metrics.roc_curve(labels, score)
@@ -163,6 +183,7 @@ def made_up(tmp_path_factory):
         write_csv(plots / "prc" / f"{strategy}.csv", {"recall": recall, "precision": precision})
         cells = [{"actual": a, "predicted": p, "count": counts[strategy][key]} for (a, p), key in CELLS.items()]
         write_csv(plots / "confusion" / f"{strategy}.csv", cells)
+        write_csv(plots / "costk" / f"{strategy}.csv", costs[strategy])
     for number, strategy in enumerate(TRAINED):  # training losses 10 and 100 times the baseline's
         history = [
             {
@@ -182,7 +203,7 @@ def made_up(tmp_path_factory):
     for figure in ("roc", "prc", "confusion"):
         figures.plt.imsave(plots / f"{figure}.png", np.zeros((4, 4)))
     subprocess.run(["dvc", "plots", "show"], cwd=root, env=env, check=True, capture_output=True)
-    return {"page": root / "dvc_plots" / "index.html", "scores": scores, "counts": counts}
+    return {"page": root / "dvc_plots" / "index.html", "scores": scores, "counts": counts, "costs": costs}
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +230,7 @@ def test_templates_colour_each_strategy_as_the_figures_do():
 
     for template in PLOTS.glob("*.json"):
         strategy_scales(json.loads(template.read_text()), template.stem)
-    assert set(scales) == {"roc_log", "precision_recall_steps", "history"}
+    assert set(scales) == {"roc_log", "precision_recall_steps", "cost_k", "history"}
     for template, template_scales in scales.items():
         for scale in template_scales:
             assert scale["domain"] == (TRAINED if template == "history" else STRATEGIES), template
@@ -227,7 +248,7 @@ def test_page_of_made_up_results_draws_every_chart_in_reading_order(made_up, tmp
 
 @needs_chromium
 def test_curves_are_named_and_coloured_by_strategy(drawn):
-    for chart in ("roc", "precision_recall"):
+    for chart in ("roc", "precision_recall", "cost_k"):
         assert drawn[chart]["legend"] == [[strategy, colour] for strategy, colour in figures.COLOURS.items()]
         assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(figures.COLOURS.values())
     assert drawn["training"]["legend"][: len(TRAINED)] == [[s, figures.COLOURS[s]] for s in TRAINED]
@@ -273,6 +294,30 @@ def test_confusion_matrices_print_every_count_and_share_under_their_strategy(mad
             assert any(cell.startswith(f"{count:,}\n") for cell in cells), (strategy, count)
     # shares of the actual class; never 0.0 % or 100.0 % for 8 false alarms among 56,863
     assert cells[:4] == ["56,855\n99.98%", "8\n0.014%", "26\n26.5%", "72\n73.5%"]
+
+
+@needs_chromium
+def test_cost_k_draws_each_cost_curve_on_a_log_k_axis_with_its_chosen_k_and_the_bayes_rule(made_up, drawn):
+    cost_k = drawn["cost_k"]
+    assert texts(cost_k, "axis-title")[-1] == "k (log scale)"
+    assert texts(cost_k, "axis-label")[-7:] == ["0.001", "0.01", "0.1", "1", "10", "100", "1,000"]
+
+    def x_of(k):  # the template's plot is 400 pixels wide; the made-up grid of k spans 1e-3 to 1e3
+        return 400 * (np.log10(k) + 3) / 6
+
+    colours = list(figures.COLOURS.values())
+    lines = {STRATEGIES[colours.index(line["stroke"])]: line for line in cost_k["lines"]}
+    dots = {STRATEGIES[colours.index(dot["fill"])]: dot for dot in cost_k["dots"]}
+    assert len(lines) == len(cost_k["lines"]) == len(dots) == len(cost_k["dots"]) == len(STRATEGIES)
+    for strategy, costs in made_up["costs"].items():
+        line, dot = lines[strategy], dots[strategy]
+        assert line["interpolate"] == "step-after"  # the cost holds from each k to the next
+        assert [x for x, _ in line["points"]] == pytest.approx(list(x_of(costs["k"])), abs=1)  # every row, log k
+        chosen = costs.loc[costs["chosen"] == 1, "k"].item()
+        assert dot["x"] == pytest.approx(x_of(chosen), abs=1)
+        assert [dot["x"], dot["y"]] in line["points"]  # on its strategy's curve
+    assert [(rule["x"], rule["y"], rule["y2"]) for rule in cost_k["rules"]] == [(x_of(1), 0, 320)]  # k = 1, full height
+    assert cost_k["rules"][0]["dash"] and "k = 1 (Bayes rule)" in texts(cost_k, "mark")
 
 
 @needs_chromium

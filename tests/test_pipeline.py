@@ -15,10 +15,12 @@ from conftest import (
     make_creditcard,
     needs_chromium,
     project_repo,
+    raw_test_rows,
     set_params,
 )
 
 from fraudflow.common import EVALUATED
+from fraudflow.costs import flagged
 from fraudflow.figures import COLOURS
 
 DATA_STAGES = ["download", "clean", "split", "scale"]
@@ -73,7 +75,7 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
     pairs = ["-".join(pair) for pair in combinations(EVALUATED, 2)]
     assert sorted(headline) == sorted([*EVALUATED, *pairs])
     for strategy in EVALUATED:
-        assert set(headline[strategy]) == {"ap", "roc_auc", "recall_at_fpr", "cost", "precision", "recall"}
+        assert set(headline[strategy]) == {"ap", "roc_auc", "recall_at_fpr", "cost", "caught", "precision", "recall"}
     assert headline["baseline-weighted"]["ap"] in {"baseline better", "weighted better", "not distinguishable"}
 
     detail = next(iter(json.loads(repo.run("dvc", "metrics", "show", "--json", "metrics/test")).values()))["data"]
@@ -88,7 +90,7 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
             set(test_metrics["average_precision"])
             == {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"} - single
         )
-        for operating_point in ("chosen", "tutorial"):
+        for operating_point in ("chosen", "amount", "tutorial"):
             assert sum(test_metrics[operating_point][k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
         ap = test_metrics["average_precision"]
         assert headline[strategy]["ap"].startswith(f"{ap['ensemble']:.3f} [{ap['ensemble_lower']:.3f}, ")
@@ -99,12 +101,13 @@ def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, repro
     repo.run("dvc", "plots", "show", "-o", "plots_page")
     page = repo.cwd / "plots_page" / "index.html"
     specs = chart_specs(page)
-    assert list(specs) == ["roc", "precision_recall", "confusion", "training"]
+    assert list(specs) == ["roc", "precision_recall", "confusion", "cost_k", "training"]
     titles = [spec["title"]["text"] for spec in specs.values()]
     assert titles[0].startswith("ROC curve on the test split") and "log scale" in titles[0]
     assert titles[1].startswith("Precision-recall curve on the test split")
     assert titles[2].startswith("Confusion matrices on the test split")
-    assert titles[3].startswith("Training history")
+    assert titles[3].startswith("Validation cost as k varies")
+    assert titles[4].startswith("Training history")
     for name, spec in specs.items():  # every strategy's results in every chart (no training history for logistic)
         expected = STRATEGIES if name == "training" else EVALUATED
         assert {row["filename"] for row in spec["data"]["values"]} == {f"{s}.csv" for s in expected}
@@ -190,11 +193,16 @@ def test_a_reference_param_change_reruns_only_its_stage_and_evaluate(repo, repro
     assert_headline_diff_about(stage, json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
-def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(repo, reproduced):
+def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(repo, reproduced, monkeypatch):
     card_file = repo.cwd / "models" / "export" / "model.json"
+
+    def chosen(strategy):  # the k and threshold evaluate chose on validation
+        result = json.loads((repo.cwd / "metrics" / "test" / f"{strategy}.json").read_text())
+        return result["amount"]["k"]["ensemble"], result["chosen"]["threshold"]["ensemble"]
+
     card = json.loads(card_file.read_text())
-    chosen = json.loads((repo.cwd / "metrics" / "test" / "baseline.json").read_text())["chosen"]["threshold"]
-    assert (card["strategy"], card["threshold"], card["calibration_logit_shift"]) == ("baseline", chosen["ensemble"], 0)
+    assert (card["strategy"], card["k"], card["calibration_logit_shift"]) == ("baseline", chosen("baseline")[0], 0)
+    assert (card["cost_column"], card["cost_false_positive"]) == ("Amount", 5)
     assert card["members"] == 2 and card["inputs"][-1]["column"] == "Amount"
     assert (repo.cwd / "models" / "export" / "saved_model" / "saved_model.pb").exists()
 
@@ -202,21 +210,38 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     assert repo.changed_stages() == {"export"}
     assert ran(repo.run("dvc", "repro")) == {"export"}
     card = json.loads(card_file.read_text())
-    chosen = json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text())["chosen"]["threshold"]
-    assert (card["strategy"], card["threshold"]) == ("weighted", chosen["ensemble"])
+    assert (card["strategy"], card["k"]) == ("weighted", chosen("weighted")[0])
     assert card["calibration_logit_shift"] < 0  # the weighted members are calibrated to the real fraud rate
 
     set_params(repo.cwd / "params.yaml", evaluate__cost_false_positive=50)  # false alarms dearer: a higher threshold
     assert ran(repo.run("dvc", "repro")) == {"evaluate", "export"}
-    assert json.loads(card_file.read_text())["threshold"] > card["threshold"]
+    card = json.loads(card_file.read_text())
+    assert (card["k"], card["cost_false_positive"]) == (chosen("weighted")[0], 50)
     assert ran(repo.run("dvc", "repro")) == set()
 
-    repo.run("python", "-m", "stages.score", "data/raw/creditcard.csv", "scores.csv")
+    # score applies the rule evaluate scored: on the raw test rows it flags the rows evaluate counts as flagged
+    monkeypatch.chdir(repo.cwd)
+    rows = raw_test_rows()
+    rows.to_csv(repo.cwd / "test_rows.csv", index=False)
+    repo.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
     scores = pd.read_csv(repo.cwd / "scores.csv")
-    threshold = json.loads(card_file.read_text())["threshold"]
-    assert (
-        len(scores) == 3000 and scores["flagged"].tolist() == (scores["probability"] > threshold).astype(int).tolist()
+    amount = json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text())["amount"]
+    expected = flagged(scores["probability"].to_numpy(), rows["Amount"].to_numpy(), card["k"], 50)
+    assert scores["flagged"].tolist() == expected.astype(int).tolist()
+    assert (scores["flagged"].sum(), (scores["flagged"] & scores["Class"]).sum()) == (
+        amount["tp"]["ensemble"] + amount["fp"]["ensemble"],
+        amount["tp"]["ensemble"],
     )
+
+    # A number cost: clean keeps no Amount of its own; scale's outputs, hence the training, stay as they are
+    set_params(repo.cwd / "params.yaml", evaluate__cost_false_negative=133)
+    assert ran(repo.run("dvc", "repro")) == {"clean", "split", "scale", "evaluate", "export"}
+    card, result = (
+        json.loads(card_file.read_text()),
+        json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text()),
+    )
+    assert "cost_column" not in card and "amount" not in result
+    assert card["threshold"] == result["chosen"]["threshold"]["ensemble"]
 
 
 def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_commit(repo, reproduced):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import (
-    CHOSEN_THRESHOLD,
+    CHOSEN_K,
     MODEL_COLUMNS,
     make_creditcard,
     model_feed,
@@ -17,6 +17,7 @@ from conftest import (
 )
 
 from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
+from fraudflow.costs import flagged
 from stages import clean, score
 
 
@@ -50,7 +51,13 @@ def test_scoring_the_raw_test_rows_reproduces_the_pipelines_test_predictions(exp
     expected = predictions.loc[predictions["split"] == "test", "probability"].to_numpy()
     scores = pd.read_csv(destination)
     np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(scores["flagged"], (scores["probability"] > CHOSEN_THRESHOLD).astype(int))
+    np.testing.assert_array_equal(scores["flagged"], amount_rule(scores["probability"], raw_test_rows()["Amount"]))
+
+
+def amount_rule(probability, amount) -> np.ndarray:
+    """model.json's rule, written out: p / (1 - p) * Amount > k * cost_false_positive (5)."""
+    probability, amount = np.asarray(probability), np.asarray(amount)
+    return (probability / (1 - probability) * amount > CHOSEN_K * 5).astype(int)
 
 
 @pytest.mark.parametrize(
@@ -71,21 +78,44 @@ def test_ids_order_and_other_columns_are_kept(exported, tmp_path, monkeypatch, s
     model = keras.saving.load_model(EXPORT_DIR / "model.keras")
     expected = model.predict(model_feed(frame), verbose=0).ravel()
     np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
-    assert scores["flagged"].tolist() == (scores["probability"] > CHOSEN_THRESHOLD).astype(int).tolist()
+    assert scores["flagged"].tolist() == amount_rule(scores["probability"], frame["Amount"]).tolist()
     assert 0 < scores["flagged"].sum() < 200
 
 
-def test_flag_uses_the_threshold_in_model_json(exported, tmp_path):
-    source = tmp_path / "in.csv"
-    transactions().to_csv(source, index=False)
+def test_flag_uses_the_rule_in_model_json(exported, tmp_path):
+    source, frame = tmp_path / "in.csv", transactions()
+    frame.to_csv(source, index=False)
     card = score.load_card()
     score.score(source, tmp_path / "default.csv", card)
-    probability = pd.read_csv(tmp_path / "default.csv")["probability"]
-    threshold = float(probability.median())
-    score.score(source, tmp_path / "other.csv", {**card, "threshold": threshold})
-    flagged = pd.read_csv(tmp_path / "other.csv")["flagged"]
-    assert flagged.tolist() == (probability > threshold).astype(int).tolist()
-    assert flagged.sum() != (probability > card["threshold"]).sum()
+    probability = pd.read_csv(tmp_path / "default.csv")["probability"].to_numpy()
+    k = float(np.median(probability / (1 - probability) * frame["Amount"] / 5))
+    score.score(source, tmp_path / "other_k.csv", {**card, "k": k})
+    other_k = pd.read_csv(tmp_path / "other_k.csv")["flagged"]
+    assert other_k.tolist() == flagged(probability, frame["Amount"].to_numpy(), k, 5).astype(int).tolist()
+    assert other_k.sum() == 100 != pd.read_csv(tmp_path / "default.csv")["flagged"].sum()
+    # A number cost's model.json: a threshold on the probability
+    threshold = float(np.median(probability))
+    flat = {key: value for key, value in card.items() if key not in ("cost_column", "k")} | {"threshold": threshold}
+    score.score(source, tmp_path / "threshold.csv", flat)
+    by_threshold = pd.read_csv(tmp_path / "threshold.csv")["flagged"]
+    assert by_threshold.tolist() == (probability > threshold).astype(int).tolist()
+
+
+def test_a_cost_column_the_model_does_not_take_is_required_and_checked(exported, tmp_path):
+    card = score.load_card() | {"cost_column": "Price"}
+    source = tmp_path / "in.csv"
+    transactions().to_csv(source, index=False)
+    with pytest.raises(StageError, match=r"in.csv: missing column 'Price'$"):
+        score.score(source, tmp_path / "out.csv", card)
+    set_cell(transactions().assign(Price=2.0), "Price", 3, -1.0).to_csv(source, index=False)
+    with pytest.raises(
+        StageError, match=r"in.csv: column 'Price', row 4 \(line 5\): negative or non-finite value in the"
+    ):
+        score.score(source, tmp_path / "out.csv", card)
+    assert not (tmp_path / "out.csv").exists()
+    transactions().assign(Price=2.0).to_csv(source, index=False)
+    score.score(source, tmp_path / "out.csv", card)
+    assert "Price" in pd.read_csv(tmp_path / "out.csv").columns  # carried through, as every column it does not take
 
 
 def clean_error(frame: pd.DataFrame) -> str:

@@ -145,12 +145,9 @@ SETTINGS = {
 
 def strategy(probabilities: np.ndarray, threshold: float = 0.5) -> dict:
     """compare()'s input for a strategy whose members (columns) are already calibrated, all at one threshold."""
-    return {
-        "calibrated": probabilities,
-        "uncalibrated": probabilities,
-        "thresholds": [threshold] * probabilities.shape[1],
-        "ensemble_threshold": threshold,
-    }
+    chosen = {"chosen.threshold": threshold}
+    models = ["ensemble", *range(probabilities.shape[1])]
+    return {"calibrated": probabilities, "uncalibrated": probabilities, "chosen": dict.fromkeys(models, chosen)}
 
 
 def assert_close(found, expected):
@@ -175,9 +172,11 @@ def compare_arrays(labels: np.ndarray, strategies: dict, settings: dict, block: 
     for name, s in strategies.items():
         members = {i: column[positive] for i, column in enumerate(s["calibrated"].T)}
         positives = {"ensemble": compare.ensemble(s["calibrated"])[positive]} | members
-        inputs[name] = {"positives": positives} | {k: s[k] for k in ("thresholds", "ensemble_threshold")}
+        inputs[name] = {"positives": positives, "chosen": s["chosen"]}
     rows = [slice(start, start + block) for start in range(0, len(labels), block)]
-    chunks = ((labels[r], {n: (s["calibrated"][r], s["uncalibrated"][r]) for n, s in strategies.items()}) for r in rows)
+    chunks = (
+        (labels[r], None, {n: (s["calibrated"][r], s["uncalibrated"][r]) for n, s in strategies.items()}) for r in rows
+    )
     return compare.compare(chunks, inputs, len(labels), settings)
 
 
