@@ -43,14 +43,16 @@ class ModelScores:
         self.chosen = Thresholded(chosen["chosen.threshold"], k, 1 if member else k, values=by_value)
         self.amount = None
         if by_value:
-            self.amount = Thresholded(chosen["amount.k"] * settings["cost_false_positive"], k, 0, values=True)
+            self.amount = Thresholded(chosen["amount.k"], k, 0, values=True)
         self.tutorial = Thresholded(settings["threshold"], *((1, 1) if member else (k, k)))
 
     def add(self, labels, values, calibrated, uncalibrated, weights: np.ndarray):
         self.ranking.add(labels, calibrated, weights)
         self.chosen.add(labels, calibrated, weights, values)
         if self.amount:
-            self.amount.add(labels, value_at_risk(calibrated, values), weights, values)
+            self.amount.add(
+                labels, value_at_risk(calibrated, values, self.settings["cost_false_positive"]), weights, values
+            )
         self.tutorial.add(labels, uncalibrated, weights)
 
     def scores(self, positive_weights: np.ndarray) -> dict:
@@ -131,11 +133,14 @@ def point(scores: dict, chosen: dict) -> dict:
 
 
 def summary(ensemble_point: dict, members: list[dict], resampled: dict) -> dict:
-    """Per metric: the ensemble's value and bootstrap interval, the members' mean and Student-t interval."""
+    """Per metric: the ensemble's value and bootstrap interval, the members' mean and Student-t interval (none
+    for the rule's k: chosen, not estimated, and the members' ks can lie decades apart)."""
     result = {}
     for metric, value in ensemble_point.items():
         low, high = percentile_interval(resampled[metric]) if metric in resampled else (None, None)
         mean, mean_low, mean_high = mean_interval([member[metric] for member in members])
+        if metric == "amount.k":
+            mean_low = mean_high = None
         result[metric] = {
             "ensemble": int(value) if metric.split(".")[-1] in COUNTS else value,
             "ensemble_lower": low,

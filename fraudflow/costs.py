@@ -19,23 +19,27 @@ K_DECADES = (-3, 3)  # the chart's k from 10^-3 to 10^3 (wider when the chosen k
 K_STEPS_PER_DECADE = 20
 
 
-def value_at_risk(probabilities: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """p / (1 - p) * value: a row is flagged when this exceeds k * cost_false_positive."""
+def value_at_risk(probabilities: np.ndarray, values: np.ndarray, cost_fp: float) -> np.ndarray:
+    """p / (1 - p) * value / cost_fp, in units of k: a row is flagged when this exceeds k."""
     p = np.minimum(probabilities, MAX_PROBABILITY)
-    return p / (1 - p) * values
+    return p / (1 - p) * values / cost_fp
 
 
 def flagged(probabilities: np.ndarray, values: np.ndarray, k: float, cost_fp: float) -> np.ndarray:
     """The rule, as evaluate scores it and the exported model's `flagged` applies it."""
-    return value_at_risk(probabilities, values) > k * cost_fp
+    return value_at_risk(probabilities, values, cost_fp) > k
 
 
 def chosen_k(labels: np.ndarray, probabilities: np.ndarray, values: np.ndarray, cost_fp: float) -> float:
     """The k of least cost (sum of missed positives' values + cost_fp per false alarm) on these rows: the
-    midpoint of the best cut between neighbouring values at risk, divided by cost_fp."""
+    geometric midpoint of the best cut between neighbouring values at risk (they span decades, as the chart's
+    axis does); flagging nothing is the highest value at risk itself, flagging everything half the lowest."""
     if labels.any() and not values[labels.astype(bool)].any():
         raise ValueError("every positive row's cost is 0, so a missed positive costs nothing and no k can be chosen")
-    return least_cost_cut(labels, value_at_risk(probabilities, values), values, cost_fp, None) / cost_fp
+    above, below = least_cost_cut(labels, value_at_risk(probabilities, values, cost_fp), values, cost_fp)
+    if above is None:
+        return below
+    return math.sqrt(above * below) if below > 0 else above / 2
 
 
 def k_grid(k: float) -> np.ndarray:
@@ -48,12 +52,12 @@ def k_grid(k: float) -> np.ndarray:
 
 def cost_curve(labels: np.ndarray, probabilities: np.ndarray, values: np.ndarray, cost_fp: float, ks) -> np.ndarray:
     """Cost per 1,000 rows of the rule at each k: (missed positives' values + cost_fp * false alarms) / rows."""
-    at_risk = value_at_risk(probabilities, values)
+    at_risk = value_at_risk(probabilities, values, cost_fp)
     order = np.argsort(at_risk, kind="stable")
     ascending, positive = at_risk[order], labels[order].astype(bool)
     missed = np.r_[0, np.cumsum(np.where(positive, values[order], 0))]  # the first i rows pass: their cost
     negatives = np.r_[0, np.cumsum(~positive)]
-    passed = np.searchsorted(ascending, np.asarray(ks) * cost_fp, side="right")  # at risk <= k * cost_fp
+    passed = np.searchsorted(ascending, ks, side="right")  # value at risk <= k: not flagged
     false_alarms = negatives[-1] - negatives[passed]
     return 1000 * (missed[passed] + cost_fp * false_alarms) / len(labels)
 

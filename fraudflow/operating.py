@@ -40,14 +40,14 @@ def cost_threshold(labels: np.ndarray, probabilities: np.ndarray, cost_fn: float
     Every distinct cut between two neighbouring probabilities is tried; the threshold is the midpoint of the
     best cut (on ties, the one flagging fewest rows).
     """
-    return least_cost_cut(labels, probabilities, cost_fn, cost_fp, 1.0)
+    above, below = least_cost_cut(labels, probabilities, cost_fn, cost_fp)
+    return float(((1.0 if above is None else above) + below) / 2)
 
 
-def least_cost_cut(labels: np.ndarray, scores: np.ndarray, cost_fn, cost_fp: float, top: float | None) -> float:
-    """The threshold (flag score > threshold) with the least cost on these rows: cost_fn per missed positive (a
-    number, or one per row) plus cost_fp per false alarm. The midpoint of the best cut between two neighbouring
-    scores (on ties, the one flagging fewest rows); flagging nothing cuts between `top` (None: the highest score)
-    and the highest score, flagging everything between the lowest score and 0."""
+def least_cost_cut(labels: np.ndarray, scores: np.ndarray, cost_fn, cost_fp: float) -> tuple[float | None, float]:
+    """The cut (flag score > a threshold between the two scores returned) with the least cost on these rows:
+    cost_fn per missed positive (a number, or one per row) plus cost_fp per false alarm; on ties, the cut flagging
+    fewest rows. (None, highest score): flag nothing; (lowest score, 0.0): flag everything."""
     if not labels.any():
         raise ValueError("no frauds among them, so a missed fraud costs nothing and no threshold can be chosen")
     order = np.argsort(-scores, kind="stable")
@@ -61,8 +61,8 @@ def least_cost_cut(labels: np.ndarray, scores: np.ndarray, cost_fn, cost_fp: flo
         caught = np.r_[0, np.cumsum(np.where(positive, cost_fn[order], 0))[ends]]
         missed = caught[-1] - caught
     best = int(np.argmin(missed + cost_fp * fp))
-    values = np.r_[ranked[0] if top is None else top, ranked[ends], 0.0]  # cut k lies between values[k], [k + 1]
-    return float((values[best] + values[best + 1]) / 2)
+    values = [None, *ranked[ends].tolist(), 0.0]  # cut k lies between values[k] and values[k + 1]
+    return values[best], values[best + 1]
 
 
 def reliability(labels: np.ndarray, probabilities: np.ndarray) -> dict:

@@ -57,11 +57,12 @@ class MemberColumns:
 
     def __init__(self, strategy: str, split: str, shift: float):
         self.strategy, self.split, self.shift = strategy, split, shift
+        self.members = member_columns(strategy)
         self.labels = split_column(strategy, split, "label")
         self.as_trained, self.calibrated = MemberMean(), MemberMean()
 
     def __iter__(self):
-        for name in member_columns(self.strategy):
+        for name in self.members:
             raw = split_column(self.strategy, self.split, name)
             calibrated = shift_probabilities(raw, self.shift)
             self.as_trained.add(raw)

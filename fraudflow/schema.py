@@ -1,4 +1,5 @@
-"""The table's description (params.yaml, section `data`) and the checks of its values, shared by clean and score.
+"""The table's description (params.yaml, section `data`, and the cost column evaluate.cost_false_negative may
+name) and the checks of its values: clean's, which score shares (the label's: clean's alone).
 
 clean records what each column is for (the roles) in the cleaned Parquet file's metadata, so split and scale
 read them from the data rather than from params.
@@ -185,3 +186,53 @@ def checked_categories(raw: pd.Series, path, name: str, missing: str, first_row:
     if missing == "error":
         fail_at(path, name, raw, [(text.isna(), "missing value (set data.missing: impute to fill it)")], first_row)
     return text.fillna(MISSING_LEVEL).astype(object)
+
+
+class Label:
+    """The label of each batch as int8, 1 where it equals data.positive; fails, naming the row, at a third value.
+    A numeric data.positive matches numbers written either way (1, 1.0)."""
+
+    def __init__(self, path, schema: Schema):
+        self.path, self.name, self.positive = path, schema.label, schema.positive
+        self.levels = []  # in order of appearance
+        self.numeric = None  # decided by the first batch
+
+    def __call__(self, raw: pd.Series, first_row: int) -> pd.Series:
+        fail_at(self.path, self.name, raw, [(raw.isna(), "missing label value")], first_row)
+        numbers = pd.to_numeric(raw, errors="coerce")
+        if self.numeric is None:
+            self.numeric = is_number(self.positive) and bool(numbers.notna().all())
+        if self.numeric and numbers.isna().any():
+            text = int(np.flatnonzero(numbers.isna())[0])
+            raise RowError(
+                f"{self.path}: column '{self.name}', {row_name(self.path, first_row + text)}: a text label value "
+                f"({raw.iloc[text]!r}) where the rows before it have numbers; data.label must name a column with "
+                "exactly two values",
+                first_row + text,
+            )
+        values = numbers if self.numeric else raw.astype("string").str.strip()
+        for level in pd.unique(values).tolist():
+            if level not in self.levels:
+                self.levels.append(level)
+        if len(self.levels) > 2:
+            third = int(np.flatnonzero(~values.isin(self.levels[:2]))[0])
+            raise RowError(
+                f"{self.path}: column '{self.name}', {row_name(self.path, first_row + third)}: a third label value "
+                f"({self.levels[2]!r}, after {self.levels[0]!r} and {self.levels[1]!r}); data.label must name a "
+                "column with exactly two values",
+                first_row + third,
+            )
+        return (values == self.target()).astype("int8")
+
+    def target(self):
+        return self.positive if self.numeric else str(self.positive)
+
+    def check_two_levels(self):
+        """Fail unless the whole column had two values, one of them data.positive."""
+        if self.target() not in self.levels:
+            raise StageError(
+                f"{self.path}: column '{self.name}': no row has data.positive {self.positive!r} (its values: "
+                f"{', '.join(repr(v) for v in sorted(self.levels))}); set data.positive to the rare class's value"
+            )
+        if len(self.levels) < 2:
+            raise StageError(f"{self.path}: column '{self.name}': every row is {self.positive!r}; the label needs two")

@@ -26,25 +26,36 @@ def with_interval(summary: dict, decimals: int) -> str:
 
 def summarise(results: dict, differences: dict) -> dict:
     """{strategy: its headline numbers} and {'first-second': the verdicts on AP and cost}, from evaluate's
-    results and differences (metrics/test/<strategy>.json, metrics/differences.json). The cost, precision and
-    recall are those of the rule that flags rows (the one export packs): with a cost column the value rule
-    ("amount", with the share of the positives' value caught), else the threshold of least flat cost."""
+    results and differences (metrics/test/<strategy>.json, metrics/differences.json). Each key means one thing:
+    cost, precision and recall are the flat cost's threshold's; with a cost column, amount_cost and caught are the
+    value rule's (cost per 1,000, share of the positives' value flagged), with the verdict on amount_cost."""
     summary = {}
     for strategy, result in results.items():
-        rule = result.get("amount", result["chosen"])
-        cost = rule["cost_per_1000"]
+        chosen = result["chosen"]
         summary[strategy] = {
             "ap": with_interval(result["average_precision"], RATE_DECIMALS),
             "roc_auc": round(result["roc_auc"]["ensemble"], RATE_DECIMALS),
             "recall_at_fpr": round(result["recall_at_fpr"]["ensemble"], RATE_DECIMALS),
-            "cost": with_interval(cost, cost_decimals(cost["ensemble_upper"] - cost["ensemble_lower"])),
-            **({"caught": with_interval(rule["caught"], RATE_DECIMALS)} if "caught" in rule else {}),
-            "precision": round(rule["precision"]["ensemble"], RATE_DECIMALS),
-            "recall": round(rule["recall"]["ensemble"], RATE_DECIMALS),
+            "cost": cost_interval(chosen["cost_per_1000"]),
+            "precision": round(chosen["precision"]["ensemble"], RATE_DECIMALS),
+            "recall": round(chosen["recall"]["ensemble"], RATE_DECIMALS),
         }
+        if "amount" in result:
+            amount = result["amount"]
+            summary[strategy] |= {
+                "amount_cost": cost_interval(amount["cost_per_1000"]),
+                "caught": with_interval(amount["caught"], RATE_DECIMALS),
+            }
     for pair, difference in differences.items():
         summary[pair] = {
             "ap": difference["average_precision"]["verdict"],
-            "cost": difference.get("amount", difference["chosen"])["cost_per_1000"]["verdict"],
+            "cost": difference["chosen"]["cost_per_1000"]["verdict"],
         }
+        if "amount" in difference:
+            summary[pair]["amount_cost"] = difference["amount"]["cost_per_1000"]["verdict"]
     return summary
+
+
+def cost_interval(summary: dict) -> str:
+    """A cost per 1,000 with its interval, to two significant digits of the interval's width."""
+    return with_interval(summary, cost_decimals(summary["ensemble_upper"] - summary["ensemble_lower"]))

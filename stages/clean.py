@@ -30,6 +30,7 @@ from fraudflow.common import (
 )
 from fraudflow.outputs import RowGroupWriter
 from fraudflow.schema import (
+    Label,
     RowError,
     Schema,
     check_cost_role,
@@ -40,7 +41,6 @@ from fraudflow.schema import (
     fail_at,
     is_dates,
     read_schema,
-    row_name,
     with_roles,
 )
 
@@ -126,56 +126,6 @@ def plan(path: Path, schema: Schema, types: pa.Schema, cost: str | None) -> Plan
     return Plan(path, schema, categorical, numeric, cost, pa.schema(output))
 
 
-class Label:
-    """The label of each batch as int8, 1 where it equals data.positive; fails, naming the row, at a third value.
-    A numeric data.positive matches numbers written either way (1, 1.0)."""
-
-    def __init__(self, path, schema: Schema):
-        self.path, self.name, self.positive = path, schema.label, schema.positive
-        self.levels = []  # in order of appearance
-        self.numeric = None  # decided by the first batch
-
-    def __call__(self, raw: pd.Series, first_row: int) -> pd.Series:
-        fail_at(self.path, self.name, raw, [(raw.isna(), "missing label value")], first_row)
-        numbers = pd.to_numeric(raw, errors="coerce")
-        if self.numeric is None:
-            self.numeric = is_number(self.positive) and bool(numbers.notna().all())
-        if self.numeric and numbers.isna().any():
-            text = int(np.flatnonzero(numbers.isna())[0])
-            raise RowError(
-                f"{self.path}: column '{self.name}', {row_name(self.path, first_row + text)}: a text label value "
-                f"({raw.iloc[text]!r}) where the rows before it have numbers; data.label must name a column with "
-                "exactly two values",
-                first_row + text,
-            )
-        values = numbers if self.numeric else raw.astype("string").str.strip()
-        for level in pd.unique(values).tolist():
-            if level not in self.levels:
-                self.levels.append(level)
-        if len(self.levels) > 2:
-            third = int(np.flatnonzero(~values.isin(self.levels[:2]))[0])
-            raise RowError(
-                f"{self.path}: column '{self.name}', {row_name(self.path, first_row + third)}: a third label value "
-                f"({self.levels[2]!r}, after {self.levels[0]!r} and {self.levels[1]!r}); data.label must name a "
-                "column with exactly two values",
-                first_row + third,
-            )
-        return (values == self.target()).astype("int8")
-
-    def target(self):
-        return self.positive if self.numeric else str(self.positive)
-
-    def check_two_levels(self):
-        """Fail unless the whole column had two values, one of them data.positive."""
-        if self.target() not in self.levels:
-            raise StageError(
-                f"{self.path}: column '{self.name}': no row has data.positive {self.positive!r} (its values: "
-                f"{', '.join(repr(v) for v in sorted(self.levels))}); set data.positive to the rare class's value"
-            )
-        if len(self.levels) < 2:
-            raise StageError(f"{self.path}: column '{self.name}': every row is {self.positive!r}; the label needs two")
-
-
 def times(raw: pd.Series, path, name: str, first_row: int) -> np.ndarray:
     """The time column as float64: numbers as they are, dates and ISO date texts as seconds since 1970 (UTC where
     they carry no time zone)."""
@@ -224,12 +174,12 @@ def clean_column(raw: pd.Series, name: str, plan: Plan, label: Label, eps: float
     if name in plan.categorical:
         return {name: checked_categories(raw, path, name, schema.missing, first_row)}
     result = {}
+    if name == plan.cost:  # its raw values (a plain feature's too), checked first: its rules are the stricter
+        result[name] = checked_costs(raw, path, name, first_row)
     if name in schema.log:
         result[f"Log{name}"] = np.log(checked_numbers(raw, path, name, True, schema.missing, first_row) + eps)
-    elif name not in schema.drop:
+    elif name not in (*schema.drop, plan.cost):
         result[name] = checked_numbers(raw, path, name, False, schema.missing, first_row)
-    if name == plan.cost:  # its raw values (for a plain numeric feature: the same)
-        result[name] = checked_costs(raw, path, name, first_row)
     return result
 
 

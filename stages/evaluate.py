@@ -68,52 +68,67 @@ def read_settings() -> dict:
     }
 
 
-def split_values(split: str, column: str, labels: bool = False):
-    """The cost column of one split (data/split/<split>.parquet, rows in the order of the scaled split and the
-    predictions), float64; with `labels`, also the label column."""
+def cost_groups(split: str, column: str):
+    """The cost column (float64) and the labels of one split, data/split/<split>.parquet, a row group at a time;
+    rows in the order of the scaled split and of the predictions."""
     path = SPLIT_DIR / f"{split}.parquet"
     file = inputs.parquet_file(path, "split")
     roles = roles_of(file.schema_arrow, path)
     if roles.get("cost") != column:
         raise StageError(f"{path}: no cost column '{column}' (evaluate.cost_false_negative); run 'dvc repro clean'")
-    names = [column, roles["label"]] if labels else [column]
-    table = file.read(columns=names)
-    values = table[column].to_numpy().astype(np.float64)
-    return (values, table[roles["label"]].to_numpy()) if labels else values
+    for group in range(file.num_row_groups):
+        table = file.read_row_group(group, columns=[column, roles["label"]])
+        yield table[column].to_numpy().astype(np.float64), table[roles["label"]].to_numpy()
 
 
 def row_costs(settings: dict) -> dict:
     """What a missed positive costs: "flat", evaluate.cost_false_negative or with a cost column the mean value of
-    the training split's positives; with a cost column also per row of the val and test splits."""
+    the training split's positives (read group by group, keeping only theirs); with a cost column also the val
+    and test splits' values per row, and their labels ("<split>_labels") to check them against the predictions."""
     column = settings["cost_column"]
     if column is None:
         return {"flat": settings["cost_false_negative"]}
-    values, labels = split_values("train", column, labels=True)
-    return {"flat": float(values[labels == 1].mean())} | {s: split_values(s, column) for s in ("val", "test")}
+    positives = [values[labels == 1] for values, labels in cost_groups("train", column)]
+    costs = {"flat": float(np.concatenate(positives).mean())}
+    for split in ("val", "test"):
+        values, labels = zip(*cost_groups(split, column), strict=True)
+        costs |= {split: np.concatenate(values), f"{split}_labels": np.concatenate(labels)}
+    return costs
+
+
+def check_rows(costs: dict, split: str, labels: np.ndarray, strategy: str):
+    """Fails unless the cost column's split has the predictions' rows (compared by their labels)."""
+    if f"{split}_labels" in costs and not np.array_equal(costs[f"{split}_labels"], labels):
+        raise StageError(
+            f"{SPLIT_DIR}/{split}.parquet: other rows than {PREDICTIONS_DIR}/{strategy}.parquet's {split} split; "
+            "rerun 'dvc repro'"
+        )
 
 
 def operating_points(strategy: str, shift: float, settings: dict, costs: dict) -> dict:
     """What is chosen on the validation split, per model ("ensemble" and each member i): the threshold of least
     flat cost and, with a cost column, the k of least cost under the rule; and the rule's validation cost as k
-    varies for the ensemble (the flat cost's rule without a cost column)."""
+    varies for the ensemble (without a cost column, the flat cost's rule, at the k its threshold stands for)."""
     val = MemberColumns(strategy, "val", shift)
-    costs_fp, by_value = settings["cost_false_positive"], settings["cost_column"] is not None
-    values = costs["val"] if by_value else np.full(len(val.labels), float(costs["flat"]))  # the flat rule's
+    check_rows(costs, "val", val.labels, strategy)
+    flat, cost_fp, by_value = costs["flat"], settings["cost_false_positive"], settings["cost_column"] is not None
+    values = costs["val"] if by_value else np.full(len(val.labels), float(flat))
 
     def chosen(probabilities):
-        point = {"chosen.threshold": cost_threshold(val.labels, probabilities, costs["flat"], costs_fp)}
-        return point | ({"amount.k": chosen_k(val.labels, probabilities, values, costs_fp)} if by_value else {})
+        point = {"chosen.threshold": cost_threshold(val.labels, probabilities, flat, cost_fp)}
+        return point | ({"amount.k": chosen_k(val.labels, probabilities, values, cost_fp)} if by_value else {})
 
     try:
         members = dict(enumerate(chosen(column) for column in val))
         ensemble = val.calibrated.value()
         point = chosen(ensemble)
-        k = point["amount.k"] if by_value else chosen_k(val.labels, ensemble, values, costs_fp)
     except ValueError as error:
         raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: validation split: {error}") from error
+    threshold = point["chosen.threshold"]
+    k = point["amount.k"] if by_value else threshold / (1 - threshold) * flat / cost_fp
     ks = k_grid(k)
     curve = pd.DataFrame(
-        {"k": ks, "cost_per_1000": cost_curve(val.labels, ensemble, values, costs_fp, ks), "chosen": (ks == k) * 1}
+        {"k": ks, "cost_per_1000": cost_curve(val.labels, ensemble, values, cost_fp, ks), "chosen": (ks == k) * 1}
     )
     return {"chosen": {"ensemble": point} | members, "curve": curve}
 
@@ -190,6 +205,7 @@ def main():
         if labels is not None and not np.array_equal(labels, drawn[strategy]["labels"]):
             raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: other test rows than baseline; rerun 'dvc repro'")
         labels = drawn[strategy].pop("labels")
+        check_rows(costs, "test", labels, strategy)
         strategies[strategy]["positives"] = drawn[strategy]["positives"]
     counts = {s: len(p["chosen"]) - 1 for s, p in strategies.items() if len(p["chosen"]) > 2}
     if len(set(counts.values())) > 1:

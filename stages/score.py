@@ -63,12 +63,11 @@ def required_columns(card: dict) -> list[str]:
 
 
 def csv_input(path: Path, card: dict):
-    """The CSV's schema (the model's numeric columns and the cost column as float64, all others as text) and a
-    generator of its batches."""
+    """The CSV's schema (the model's numeric columns as float64, all others as text: a cost column the model does
+    not take is carried to the output as written) and a generator of its batches."""
     names = inputs.csv_first_block(path).schema.names
     inputs.require_columns(names, path, required_columns(card))
     numeric = {entry["column"] for entry in card["inputs"] if entry["type"] == "number"}
-    numeric |= {card["cost_column"]} if "cost_column" in card else set()
     schema = pa.schema([(name, pa.float64() if name in numeric else pa.string()) for name in names])
     text = pa.schema([(name, pa.string()) for name in names])
 
@@ -77,8 +76,8 @@ def csv_input(path: Path, card: dict):
         column, row and value."""
         block = inputs.csv_block_at(path, first_row, text)
         if block is not None:
-            model_inputs(block, card, path, first_row)
             cost_values(block, card, path, first_row)
+            model_inputs(block, card, path, first_row)
 
     return schema, inputs.csv_batches(path, schema, "score", name_bad_value)
 
@@ -165,8 +164,8 @@ def score(source: Path, destination: Path, card: dict, load_predict=load_predict
     predict = None
     with atomic_output(destination) as tmp, open_writer(tmp, output_schema) as writer:
         for batch in prefetched(inputs.exact_batches(batches, inputs.batch_rows())):
+            costs = cost_values(batch, card, source, rows)  # first, as clean checks it first
             values, unseen = model_inputs(batch, card, source, rows)
-            costs = cost_values(batch, card, source, rows)
             predict = predict or load_predict(card)
             probability = np.asarray(predict(values)).ravel()
             scored = [*(batch.column(field.name) for field in kept), pa.array(probability)]

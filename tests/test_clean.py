@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_creditcard, set_cell, set_params
 
-from fraudflow.common import CLEAN_PARQUET, RAW_CSV, StageError
+from fraudflow.common import CLEAN_PARQUET, RAW_CSV, RAW_PARQUET, StageError
 from fraudflow.schema import roles_of
 from stages import clean
 
@@ -57,7 +57,8 @@ BAD_INPUTS = {
     ),
     "negative Amount": (
         lambda f: set_cell(f, "Amount", 3, -5.0),
-        r"column 'Amount', row 4 \(line 5\): negative value in a data.log column \(its values must be >= 0\) \(-5.0\)$",
+        r"column 'Amount', row 4 \(line 5\): negative or non-finite value in the cost column \(evaluate.cost_false_"
+        r"negative\), which needs a number >= 0 in every row \(-5.0\)$",
     ),
     "header only": (lambda f: f.iloc[:0], r"header only"),
 }
@@ -73,6 +74,15 @@ def test_bad_input_names_the_problem_and_writes_nothing(project, case):
     assert not CLEAN_PARQUET.exists()
 
 
+def test_a_negative_data_log_value_is_named_as_such_when_the_column_is_no_cost(project):
+    write_raw(set_cell(make_creditcard(rows=40, frauds=2), "Amount", 3, -5.0))
+    set_params(project / "params.yaml", evaluate__cost_false_negative=133)
+    message = r"column 'Amount', row 4 \(line 5\): negative value in a data.log column \(its values must be >= 0\)"
+    with pytest.raises(StageError, match=message):
+        clean.main()
+    assert not CLEAN_PARQUET.exists()
+
+
 def test_a_cost_column_in_data_drop_is_kept_as_a_cost_not_a_feature(project):
     raw = make_creditcard(rows=60, frauds=3).assign(Price=lambda f: f["Amount"] * 2)
     write_raw(raw)
@@ -83,6 +93,20 @@ def test_a_cost_column_in_data_drop_is_kept_as_a_cost_not_a_feature(project):
     assert roles["cost"] == "Price" and "Price" not in roles["numeric"]
     np.testing.assert_array_equal(cleaned["Price"], raw["Price"])
     assert "Amount" not in cleaned.columns  # a number cost or another column: no raw Amount kept
+
+
+def test_a_parquet_input_keeps_its_cost_column_too(project):
+    raw = make_creditcard(rows=60, frauds=3).assign(Price=lambda f: f["Amount"] * 2)
+    RAW_PARQUET.parent.mkdir(parents=True, exist_ok=True)
+    raw.to_parquet(RAW_PARQUET, index=False)
+    set_params(project / "params.yaml", data__drop=["Price"], evaluate__cost_false_negative="Price")
+    clean.main()
+    np.testing.assert_array_equal(pd.read_parquet(CLEAN_PARQUET)["Price"], raw["Price"])
+    set_params(project / "params.yaml", data__drop=[], evaluate__cost_false_negative="V2")  # a plain feature
+    raw.assign(V2=raw["V2"].abs()).to_parquet(RAW_PARQUET, index=False)
+    clean.main()
+    roles = roles_of(pq.read_schema(CLEAN_PARQUET), CLEAN_PARQUET)
+    assert roles["cost"] == "V2" and "V2" in roles["numeric"]
 
 
 def test_a_number_cost_keeps_no_raw_column(project):

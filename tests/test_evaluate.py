@@ -215,23 +215,29 @@ def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(
     headline = json.loads((project / summary.SUMMARY_FILE).read_text())
     differences = json.loads((project / "metrics" / "differences.json").read_text())
     assert list(headline) == [*EVALUATED, *differences]
-    rule = "amount" if cost == "Amount" else "chosen"  # the rule that flags rows: the value rule with a column
     for strategy in EVALUATED:
         detail = read_metrics(project, strategy)
-        caught = {"caught": interval(detail["amount"]["caught"], 3)} if rule == "amount" else {}
+        amount = {}
+        if cost == "Amount":  # a cost column adds the value rule's cost and value caught
+            amount = {
+                "amount_cost": interval(detail["amount"]["cost_per_1000"]),
+                "caught": interval(detail["amount"]["caught"], 3),
+            }
         assert headline[strategy] == {
             "ap": interval(detail["average_precision"], 3),
             "roc_auc": round(detail["roc_auc"]["ensemble"], 3),
             "recall_at_fpr": round(detail["recall_at_fpr"]["ensemble"], 3),
-            "cost": interval(detail[rule]["cost_per_1000"]),
-            **caught,
-            "precision": round(detail[rule]["precision"]["ensemble"], 3),
-            "recall": round(detail[rule]["recall"]["ensemble"], 3),
+            "cost": interval(detail["chosen"]["cost_per_1000"]),
+            "precision": round(detail["chosen"]["precision"]["ensemble"], 3),
+            "recall": round(detail["chosen"]["recall"]["ensemble"], 3),
+            **amount,
         }
     for pair, difference in differences.items():
+        verdicts = {"amount_cost": difference["amount"]["cost_per_1000"]["verdict"]} if cost == "Amount" else {}
         assert headline[pair] == {
             "ap": difference["average_precision"]["verdict"],
-            "cost": difference[rule]["cost_per_1000"]["verdict"],
+            "cost": difference["chosen"]["cost_per_1000"]["verdict"],
+            **verdicts,
         }
 
 
@@ -341,7 +347,7 @@ def test_a_number_cost_has_no_amount_results_and_draws_its_threshold_as_a_k(proj
     cost_k = pd.read_csv(project / "plots" / "costk" / "baseline.csv")  # the flat rule p / (1 - p) * 133 > k * 5
     chosen = cost_k.loc[cost_k["chosen"] == 1].iloc[0]
     threshold = result["chosen"]["threshold"]["ensemble"]
-    assert chosen["k"] == pytest.approx(threshold / (1 - threshold) * 133 / 5, rel=0.05)
+    assert chosen["k"] == pytest.approx(threshold / (1 - threshold) * 133 / 5, rel=1e-9)  # the threshold's k
     assert chosen["cost_per_1000"] == pytest.approx(
         1000
         * (
@@ -399,6 +405,15 @@ def evaluate_description(key):
         "cost_false_positive": "a number > 0",
         "false_positive_rate": "a number between 0 and 1",
     }[key]
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_cost_column_of_other_rows_than_the_predictions_is_refused(project, split):
+    labels, _, _ = write_predictions(2)
+    write_split({"train": np.load(SCALED_DIR / "train_labels.npy")} | labels | {split: labels[split][:-1]}, 0)
+    with pytest.raises(evaluate.StageError, match=rf"^data/split/{split}.parquet: other rows than data/predictions/"):
+        evaluate.main()
+    assert not (project / "metrics").exists()
 
 
 def test_validation_without_frauds_is_a_clear_error(project):

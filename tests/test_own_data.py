@@ -181,7 +181,7 @@ BAD_TABLES = {
     "negative value in a log column": (
         lambda f: set_cell(f, "amount_usd", 8, -3.5),
         {},
-        r"column 'amount_usd', row 9 \(line 10\): negative value in a data.log column .* \(-3.5\)$",
+        r"column 'amount_usd', row 9 \(line 10\): negative or non-finite value in the cost column .* \(-3.5\)$",
     ),
     "missing value under missing: error": (
         lambda f: f,

@@ -75,7 +75,8 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
     pairs = ["-".join(pair) for pair in combinations(EVALUATED, 2)]
     assert sorted(headline) == sorted([*EVALUATED, *pairs])
     for strategy in EVALUATED:
-        assert set(headline[strategy]) == {"ap", "roc_auc", "recall_at_fpr", "cost", "caught", "precision", "recall"}
+        keys = {"ap", "roc_auc", "recall_at_fpr", "cost", "precision", "recall", "amount_cost", "caught"}
+        assert set(headline[strategy]) == keys
     assert headline["baseline-weighted"]["ap"] in {"baseline better", "weighted better", "not distinguishable"}
 
     detail = next(iter(json.loads(repo.run("dvc", "metrics", "show", "--json", "metrics/test")).values()))["data"]

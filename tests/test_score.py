@@ -148,7 +148,8 @@ def test_bad_input_gets_cleans_error_and_no_output(project, monkeypatch, case):
     source, destination = folder / "new.csv", folder / "scores.csv"
     frame.to_csv(source, index=False)
     inputs = [{"column": name, "input": name, "type": "number"} for name in MODEL_COLUMNS]
-    card = {"inputs": inputs, "log": ["Amount"], "missing": "error", "threshold": 0.5}
+    card = {"inputs": inputs, "log": ["Amount"], "missing": "error", "cost_column": "Amount", "k": 1.0}
+    card["cost_false_positive"] = 5
     with pytest.raises(StageError) as error:  # earlier batches are scored, by a stand-in for the model
         score.score(source, destination, card, load_predict=lambda card: lambda x: np.zeros((len(x["V1"]), 1)))
     assert str(error.value) == f"{source}: {expected}"
@@ -167,7 +168,8 @@ def test_a_bad_row_in_parquet_is_named_by_row(exported, tmp_path, monkeypatch):
     source = tmp_path / "new.parquet"
     set_cell(transactions(), "Amount", 150, -1.0).to_parquet(source, index=False)
     with pytest.raises(
-        StageError, match=r"new.parquet: column 'Amount', row 151: negative value in a data.log column .* \(-1.0\)$"
+        StageError,
+        match=r"new.parquet: column 'Amount', row 151: negative or non-finite value in the cost .* \(-1.0\)$",
     ):
         score_file(source, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()

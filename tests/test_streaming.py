@@ -166,7 +166,7 @@ def test_a_bad_value_in_a_later_batch_is_named_by_its_row_in_the_whole_input(pro
         message = r"creditcard.csv: column 'x3', row 451 \(line 452\): text in a numeric column"
     else:
         pq.write_table(pa.Table.from_pandas(frame.astype({"x3": float}), preserve_index=False), RAW_PARQUET)
-        message = r"creditcard.parquet: column 'amount_usd', row 501: negative value in a data.log column"
+        message = r"creditcard.parquet: column 'amount_usd', row 501: negative or non-finite value in the cost column"
     with pytest.raises(StageError, match=message):
         clean.main()
     assert not CLEAN_PARQUET.parent.exists()
