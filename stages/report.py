@@ -68,29 +68,21 @@ def amount_tables(test: dict, differences: dict) -> str:
         "tp / fp / fn",
     ]
     title = "Each missed positive costs its own value: test split, at the k chosen on validation"
-    pairs = [
-        [
-            pair.replace("-", " − "),
-            value(d["amount"]["cost_per_1000"], 1, "+"),
-            spread(d["amount"]["cost_per_1000"], 1, "+"),
-            value(d["amount"]["savings"], sign="+"),
-            spread(d["amount"]["savings"], sign="+"),
-            d["amount"]["cost_per_1000"]["verdict"],
-            d["amount"]["savings"]["verdict"],
-        ]
-        for pair, d in differences.items()
-    ]
-    pair_header = [
-        "first − second",
-        "cost: ensembles",
-        "cost: members",
-        "savings: ensembles",
-        "savings: members",
-        "verdict on cost",
-        "verdict on savings",
-    ]
+    columns = [("cost", lambda d: d["amount"]["cost_per_1000"], 1), ("savings", lambda d: d["amount"]["savings"], 3)]
     pair_title = "Paired differences under the value rule: first − second, on the same test rows"
-    return table(title, header, rows) + "\n\n" + table(pair_title, pair_header, pairs)
+    return table(title, header, rows) + "\n\n" + paired(pair_title, differences, columns)
+
+
+def paired(title: str, differences: dict, columns: list) -> str:
+    """A table of paired differences: per (name, where a pair's entry holds it, digits) the ensembles' and the
+    members' difference with their intervals, then the verdicts."""
+    rows = []
+    for pair, difference in differences.items():
+        found = [(find(difference), digits) for _, find, digits in columns]
+        numbers = [text for entry, digits in found for text in (value(entry, digits, "+"), spread(entry, digits, "+"))]
+        rows.append([pair.replace("-", " − "), *numbers, *(entry["verdict"] for entry, _ in found)])
+    header = ["first − second"] + [f"{name}: {kind}" for name, _, _ in columns for kind in ("ensembles", "members")]
+    return table(title, header + [f"verdict on {name}" for name, _, _ in columns], rows)
 
 
 def main():
@@ -131,28 +123,8 @@ def main():
         "members",
     ]
     print("\n" + table("Threshold-free scores: test split (ensemble; members: their mean)", header, scores))
-    pairs = [
-        [
-            pair.replace("-", " − "),
-            value(d["average_precision"], sign="+"),
-            spread(d["average_precision"], sign="+"),
-            value(d["chosen"]["cost_per_1000"], 1, "+"),
-            spread(d["chosen"]["cost_per_1000"], 1, "+"),
-            d["average_precision"]["verdict"],
-            d["chosen"]["cost_per_1000"]["verdict"],
-        ]
-        for pair, d in differences.items()
-    ]
-    header = [
-        "first − second",
-        "AP: ensembles",
-        "AP: members",
-        "cost per 1,000: ensembles",
-        "cost: members",
-        "verdict on AP",
-        "verdict on cost",
-    ]
-    print("\n" + table("Paired differences: first − second, on the same test rows", header, pairs))
+    columns = [("AP", lambda d: d["average_precision"], 3), ("cost", lambda d: d["chosen"]["cost_per_1000"], 1)]
+    print("\n" + paired("Paired differences: first − second, on the same test rows", differences, columns))
     if all("amount" in m for m in test.values()):
         print("\n" + amount_tables(test, differences))
     calibration = [

@@ -179,7 +179,7 @@ def test_the_first_bad_row_is_reported_whatever_the_batch_size(project, monkeypa
     monkeypatch.setenv(inputs.BATCH_ROWS_ENV, rows)
     RAW_CSV.parent.mkdir(parents=True)
     frame.to_csv(RAW_CSV, index=False)
-    with pytest.raises(StageError, match=r"column 'Amount', row 11 \(line 12\): negative value"):
+    with pytest.raises(StageError, match=r"column 'Amount', row 11 \(line 12\): negative or non-finite value"):
         clean.main()
 
 
