@@ -73,10 +73,21 @@ def read_schema() -> Schema:
     return schema
 
 
+def cost_false_negative() -> float | str:
+    """evaluate.cost_false_negative, checked: a number > 0 (every missed positive costs it) or a column's name."""
+    return require(
+        load_params("evaluate"),
+        "evaluate",
+        "cost_false_negative",
+        lambda v: (is_number(v) and v > 0) or (isinstance(v, str) and v),
+        "a number > 0 or the name of a numeric column",
+    )
+
+
 def cost_column() -> str | None:
     """The column evaluate.cost_false_negative names (each missed positive then costs its own row's value), or
-    None for a flat cost (a number, which evaluate checks)."""
-    value = load_params("evaluate").get("cost_false_negative")
+    None for a flat cost."""
+    value = cost_false_negative()
     return value if isinstance(value, str) else None
 
 

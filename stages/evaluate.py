@@ -33,7 +33,7 @@ from fraudflow.costs import chosen_k, cost_curve, k_grid
 from fraudflow.operating import cost_threshold, prior_shift, reliability
 from fraudflow.predictions import MemberColumns, test_blocks
 from fraudflow.scaled import load_labels, negative_rate
-from fraudflow.schema import roles_of
+from fraudflow.schema import cost_false_negative, roles_of
 from fraudflow.summary import SUMMARY_FILE, summarise
 
 METRICS_DIR = "metrics/test"
@@ -49,13 +49,7 @@ def read_settings() -> dict:
 
     return {
         "threshold": require(params, "evaluate", "threshold", rate, "a number between 0 and 1"),
-        "cost_false_negative": require(
-            params,
-            "evaluate",
-            "cost_false_negative",
-            lambda v: (is_number(v) and v > 0) or (isinstance(v, str) and v),
-            "a number > 0 or the name of a numeric column",
-        ),
+        "cost_false_negative": cost_false_negative(),
         "cost_false_positive": require(
             params, "evaluate", "cost_false_positive", lambda v: is_number(v) and v > 0, "a number > 0"
         ),

@@ -57,16 +57,18 @@ def load_predictor(card: dict):
     return tf.function(predict).get_concrete_function(signature)
 
 
-def required_columns(card: dict) -> list[str]:
-    """The columns the model takes, and the cost column its rule reads."""
-    return [entry["column"] for entry in card["inputs"]] + ([card["cost_column"]] if "cost_column" in card else [])
+def require_columns(names: list[str], path: Path, card: dict):
+    """Fails naming the first column the model takes, or the cost column its rule reads, that `names` lacks."""
+    inputs.require_columns(names, path, [entry["column"] for entry in card["inputs"]])
+    if "cost_column" in card:
+        inputs.require_columns(names, path, [card["cost_column"]], " (model.json's cost_column)")
 
 
 def csv_input(path: Path, card: dict):
     """The CSV's schema (the model's numeric columns as float64, all others as text: a cost column the model does
     not take is carried to the output as written) and a generator of its batches."""
     names = inputs.csv_first_block(path).schema.names
-    inputs.require_columns(names, path, required_columns(card))
+    require_columns(names, path, card)
     numeric = {entry["column"] for entry in card["inputs"] if entry["type"] == "number"}
     schema = pa.schema([(name, pa.float64() if name in numeric else pa.string()) for name in names])
     text = pa.schema([(name, pa.string()) for name in names])
@@ -85,7 +87,7 @@ def csv_input(path: Path, card: dict):
 def parquet_input(path: Path, card: dict):
     """The Parquet file's schema and a generator of its batches."""
     dataset = inputs.parquet_dataset(path)
-    inputs.require_columns(dataset.schema.names, path, required_columns(card))
+    require_columns(dataset.schema.names, path, card)
     return dataset.schema, inputs.parquet_batches(dataset, "score")
 
 

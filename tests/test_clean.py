@@ -124,6 +124,11 @@ BAD_COSTS = {
         None,
         r"column 'V3' \(evaluate.cost_false_negative\) is data.categorical; the cost column must be a numeric column",
     ),
+    "a negative number": (
+        {"evaluate__cost_false_negative": -5},
+        None,
+        r"^params.yaml: param 'evaluate.cost_false_negative' must be a number > 0 or the name of a numeric column, got",
+    ),
     "the label": (
         {"evaluate__cost_false_negative": "Class"},
         None,
@@ -155,7 +160,7 @@ def test_a_bad_cost_column_is_named_on_one_line_and_nothing_is_written(project, 
     set_params(project / "params.yaml", **params)
     with pytest.raises(StageError, match=message) as error:
         clean.main()
-    assert str(error.value).startswith(str(RAW_CSV)) and "\n" not in str(error.value)
+    assert str(error.value).startswith((f"{RAW_CSV}: ", "params.yaml: ")) and "\n" not in str(error.value)
     assert not CLEAN_PARQUET.exists()
 
 

@@ -105,7 +105,7 @@ def test_a_cost_column_the_model_does_not_take_is_required_and_checked(exported,
     card = score.load_card() | {"cost_column": "Price"}
     source = tmp_path / "in.csv"
     transactions().to_csv(source, index=False)
-    with pytest.raises(StageError, match=r"in.csv: missing column 'Price'$"):
+    with pytest.raises(StageError, match=r"in.csv: missing column 'Price' \(model.json's cost_column\)$"):
         score.score(source, tmp_path / "out.csv", card)
     set_cell(transactions().assign(Price=2.0), "Price", 3, -1.0).to_csv(source, index=False)
     with pytest.raises(
