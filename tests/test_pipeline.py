@@ -178,7 +178,7 @@ def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path)
     result = check_page(page, tmp_path / "diff.png")
     assert result.returncode == 0, result.stdout + result.stderr
     drawn = chart_contents(page)
-    for chart in ("roc", "precision_recall", "confusion", "training"):
+    for chart in ("roc", "precision_recall", "confusion", "cost_k", "training"):
         assert {"HEAD", "workspace"} <= {text for _, text in drawn[chart]["texts"]}, chart  # panel headers
     assert len(drawn["roc"]["lines"]) == 2 * len(EVALUATED)
 
