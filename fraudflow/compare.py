@@ -72,12 +72,13 @@ class ModelScores:
             amount = self.amount.scores()
             result |= {f"amount.{k}": amount[k] * size for k in COUNTS}
             result |= {f"amount.{k}": amount[k] for k in ("precision", "recall")}
-            values = value_scores(*(amount[k] for k in (*COUNTS, "tp_value", "fn_value")), s["cost_false_positive"])
+
+            def at_value_costs(cells):  # cost, savings and value caught of these flags, each row at its value
+                return value_scores(*(cells[k] for k in (*COUNTS, "tp_value", "fn_value")), s["cost_false_positive"])
+
+            values = at_value_costs(amount)
             result |= {f"amount.{k}": v for k, v in values.items()}
-            # The flat threshold's rows, their cost counted the same way: what the value rule saves against it
-            by_threshold = value_scores(
-                *(chosen[k] for k in (*COUNTS, "tp_value", "fn_value")), s["cost_false_positive"]
-            )
+            by_threshold = at_value_costs(chosen)  # the flat threshold's flags: what the value rule saves against it
             result["amount.threshold_cost_per_1000"] = by_threshold["cost_per_1000"]
             result["amount.saved_per_1000"] = by_threshold["cost_per_1000"] - values["cost_per_1000"]
         result |= {f"tutorial.{k}": tutorial[k] * size[: tutorial[k].size] for k in COUNTS}

@@ -33,7 +33,7 @@ from fraudflow.costs import chosen_k, cost_curve, k_grid
 from fraudflow.operating import cost_threshold, prior_shift, reliability
 from fraudflow.predictions import MemberColumns, test_blocks
 from fraudflow.scaled import load_labels, negative_rate
-from fraudflow.schema import cost_false_negative, roles_of
+from fraudflow.schema import cost_column, cost_false_negative, roles_of
 from fraudflow.summary import SUMMARY_FILE, summarise
 
 METRICS_DIR = "metrics/test"
@@ -49,7 +49,8 @@ def read_settings() -> dict:
 
     return {
         "threshold": require(params, "evaluate", "threshold", rate, "a number between 0 and 1"),
-        "cost_false_negative": cost_false_negative(),
+        "cost_false_negative": cost_false_negative(),  # a number, or with a cost column its mean (row_costs)
+        "cost_column": cost_column(),
         "cost_false_positive": require(
             params, "evaluate", "cost_false_positive", lambda v: is_number(v) and v > 0, "a number > 0"
         ),
@@ -184,8 +185,7 @@ def curves_and_positives(strategy: str, shift: float, n: int) -> dict:
 
 def main():
     settings = read_settings()
-    column = settings["cost_false_negative"] if isinstance(settings["cost_false_negative"], str) else None
-    settings["cost_column"] = column
+    column = settings["cost_column"]
     costs = row_costs(settings)
     settings["cost_false_negative"] = costs["flat"]
     if column:

@@ -34,6 +34,7 @@ from fraudflow.common import (
 from fraudflow.inputs import fingerprint, raw_input
 from fraudflow.operating import prior_shift
 from fraudflow.scaled import load_labels, negative_rate
+from fraudflow.schema import cost_column
 
 with quiet_tensorflow():
     import keras
@@ -155,11 +156,10 @@ def flag_rule(strategy: str) -> dict:
     column (evaluate.cost_false_negative), the ensemble's k of the rule p / (1 - p) * value > k *
     cost_false_positive (fraudflow/costs.py); else its threshold of least flat cost."""
     path = Path("metrics/test") / f"{strategy}.json"
-    params = load_params("evaluate")
-    column, cost_fp = params.get("cost_false_negative"), params.get("cost_false_positive")
+    column, cost_fp = cost_column(), load_params("evaluate").get("cost_false_positive")
     try:
         result = json.loads(path.read_text())
-        if not isinstance(column, str):
+        if column is None:
             return {
                 "threshold": float(result["chosen"]["threshold"]["ensemble"]),
                 "threshold_chosen": "on the validation split, least cost_false_negative * FN + "
