@@ -5,7 +5,7 @@
 Parts: 1a. training 1 against 5 members (fixed epochs, no early stopping); 1b. same-work training of one model
 per strategy against benchmarks/tutorial_reference.py; 2. the whole `dvc repro` from scratch (5 members per
 strategy), per stage, against the whole tutorial script (one model each); 3. a no-op `dvc repro`;
-4. an incremental `dvc repro` after one train_resampled param change; 5. growth: the data stages and one
+4. an incremental `dvc repro` after one networks.resampled param change; 5. growth: the data stages and one
 epoch of each strategy on 1x, 4x and 16x the rows; 6. scoring: `python -m stages.score` on the whole CSV
 and on 16 copies of its rows; 7. pins: each setting that fraudflow pins (fraudflow/__init__.py), and others that
 could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time;
@@ -35,7 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
-STRATEGIES = ("baseline", "weighted", "resampled")
+STRATEGIES = ("baseline", "weighted", "resampled")  # the tutorial's three (parts 1, 5: one epoch each)
 TUTORIAL_EPOCHS = (28, 13, 111)  # where the tutorial's own run stopped early
 STAGE_DONE = data_scale.STAGE_DONE  # a stage's last log line: its wall time and peak memory
 TRAINED = re.compile(
@@ -53,9 +53,10 @@ for i in range(5):
     keras.utils.set_random_seed(i)
     layers = [keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.5), keras.layers.Dense(1, "sigmoid")]
     save_keras(keras.Sequential([keras.Input(shape=(29,)), *layers]), f"models/baseline/member_{i}.keras")
-Path("metrics/test").mkdir(parents=True, exist_ok=True)
-chosen = {"chosen": {"threshold": {"ensemble": 0.5}}, "amount": {"k": {"ensemble": 1.0}}}
-Path("metrics/test/baseline.json").write_text(json.dumps(chosen))
+Path("models/rules").mkdir(parents=True, exist_ok=True)
+rule = {"strategy": "baseline", "calibration_logit_shift": 0.0, "cost_column": "Amount", "k": 1.0,
+        "cost_false_positive": 5, "flagged": "probability / (1 - probability) * Amount > k * cost_false_positive"}
+Path("models/rules/baseline.json").write_text(json.dumps(rule))
 """
 # Scoring once the model is loaded, twice (the first run also pays TensorFlow's set-up on its first call):
 # wall and CPU seconds (all threads) of each run, and peak memory.
@@ -76,7 +77,7 @@ TIMED = re.compile(r"scored (?P<rows>\d+) rows: (?P<wall>[\d.]+) s wall, (?P<cpu
 
 
 class Project:
-    """A scratch git + DVC copy of the project, its data source set by CREDITCARD_URL."""
+    """A scratch git + DVC copy of the project, its data source set by download.url."""
 
     def __init__(self, root: Path, data: Path):
         self.path = root
@@ -85,7 +86,8 @@ class Project:
             copy = shutil.copytree if source.is_dir() else shutil.copy
             copy(source, root / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
         bin_dir = str(Path(sys.executable).parent)
-        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CREDITCARD_URL": str(data), "HOME": str(Path.home())}
+        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(Path.home())}
+        self.set_params(**{"download.url": str(data)})
         for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
             self.run(command)
         shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
@@ -102,17 +104,20 @@ class Project:
         return seconds, result.stdout + result.stderr
 
     def set_params(self, **updates):
-        """Keys are 'section.key'."""
+        """Keys are dotted paths, 'section.key' or 'networks.baseline.epochs'."""
         path = self.path / "params.yaml"
         params = yaml.safe_load(path.read_text())
         for name, value in updates.items():
-            section, key = name.split(".")
-            params[section][key] = value
+            *parents, key = name.split(".")
+            node = params
+            for parent in parents:
+                node = node[parent]
+            node[key] = value
         path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def stages_ran(output: str) -> list[str]:
-    return re.findall(r"^Running stage '([\w]+)'", output, re.M)
+    return re.findall(r"^Running stage '([\w@]+)'", output, re.M)
 
 
 def print_table(title: str, header: list[str], rows: list[list]):
@@ -129,7 +134,7 @@ def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int
     project.run(["dvc", "repro", "scale"])
     project.set_params(
         **{"train.patience": max(epochs)},
-        **{f"train_{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs, strict=True)},
+        **{f"networks.{strategy}.epochs": n for strategy, n in zip(STRATEGIES, epochs, strict=True)},
     )
     trained = {}
     for count in (1, members):
@@ -205,11 +210,11 @@ def whole_pipeline(root: Path, data: Path):
     noop_seconds, noop_output = project.run(["dvc", "repro"])
     print_table("3. No-op dvc repro", ["wall s", "stages run"], [[f"{noop_seconds:.2f}", len(stages_ran(noop_output))]])
 
-    steps = yaml.safe_load((project.path / "params.yaml").read_text())["train_resampled"]["steps_per_epoch"]
-    project.set_params(**{"train_resampled.steps_per_epoch": steps + 1})
+    steps = yaml.safe_load((project.path / "params.yaml").read_text())["networks"]["resampled"]["steps_per_epoch"]
+    project.set_params(**{"networks.resampled.steps_per_epoch": steps + 1})
     incremental_seconds, incremental_output = project.run(["dvc", "repro"])
     print_table(
-        f"4. Incremental: train_resampled.steps_per_epoch {steps} -> {steps + 1}",
+        f"4. Incremental: networks.resampled.steps_per_epoch {steps} -> {steps + 1}",
         ["wall s", "stages run"],
         [[f"{incremental_seconds:.1f}", ", ".join(stages_ran(incremental_output))]],
     )
@@ -230,8 +235,8 @@ def growth(root: Path, data: Path, factors: list[int]):
     for factor in factors:
         source = data if factor == 1 else grown_copy(data, factor, root)
         project = Project(root / f"growth_x{factor}", source)
-        project.set_params(**{"download.sha256": ""}, **{f"train_{s}.epochs": 1 for s in STRATEGIES})
-        _, output = project.run(["dvc", "repro", *(f"train_{s}" for s in STRATEGIES)])
+        project.set_params(**{"download.sha256": ""}, **{f"networks.{s}.epochs": 1 for s in STRATEGIES})
+        _, output = project.run(["dvc", "repro", *(f"train@{s}" for s in STRATEGIES)])
         for match in STAGE_DONE.finditer(output):
             rows.append([f"{factor}x", match["stage"], match["wall"], match["mb"]])
         shutil.rmtree(project.path)
@@ -259,7 +264,7 @@ def scoring(root: Path, data: Path):
     (project.path / "models" / "baseline").mkdir(parents=True)
     project.run([sys.executable, "-c", RANDOM_MEMBERS])
     project.run([sys.executable, "-m", "stages.export"])
-    raw = project.path / "data" / "raw" / "creditcard.csv"
+    raw = project.path / "data" / "raw" / "table.csv"
     repeated = root / "creditcard_x16.csv"
     repeated_csv(raw, 16, repeated)
     rows = []
@@ -316,7 +321,7 @@ def pins(root: Path, data: Path, members: int = 2, epochs: int = 5):
     """Train `members` baseline members for `epochs` epochs (no early stopping) under each of PIN_SETTINGS."""
     project = Project(root / "pins", data)
     project.run(["dvc", "repro", "scale"])
-    project.set_params(**{"train.members": members, "train.patience": epochs, "train_baseline.epochs": epochs})
+    project.set_params(**{"train.members": members, "train.patience": epochs, "networks.baseline.epochs": epochs})
     predictions = project.path / "data" / "predictions" / "baseline.parquet"
     pinned, rows = None, []
     environment = project.env

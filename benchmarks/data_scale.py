@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 PERIOD_SECONDS = 172_800  # creditcard.csv spans two days
 STAGES = ("download", "clean", "split", "scale")
 DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
-EVALUATED = ("baseline", "weighted", "resampled", "logistic", "gbdt")  # fraudflow.common's, not imported here
+EVALUATED = ("baseline", "weighted", "resampled", "focal", "logistic", "gbdt")  # fraudflow.strategies's, not imported
 STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
 
 
@@ -74,8 +74,7 @@ def make_data(data: Path, factor: int, root: Path) -> tuple[Path, Path, int]:
 
 def run_stages(project, source: Path, drop: list[str]) -> dict:
     """Wall s and peak MB of each data stage on the source."""
-    project.env["CREDITCARD_URL"] = str(source)
-    project.set_params(**{"download.sha256": "", "data.drop": drop})
+    project.set_params(**{"download.url": str(source), "download.sha256": "", "data.drop": drop})
     results = {}
     for stage in STAGES:
         output = project.run([sys.executable, "-m", f"stages.{stage}"])[1]

@@ -20,20 +20,19 @@ import yaml
 
 PARAMS_FILE = Path("params.yaml")
 SPLITS = ("train", "val", "test")
-STRATEGIES = ("baseline", "weighted", "resampled")  # the network's ways to handle the imbalance
-REFERENCE_STRATEGY = "logistic"  # logistic regression on the same features, the reference they must beat
-TREES_STRATEGY = "gbdt"  # gradient-boosted trees on the same features, what users would pick instead
-EVALUATED = (*STRATEGIES, REFERENCE_STRATEGY, TREES_STRATEGY)  # every strategy evaluate compares
 
 RAW_DIR = Path("data/raw")  # what download wrote: one of the two below
-RAW_CSV = RAW_DIR / "creditcard.csv"
-RAW_PARQUET = RAW_DIR / "creditcard.parquet"  # a Parquet file or a folder of them
+RAW_CSV = RAW_DIR / "table.csv"
+RAW_PARQUET = RAW_DIR / "table.parquet"  # a Parquet file or a folder of them
+RAW_RECORD = Path("data/raw.json")  # the raw table's sha256, as download computed it
 CSV_SUFFIXES = (".csv", ".csv.gz")
-CLEAN_PARQUET = Path("data/clean/creditcard.parquet")
+CLEAN_PARQUET = Path("data/clean/table.parquet")
 SPLIT_DIR = Path("data/split")
 SCALED_DIR = Path("data/scaled")
 PREPROCESSING_FILE = SCALED_DIR / "preprocessing.json"  # what scale fitted (fraudflow/preprocess.py)
+COSTS_DIR = Path("data/costs")  # the cost column's values of the val and test rows, for evaluate (stages/scale.py)
 MODELS_DIR = Path("models")
+RULES_DIR = MODELS_DIR / "rules"  # each strategy's calibration and flagging rule, chosen by evaluate
 PREDICTIONS_DIR = Path("data/predictions")
 EXPORT_DIR = Path("models/export")
 

@@ -11,16 +11,18 @@ import numpy as np
 from fraudflow.costs import value_at_risk, value_scores
 from fraudflow.stats import Ranking, Thresholded, WeightStream, mean_interval, percentile_interval
 
-# Paired between strategies (the amount.* ones with a cost column only)
+# Paired between strategies (the value_rule.* ones with a cost column only)
 DIFFERENCE_METRICS = (
     "average_precision",
     "roc_auc",
     "recall_at_fpr",
     "chosen.cost_per_1000",
-    "amount.cost_per_1000",
-    "amount.savings",
+    "value_rule.cost_per_1000",
+    "value_rule.savings",
 )
-LOWER_IS_BETTER = {"chosen.cost_per_1000", "amount.cost_per_1000"}
+LOWER_IS_BETTER = {"chosen.cost_per_1000", "value_rule.cost_per_1000"}
+# Metrics in [0, 1] (the last part of the name): their member intervals are taken on the logit scale
+BOUNDED = {"average_precision", "roc_auc", "recall_at_fpr", "precision", "recall", "brier", "caught"}
 COUNTS = ("tp", "fp", "tn", "fn")
 
 
@@ -28,7 +30,7 @@ class ModelScores:
     """Every metric of one model (a member or an ensemble) for k weightings of the test rows, summed block by block.
 
     Threshold-free scores and the calibrated probabilities' log loss and Brier score; counts and rates at the
-    threshold chosen on validation, with the cost per 1,000 transactions; with a cost column ("amount.k" chosen on
+    threshold chosen on validation, with the cost per 1,000 rows; with a cost column ("value_rule.k" chosen on
     validation), counts, rates, cost, savings and value caught under the rule p / (1 - p) * value >
     k * cost_false_positive (fraudflow/costs.py), and what it saves against the threshold's flags at the same
     costs; and at the tutorial's fixed threshold on the probabilities as trained, with their log loss and Brier
@@ -39,18 +41,18 @@ class ModelScores:
     def __init__(self, positive_scores, chosen: dict, settings: dict, k: int, member: bool, dtype):
         self.settings = settings
         self.ranking = Ranking(positive_scores, k, dtype)
-        by_value = "amount.k" in chosen
+        by_value = "value_rule.k" in chosen
         self.chosen = Thresholded(chosen["chosen.threshold"], k, 1 if member else k, values=by_value)
-        self.amount = None
+        self.value_rule = None
         if by_value:
-            self.amount = Thresholded(chosen["amount.k"], k, 0, values=True)
+            self.value_rule = Thresholded(chosen["value_rule.k"], k, 0, values=True)
         self.tutorial = Thresholded(settings["threshold"], *((1, 1) if member else (k, k)))
 
     def add(self, labels, values, calibrated, uncalibrated, weights: np.ndarray):
         self.ranking.add(labels, calibrated, weights)
         self.chosen.add(labels, calibrated, weights, values)
-        if self.amount:
-            self.amount.add(
+        if self.value_rule:
+            self.value_rule.add(
                 labels, value_at_risk(calibrated, values, self.settings["cost_false_positive"]), weights, values
             )
         self.tutorial.add(labels, uncalibrated, weights)
@@ -68,19 +70,19 @@ class ModelScores:
         result |= {f"chosen.{k}": chosen[k] * size for k in COUNTS}
         result |= {f"chosen.{k}": chosen[k] for k in ("precision", "recall")}
         result["chosen.cost_per_1000"] = 1000 * cost / total
-        if self.amount:
-            amount = self.amount.scores()
-            result |= {f"amount.{k}": amount[k] * size for k in COUNTS}
-            result |= {f"amount.{k}": amount[k] for k in ("precision", "recall")}
+        if self.value_rule:
+            by_value = self.value_rule.scores()
+            result |= {f"value_rule.{k}": by_value[k] * size for k in COUNTS}
+            result |= {f"value_rule.{k}": by_value[k] for k in ("precision", "recall")}
 
             def at_value_costs(cells):  # cost, savings and value caught of these flags, each row at its value
                 return value_scores(*(cells[k] for k in (*COUNTS, "tp_value", "fn_value")), s["cost_false_positive"])
 
-            values = at_value_costs(amount)
-            result |= {f"amount.{k}": v for k, v in values.items()}
+            values = at_value_costs(by_value)
+            result |= {f"value_rule.{k}": v for k, v in values.items()}
             by_threshold = at_value_costs(chosen)  # the flat threshold's flags: what the value rule saves against it
-            result["amount.threshold_cost_per_1000"] = by_threshold["cost_per_1000"]
-            result["amount.saved_per_1000"] = by_threshold["cost_per_1000"] - values["cost_per_1000"]
+            result["value_rule.threshold_cost_per_1000"] = by_threshold["cost_per_1000"]
+            result["value_rule.saved_per_1000"] = by_threshold["cost_per_1000"] - values["cost_per_1000"]
         result |= {f"tutorial.{k}": tutorial[k] * size[: tutorial[k].size] for k in COUNTS}
         result |= {f"tutorial.{k}": tutorial[k] for k in ("precision", "recall")}
         result |= {"uncalibrated.log_loss": tutorial["log_loss"], "uncalibrated.brier": tutorial["brier"]}
@@ -134,13 +136,15 @@ def point(scores: dict, chosen: dict) -> dict:
 
 
 def summary(ensemble_point: dict, members: list[dict], resampled: dict) -> dict:
-    """Per metric: the ensemble's value and bootstrap interval, the members' mean and Student-t interval (none
-    for the rule's k: chosen, not estimated, and the members' ks can lie decades apart)."""
+    """Per metric: the ensemble's value and bootstrap interval, the members' mean and Student-t interval (on the
+    logit scale for the BOUNDED metrics; none for the rule's k: chosen, not estimated, and the members' ks can lie
+    decades apart)."""
     result = {}
     for metric, value in ensemble_point.items():
         low, high = percentile_interval(resampled[metric]) if metric in resampled else (None, None)
-        mean, mean_low, mean_high = mean_interval([member[metric] for member in members])
-        if metric == "amount.k":
+        bounded = metric.split(".")[-1] in BOUNDED
+        mean, mean_low, mean_high = mean_interval([member[metric] for member in members], bounded)
+        if metric == "value_rule.k":
             mean_low = mean_high = None
         result[metric] = {
             "ensemble": int(value) if metric.split(".")[-1] in COUNTS else value,
@@ -211,7 +215,7 @@ def compare(chunks, strategies: dict, rows: int, settings: dict):
     """chunks: the test rows block by block, in order, as (labels, their values in the cost column or None,
     {strategy: (calibrated, uncalibrated) (rows, members) probabilities}); strategies: {name: {"positives":
     {model: its calibrated scores of the positive test rows}, "chosen": {model: what was chosen on validation
-    ({"chosen.threshold": ..., "amount.k": ... with a cost column})}}, models "ensemble" and each member i};
+    ({"chosen.threshold": ..., "value_rule.k": ... with a cost column})}}, models "ensemble" and each member i};
     rows: how many test rows. Returns ({strategy: summary}, paired differences)."""
     k = 1 + settings["resamples"]
     dtype = np.float32 if rows < 1 << 23 else np.float64  # a resample's sums stay below 2^24, exact in float32

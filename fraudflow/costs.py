@@ -1,5 +1,5 @@
-"""Example-dependent costs (pure numpy): a missed positive costs its own row's value (evaluate.cost_false_negative
-naming a column, such as Amount), a false alarm cost_false_positive.
+"""Example-dependent costs (pure numpy): a missed positive costs its own row's value (data.cost naming a column, such
+as Amount), a false alarm cost_false_positive.
 
 Flagging a row costs (1 - p) * cost_false_positive in expectation, letting it pass p * value, so with calibrated
 probabilities the least expected cost flags it when p / (1 - p) * value > k * cost_false_positive with k = 1 (the

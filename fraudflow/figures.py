@@ -1,6 +1,7 @@
 """The PNG figures evaluate writes: ROC (the tutorial's zoomed view), precision-recall and confusion matrices.
 
-Each strategy's ensemble is a thick line; its members are thin lines of the same colour, showing the spread.
+Each strategy's ensemble is a thick line; its members are thin lines of the same colour, showing the spread. Every
+function takes dicts keyed by strategy in the order evaluated, which gives their colours (fraudflow/strategies.py).
 """
 
 import matplotlib
@@ -11,15 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fraudflow.common import atomic_output  # noqa: E402
+from fraudflow.strategies import colour  # noqa: E402
 
-# The same in every chart: these figures and the `dvc plots show` templates (.dvc/plots/*.json, tested to agree).
-COLOURS = {
-    "baseline": "#1f77b4",
-    "weighted": "#ff7f0e",
-    "resampled": "#2ca02c",
-    "logistic": "#9467bd",
-    "gbdt": "#d62728",
-}
 CONFUSION_COLUMNS = 3
 
 
@@ -32,8 +26,8 @@ def save_figure(figure, path):
 def curve_figure(curves: dict, x: str, y: str, label: str, scale: float = 1.0, drawstyle: str = "default"):
     """One axes: per strategy, its members thin and its ensemble thick; `label(strategy)` names the ensemble."""
     figure, axes = plt.subplots(figsize=(6, 6))
-    for strategy, (ensemble, members) in curves.items():
-        style = {"color": COLOURS[strategy], "drawstyle": drawstyle}
+    for position, (strategy, (ensemble, members)) in enumerate(curves.items()):
+        style = {"color": colour(position), "drawstyle": drawstyle}
         for member in members:
             axes.plot(scale * member[x], scale * member[y], linewidth=0.6, alpha=0.45, **style)
         axes.plot(scale * ensemble[x], scale * ensemble[y], linewidth=2.2, label=label(strategy), **style)
@@ -88,7 +82,7 @@ def draw_confusion(results: dict, path):
     for axes in all_axes.flat[len(results) :]:
         axes.set_axis_off()
     for axes, (strategy, result) in zip(all_axes.flat[: len(results)], results.items(), strict=True):
-        rule = result.get("amount", result["chosen"])
+        rule = result.get("value_rule", result["chosen"])
         counts = np.array([[rule[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
         share = counts / counts.sum(axis=1, keepdims=True)
         axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -110,17 +104,17 @@ def draw_confusion(results: dict, path):
 
 
 def draw_reliability(calibration: dict, path):
-    """Predicted against observed fraud rate per bin, log-log, before and after the prior correction."""
+    """Predicted against observed positive rate per bin, log-log, before and after the prior correction."""
     figure, all_axes = plt.subplots(1, 2, figsize=(12, 6), sharey=True)
     for axes, kind in zip(all_axes, ("as trained", "calibrated"), strict=True):
         axes.plot([1e-5, 1], [1e-5, 1], color="black", linewidth=0.8, linestyle=":", label="perfect calibration")
-        for strategy, bins in calibration.items():
-            shown = bins[kind]["observed"] > 0  # a bin without frauds has no place on a log scale
+        for position, (strategy, bins) in enumerate(calibration.items()):
+            shown = bins[kind]["observed"] > 0  # a bin without positives has no place on a log scale
             axes.plot(
                 bins[kind]["predicted"][shown],
                 bins[kind]["observed"][shown],
                 marker="o",
-                color=COLOURS[strategy],
+                color=colour(position),
                 label=strategy,
             )
         axes.set(
@@ -128,10 +122,10 @@ def draw_reliability(calibration: dict, path):
             yscale="log",
             xlim=(1e-5, 1.2),
             ylim=(1e-5, 1.2),
-            xlabel="Mean predicted fraud probability in the bin",
+            xlabel="Mean predicted probability in the bin",
             title=f"Reliability on the test split: {kind}",
         )
         axes.grid(True, which="major")
-    all_axes[0].set_ylabel("Observed fraud rate in the bin")
+    all_axes[0].set_ylabel("Observed positive rate in the bin")
     all_axes[1].legend(loc="lower right")
     save_figure(figure, path)

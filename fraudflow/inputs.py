@@ -232,8 +232,8 @@ def file_sha256(path: Path) -> str:
 
 
 def raw_input() -> Path:
-    """The raw table download wrote: data/raw/creditcard.csv, or data/raw/creditcard.parquet (file or folder)."""
+    """The raw table download wrote: data/raw/table.csv, or data/raw/table.parquet (file or folder)."""
     for path in (RAW_CSV, RAW_PARQUET):
         if path.exists():
             return path
-    raise StageError(f"{RAW_DIR}: no creditcard.csv or creditcard.parquet; run 'dvc repro download'")
+    raise StageError(f"{RAW_DIR}: no {RAW_CSV.name} or {RAW_PARQUET.name}; run 'dvc repro download'")

@@ -14,6 +14,7 @@ from fraudflow.common import StageError, quiet_tensorflow
 from fraudflow.inputs import batch_rows
 from fraudflow.scaled import NpyRows, check_negative_rate, member_seed, validation_sample
 from fraudflow.stats import Ranking, Thresholded
+from fraudflow.strategies import Strategy
 
 with quiet_tensorflow():
     import keras
@@ -95,6 +96,23 @@ def class_weights(labels: np.ndarray) -> tuple[float, float]:
     return len(labels) / (2.0 * counts[0]), len(labels) / (2.0 * counts[1])
 
 
+def example_loss(strategy: Strategy, settings: dict):
+    """The strategy's per-row loss, Keras's function of (labels, probabilities): binary cross-entropy, or binary focal
+    cross-entropy with the settings' gamma and alpha (null alpha: no class balancing)."""
+    if strategy.loss == "binary_crossentropy":
+        return keras.losses.binary_crossentropy
+    if strategy.loss == "binary_focal_crossentropy":
+        alpha = settings["alpha"]
+
+        def focal(y, p):
+            return keras.losses.binary_focal_crossentropy(
+                y, p, apply_class_balancing=alpha is not None, alpha=alpha or 0.25, gamma=settings["gamma"]
+            )
+
+        return focal
+    raise StageError(f"fraudflow/strategies.py: strategy {strategy.name!r} has an unknown loss {strategy.loss!r}")
+
+
 class MemberTrainer:
     """Runs each epoch of the stacked model as compiled calls of many steps; returns each member's mean loss.
 
@@ -103,17 +121,19 @@ class MemberTrainer:
     it runs. Both feed the steps the same rows, so they train the same weights.
     """
 
-    def __init__(self, model, strategy: str, settings: dict, features, labels: np.ndarray, samples: np.ndarray):
+    def __init__(self, model, strategy: Strategy, settings: dict, features, labels: np.ndarray, samples: np.ndarray):
         self.model, self.strategy, self.settings, self.labels = model, strategy, settings, labels
         self.optimizer = keras.optimizers.Adam(learning_rate=settings["learning_rate"])
         self.members, self.samples = model.input_shape[0], samples
         batch_size = settings["batch_size"]
-        self.steps = settings["steps_per_epoch"] if strategy == "resampled" else -(-samples.shape[1] // batch_size)
+        balanced = strategy.balanced_batches
+        self.steps = settings["steps_per_epoch"] if balanced else -(-samples.shape[1] // batch_size)
         sample_labels = labels[samples[0]]  # every member's sample has the same class counts
         self.class_weight = tf.constant(
-            class_weights(sample_labels) if strategy == "weighted" else (1.0, 1.0), tf.float32
+            class_weights(sample_labels) if strategy.class_weights else (1.0, 1.0), tf.float32
         )
-        self.pools = class_pools(labels, samples) if strategy == "resampled" else None
+        self.pools = class_pools(labels, samples) if balanced else None
+        self.loss = example_loss(strategy, settings)
         if isinstance(features, NpyRows) and features.nbytes > RESIDENT_BYTES:
             self.source, self.resident = features, None
             self.chunk = max(1, batch_rows() // batch_size) * batch_size
@@ -136,7 +156,7 @@ class MemberTrainer:
     def epoch_rows(self, epoch: int) -> np.ndarray:
         """(members, rows) training row indices in the order they are used this epoch."""
         s = self.settings
-        if self.strategy == "resampled":
+        if self.strategy.balanced_batches:
             return balanced_rows(self.pools, s["batch_size"], s["seed"], epoch, self.steps)
         return shuffled_rows(self.samples, s["seed"], epoch)
 
@@ -162,10 +182,9 @@ class MemberTrainer:
             x_batch, y = tf.gather(x, rows[:, batch]), labels[:, batch]
             with tf.GradientTape() as tape:
                 probability = self.model(x_batch, training=True)
-                # Per member: the mean over its batch of the (class-weighted) cross-entropy, as Keras computes it.
-                example_loss = keras.losses.binary_crossentropy(y[..., None], probability)
-                example_loss *= tf.gather(self.class_weight, tf.cast(y, tf.int32))
-                member_loss = tf.reduce_mean(example_loss, axis=1)
+                # Per member: the mean over its batch of the (class-weighted) loss, as Keras computes it.
+                row_loss = self.loss(y[..., None], probability) * tf.gather(self.class_weight, tf.cast(y, tf.int32))
+                member_loss = tf.reduce_mean(row_loss, axis=1)
                 loss = tf.reduce_sum(member_loss)
             gradients = tape.gradient(loss, self.model.trainable_weights)
             self.optimizer.apply(gradients, self.model.trainable_weights)
@@ -238,11 +257,11 @@ def initial_bias(labels: np.ndarray) -> float:
     """log(pos/neg): the output bias that makes the untrained model predict the base rate."""
     positives = int(labels.sum())
     if positives == 0 or positives == len(labels):
-        raise StageError(f"the training split needs both classes; it has {positives} frauds in {len(labels)} rows")
+        raise StageError(f"the training split needs both classes; it has {positives} positives in {len(labels)} rows")
     return float(np.log(positives / (len(labels) - positives)))
 
 
-def fit_members(strategy: str, settings: dict, train, val, on_epoch=None):
+def fit_members(strategy: Strategy, settings: dict, train, val, on_epoch=None):
     """Train settings['members'] members of one strategy, each with its own early stopping.
 
     train and val are (features, labels): features an array or NpyRows. Each member trains on its own sample
@@ -263,7 +282,7 @@ def fit_members(strategy: str, settings: dict, train, val, on_epoch=None):
     # Built before any strategy-specific step, so member i starts from the same weights in every strategy.
     members = initial_members(x_train.shape[1], settings, initial_bias(y_train[samples[0]]))
     model = stack(members, settings)
-    if strategy == "resampled":  # the batches are balanced, so the base rate is 1/2
+    if strategy.balanced_batches:  # the base rate is 1/2
         model.layers[-1].bias.assign(np.zeros_like(model.layers[-1].bias.numpy()))
     trainer = MemberTrainer(model, strategy, settings, x_train, y_train, samples)
     stopping = MemberEarlyStopping(settings["members"], settings["monitor"], settings["patience"])

@@ -1,7 +1,7 @@
 """Operating points (pure numpy): prior correction of probabilities, the least-cost cut of scores, reliability.
 
 Prior correction (Dal Pozzolo et al. 2015, "Calibrating Probability with Undersampling for Unbalanced
-Classification"): a model trained as if frauds were a share pi' of the data predicts odds inflated by
+Classification"): a model trained as if positives were a share pi' of the data predicts odds inflated by
 odds(pi') / odds(pi); shifting its logit by log(odds(pi) / odds(pi')) gives probabilities for the real share pi.
 """
 
@@ -11,15 +11,15 @@ import numpy as np
 RELIABILITY_EDGES = np.array([0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0])
 
 
-def prior_shift(strategy: str, train_labels: np.ndarray, negative_rate: float) -> float:
+def prior_shift(balanced_odds: bool, train_labels: np.ndarray, negative_rate: float) -> float:
     """The logit shift from the class odds a model trains with to the real odds of the training split.
 
-    Class weights (each class carries half of the weight) and balanced batches both train at odds 1:1, with or
-    without negative sampling. The baseline, logistic regression and the trees train at the real odds, or at odds
-    divided by negative_rate on a negative sample: shift log(negative_rate), which is He et al.'s (2014)
+    A strategy that trains at balanced odds (class weights, each class carrying half of the weight, or balanced
+    batches; fraudflow/strategies.py) does so with or without negative sampling. The others train at the real odds,
+    or at odds divided by negative_rate on a negative sample: shift log(negative_rate), which is He et al.'s (2014)
     correction q = p / (p + (1 - p) / negative_rate); 0 without sampling.
     """
-    if strategy not in ("weighted", "resampled"):
+    if not balanced_odds:
         return float(np.log(negative_rate))
     positives = int(train_labels.sum())
     return float(np.log(positives / (len(train_labels) - positives)))
@@ -49,7 +49,7 @@ def least_cost_cut(labels: np.ndarray, scores: np.ndarray, cost_fn, cost_fp: flo
     cost_fn per missed positive (a number, or one per row) plus cost_fp per false alarm; on ties, the cut flagging
     fewest rows. (None, highest score): flag nothing; (lowest score, 0.0): flag everything."""
     if not labels.any():
-        raise ValueError("no frauds among them, so a missed fraud costs nothing and no threshold can be chosen")
+        raise ValueError("no positives among them, so a missed positive costs nothing and no threshold can be chosen")
     order = np.argsort(-scores, kind="stable")
     ranked, positive = scores[order], labels[order].astype(bool)
     ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last row of each group of equal values
@@ -66,7 +66,7 @@ def least_cost_cut(labels: np.ndarray, scores: np.ndarray, cost_fn, cost_fp: flo
 
 
 def reliability(labels: np.ndarray, probabilities: np.ndarray) -> dict:
-    """Per non-empty bin of predicted probability: mean predicted, observed fraud rate, rows."""
+    """Per non-empty bin of predicted probability: mean predicted, observed positive rate, rows."""
     bins = np.clip(np.searchsorted(RELIABILITY_EDGES, probabilities, side="right") - 1, 0, len(RELIABILITY_EDGES) - 2)
     rows = np.bincount(bins, minlength=len(RELIABILITY_EDGES) - 1)
     filled = rows > 0

@@ -11,6 +11,7 @@ from fraudflow.compare import MemberMean
 from fraudflow.inputs import exact_batches
 from fraudflow.operating import shift_probabilities
 from fraudflow.stats import DRAW_ROWS
+from fraudflow.strategies import REGISTRY
 
 BLOCK_ROWS = DRAW_ROWS  # test rows read and scored at a time; no result depends on it
 
@@ -21,11 +22,13 @@ def member_columns(strategy: str) -> list[str]:
     try:
         names = pq.read_schema(path).names
     except (OSError, pa.ArrowException) as error:
-        raise StageError(f"{path}: cannot read Parquet ({error}); run 'dvc repro train_{strategy}'") from error
+        raise StageError(
+            f"{path}: cannot read Parquet ({error}); run 'dvc repro {REGISTRY[strategy].stage}'"
+        ) from error
     members = [name for name in names if name.startswith("member_")]
     missing = [name for name in ("split", "label") if name not in names] + ([] if members else ["member_<i>"])
     if missing:
-        raise StageError(f"{path}: no {' or '.join(missing)} columns; run 'dvc repro train_{strategy}'")
+        raise StageError(f"{path}: no {' or '.join(missing)} columns; run 'dvc repro {REGISTRY[strategy].stage}'")
     return members
 
 

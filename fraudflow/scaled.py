@@ -154,13 +154,12 @@ def id_blocks(split: str, rows: int):
 
 
 def prediction_table(split: str, labels: np.ndarray, probabilities: np.ndarray, ids: pa.Table | None) -> pa.Table:
-    """Rows of a predictions file: the ids (if any), split, label, the ensemble's probability (the mean of the
-    members') and each member's, member_<i>."""
+    """Rows of a predictions file: the ids (if any), split, label and each member's probability, member_<i> (as
+    trained: evaluate calibrates them and takes their mean)."""
     columns = {name: ids[name] for name in ids.column_names} if ids is not None else {}
     columns |= {
         "split": pa.array([split] * len(labels), pa.string()),
         "label": pa.array(labels),
-        "probability": pa.array(probabilities.mean(axis=1)),
     }
     columns |= {f"member_{i}": pa.array(probabilities[:, i]) for i in range(probabilities.shape[1])}
     return pa.table(columns)

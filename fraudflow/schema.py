@@ -1,5 +1,5 @@
-"""The table's description (params.yaml, section `data`, and the cost column evaluate.cost_false_negative may
-name) and the checks of its values: clean's, which score shares (the label's: clean's alone).
+"""The table's description (params.yaml, section `data`) and the checks of its values: clean's, which score shares
+(the label's: clean's alone).
 
 clean records what each column is for (the roles) in the cleaned Parquet file's metadata, so split and scale
 read them from the data rather than from params.
@@ -30,10 +30,12 @@ class Schema:
     positive: object
     time: str | None
     ids: list
+    columns: list | None  # the feature columns the table must have; None: every column without another role
     drop: list
     log: list
     categorical: list | str  # a list of names, or "auto"
     missing: str
+    cost: str | None  # the column whose value a missed positive costs
 
 
 def names(value) -> bool:
@@ -52,10 +54,12 @@ def read_schema() -> Schema:
         positive=field("positive", lambda v: isinstance(v, str) or is_number(v), "a number or a text"),
         time=field("time", lambda v: v is None or (isinstance(v, str) and v), "a column name or null"),
         ids=field("ids", names, "a list of column names"),
+        columns=field("columns", lambda v: v is None or (names(v) and v), "a list of column names or null"),
         drop=field("drop", names, "a list of column names"),
         log=field("log", names, "a list of column names"),
         categorical=field("categorical", lambda v: v == "auto" or names(v), "a list of column names or 'auto'"),
         missing=field("missing", lambda v: v in MISSING_POLICIES, "'error' or 'impute'"),
+        cost=field("cost", lambda v: v is None or (isinstance(v, str) and v), "a column name or null"),
     )
     roles = [("label", [schema.label]), ("time", [schema.time] if schema.time else []), ("ids", schema.ids)]
     roles += [("drop", schema.drop), ("log", schema.log)]
@@ -67,38 +71,27 @@ def read_schema() -> Schema:
                 where = f"data.{seen[column]} and data.{role}" if seen[column] != role else f"data.{role} twice"
                 raise StageError(f"{PARAMS_FILE}: column '{column}' is named in {where}; give each column one role")
             seen[column] = role
+    for column in schema.columns or []:
+        if seen.get(column) in ("label", "time", "ids", "drop"):
+            raise StageError(
+                f"{PARAMS_FILE}: column '{column}' is named in data.columns and data.{seen[column]}; "
+                "data.columns lists features only"
+            )
     for column in schema.ids:
         if column in RESERVED or column.startswith("member_"):
             raise StageError(f"{PARAMS_FILE}: data.ids: '{column}' is a name the predictions use; rename the column")
     return schema
 
 
-def cost_false_negative() -> float | str:
-    """evaluate.cost_false_negative, checked: a number > 0 (every missed positive costs it) or a column's name."""
-    return require(
-        load_params("evaluate"),
-        "evaluate",
-        "cost_false_negative",
-        lambda v: (is_number(v) and v > 0) or (isinstance(v, str) and v),
-        "a number > 0 or the name of a numeric column",
-    )
-
-
-def cost_column() -> str | None:
-    """The column evaluate.cost_false_negative names (each missed positive then costs its own row's value), or
-    None for a flat cost."""
-    value = cost_false_negative()
-    return value if isinstance(value, str) else None
-
-
-def check_cost_role(schema: Schema, cost: str, path):
-    """Fails unless the cost column is a numeric feature, a data.log column or a data.drop column."""
+def check_cost_role(schema: Schema, path):
+    """Fails unless data.cost is a numeric feature, a data.log column or a data.drop column."""
+    cost = schema.cost
     roles = {"label": [schema.label], "time": [schema.time], "ids": schema.ids}
     roles["categorical"] = schema.categorical if schema.categorical != "auto" else []
     for role, columns in roles.items():
         if cost in columns:
             raise StageError(
-                f"{path}: column '{cost}' (evaluate.cost_false_negative) is data.{role}; the cost column must be a "
+                f"{path}: column '{cost}' (data.cost) is data.{role}; the cost column must be a "
                 "numeric column (a feature, a data.log column, or in data.drop to be the cost only)"
             )
 
@@ -107,7 +100,7 @@ def checked_costs(raw: pd.Series, path, name: str, first_row: int = 0) -> pd.Ser
     """The cost column as float64, or fail at its first row without a number >= 0 (the rule needs every row's)."""
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
     absent = raw.isna()
-    what = "the cost column (evaluate.cost_false_negative), which needs a number >= 0 in every row"
+    what = "the cost column (data.cost), which needs a number >= 0 in every row"
     checks = [
         (absent, f"missing value in {what}"),
         (~absent & values.isna(), f"text in {what}"),

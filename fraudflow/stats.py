@@ -12,10 +12,11 @@ one weighting per column; column 0 is all ones, the rows as they are.
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import sparse, special, stats
 
 LEVEL = 0.95
 DRAW_ROWS = 4096  # Poisson counts are drawn for blocks of this many rows, each block from a generator of its own
+BOUND_MARGIN = 1e-9  # mean_interval's distance from 0 and 1 on the logit scale
 SCORE_COLUMNS = 64  # Ranking.scores computes this many weightings at a time; no result depends on it
 
 
@@ -200,11 +201,20 @@ def percentile_interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def mean_interval(values) -> tuple[float, float | None, float | None]:
-    """Mean of the members' values and its 95 % Student-t interval (None with a single member)."""
+def mean_interval(values, bounded: bool = False) -> tuple[float, float | None, float | None]:
+    """Mean of the members' values and its 95 % Student-t interval (None with a single member). bounded: the values
+    lie in [0, 1] (a rate, AP, ROC AUC), and the interval is taken on the logit scale and mapped back, so it stays
+    inside [0, 1] (values of exactly 0 or 1 are taken as 1e-9 from them)."""
     values = np.asarray(values, dtype=np.float64)
     mean = float(values.mean())
     if len(values) < 2:
         return mean, None, None
-    half = stats.t.ppf(0.5 + LEVEL / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, float(mean - half), float(mean + half)
+    if values.min() == values.max():
+        return mean, mean, mean
+    t = stats.t.ppf(0.5 + LEVEL / 2, len(values) - 1) / np.sqrt(len(values))
+    if not bounded:
+        half = t * values.std(ddof=1)
+        return mean, float(mean - half), float(mean + half)
+    logits = special.logit(np.clip(values, BOUND_MARGIN, 1 - BOUND_MARGIN))
+    centre, half = logits.mean(), t * logits.std(ddof=1)
+    return mean, float(special.expit(centre - half)), float(special.expit(centre + half))

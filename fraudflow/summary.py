@@ -27,8 +27,8 @@ def with_interval(summary: dict, decimals: int) -> str:
 def summarise(results: dict, differences: dict) -> dict:
     """{strategy: its headline numbers} and {'first-second': the verdicts on AP and cost}, from evaluate's
     results and differences (metrics/test/<strategy>.json, metrics/differences.json). Each key means one thing:
-    cost, precision and recall are the flat cost's threshold's; with a cost column, amount_cost and caught are the
-    value rule's (cost per 1,000, share of the positives' value flagged), with the verdict on amount_cost."""
+    cost, precision and recall are the flat cost's threshold's; with a cost column, value_cost and value_caught are the
+    value rule's (cost per 1,000, share of the positives' value flagged), with the verdict on value_cost."""
     summary = {}
     for strategy, result in results.items():
         chosen = result["chosen"]
@@ -40,19 +40,19 @@ def summarise(results: dict, differences: dict) -> dict:
             "precision": round(chosen["precision"]["ensemble"], RATE_DECIMALS),
             "recall": round(chosen["recall"]["ensemble"], RATE_DECIMALS),
         }
-        if "amount" in result:
-            amount = result["amount"]
+        if "value_rule" in result:
+            by_value = result["value_rule"]
             summary[strategy] |= {
-                "amount_cost": cost_interval(amount["cost_per_1000"]),
-                "caught": with_interval(amount["caught"], RATE_DECIMALS),
+                "value_cost": cost_interval(by_value["cost_per_1000"]),
+                "value_caught": with_interval(by_value["caught"], RATE_DECIMALS),
             }
     for pair, difference in differences.items():
         summary[pair] = {
             "ap": difference["average_precision"]["verdict"],
             "cost": difference["chosen"]["cost_per_1000"]["verdict"],
         }
-        if "amount" in difference:
-            summary[pair]["amount_cost"] = difference["amount"]["cost_per_1000"]["verdict"]
+        if "value_rule" in difference:
+            summary[pair]["value_cost"] = difference["value_rule"]["cost_per_1000"]["verdict"]
     return summary
 
 

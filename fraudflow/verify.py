@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 from matplotlib import image
 
-from fraudflow.common import STRATEGIES, TREES_STRATEGY
+from fraudflow.strategies import LOGISTIC, REGISTRY
 from fraudflow.summary import SUMMARY_FILE
 
 # Seen between two x86-64 machines (README): test metrics at most 1.4e-4 relative, differences between strategies
@@ -39,16 +39,18 @@ ABSOLUTE = 1e-5
 TRAINING_OUTPUTS = [
     *(
         pattern.format(strategy)
-        for strategy in (*STRATEGIES, TREES_STRATEGY)
+        for strategy in (s.name for s in REGISTRY.values() if s.kind != LOGISTIC)
         for pattern in (
             "models/{}",
             "models/{}/*",
             "data/predictions/{}.parquet",
             "metrics/train/{}.json",
             "metrics/test/{}.json",
-            "plots/*/{}.csv",
+            "models/rules/{}.json",
+            "plots/history/{}.csv",
         )
     ),
+    "plots/*.csv",  # every strategy's points
     "models/export",
     "models/export/*",
     "metrics/differences.json",
@@ -58,7 +60,7 @@ TRAINING_OUTPUTS = [
 ]
 # Points of curves (a probability that moves across a calibration bin's edge moves a row between bins; one across
 # k * cost_false_positive changes a validation cost) and pixels.
-DRAWINGS = ["plots/roc/*", "plots/prc/*", "plots/calibration/*", "plots/costk/*", "*.png"]
+DRAWINGS = ["plots/roc.csv", "plots/prc.csv", "plots/costk.csv", "*.png"]
 HISTORIES = "plots/history/*"
 EPOCHS = ("member", "epoch")  # the history columns that must match exactly
 

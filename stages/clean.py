@@ -1,9 +1,10 @@
 """clean: validate the raw table against params.yaml's `data` section, batch by batch; write it as Parquet.
 
-The raw table is data/raw/creditcard.csv (a CSV) or data/raw/creditcard.parquet (a Parquet file or folder), as
-download wrote it. Rows keep their order; data.drop columns go; each data.log column becomes
-Log<name> = log(value + clean.eps) in its place; a cost column (evaluate.cost_false_negative naming one) keeps its
-raw values, also beside Log<name> or when in data.drop (a cost then, not a feature); the time column becomes
+The raw table is data/raw/table.csv (a CSV) or data/raw/table.parquet (a Parquet file or folder), as download
+wrote it. Rows keep their order; data.drop columns go, and with data.columns every column it does not list (and
+that has no other role); each data.log column becomes Log<name> = log(value + clean.eps) in its place; the cost
+column (data.cost) keeps its raw values, also beside Log<name> or when in data.drop (a cost then, not a feature);
+the time column becomes
 float64 (numbers as they are, dates as seconds since 1970), split orders rows by it; the label becomes 0/1 (1 for
 data.positive), last. The roles of the columns go into the file's metadata (fraudflow/schema.py). Memory does not
 grow with the rows.
@@ -37,7 +38,6 @@ from fraudflow.schema import (
     checked_categories,
     checked_costs,
     checked_numbers,
-    cost_column,
     fail_at,
     is_dates,
     read_schema,
@@ -53,13 +53,14 @@ class Plan:
     schema: Schema
     categorical: list
     numeric: list  # output names (Log<name> for data.log columns)
-    cost: str | None  # evaluate.cost_false_negative's column, kept with its raw values
+    cost: str | None  # data.cost, kept with its raw values
     output: pa.Schema
+    ignored: list  # columns data.columns does not list (and that have no other role)
 
     @property
     def dropped(self) -> list:
-        """The data.drop columns that go (all but the cost column)."""
-        return [name for name in self.schema.drop if name != self.cost]
+        """The columns that go: data.drop's (all but the cost column) and the ignored ones."""
+        return [name for name in self.schema.drop if name != self.cost] + self.ignored
 
     def roles(self) -> dict:
         return {
@@ -74,11 +75,11 @@ class Plan:
         }
 
 
-def plan(path: Path, schema: Schema, types: pa.Schema, cost: str | None) -> Plan:
+def plan(path: Path, schema: Schema, types: pa.Schema) -> Plan:
     """The plan for an input whose columns have these (inferred or stored) types; fails on a declared column that
     is absent, a repeated column name, a Log<name> that exists, a cost column that is not numeric, or no feature
     left."""
-    names = types.names
+    names, cost = types.names, schema.cost
     repeated = [name for i, name in enumerate(names) if name in names[:i]]
     if repeated:
         raise StageError(f"{path}: column '{repeated[0]}' appears twice in the header; rename one")
@@ -86,16 +87,19 @@ def plan(path: Path, schema: Schema, types: pa.Schema, cost: str | None) -> Plan
         "label": [schema.label],
         "time": [schema.time] if schema.time else [],
         "ids": schema.ids,
+        "columns": schema.columns or [],
         "drop": schema.drop,
         "log": schema.log,
         "categorical": schema.categorical if schema.categorical != "auto" else [],
+        "cost": [cost] if cost else [],
     }
     for role, columns in declared.items():
         inputs.require_columns(names, path, columns, f" (named in data.{role})")
     if cost:
-        inputs.require_columns(names, path, [cost], " (named in evaluate.cost_false_negative)")
-        check_cost_role(schema, cost, path)
-    not_features = {schema.label, schema.time, *schema.ids, *schema.drop, *schema.log}
+        check_cost_role(schema, path)
+    roles = {schema.label, schema.time, *schema.ids, *schema.drop, cost}
+    ignored = [] if schema.columns is None else [n for n in names if n not in roles and n not in schema.columns]
+    not_features = {*roles, *schema.log, *ignored} - {None}
     features = [field for field in types if field.name not in not_features]
     if schema.categorical == "auto":  # every column that is not numbers (in a CSV: in its first block)
         categorical = [field.name for field in features if not is_numbers(field) and field.name != cost]
@@ -104,7 +108,7 @@ def plan(path: Path, schema: Schema, types: pa.Schema, cost: str | None) -> Plan
     output, numeric = [], []
     for field in types:
         name = field.name
-        if name in (schema.label, *schema.drop):
+        if name in (schema.label, *schema.drop, *ignored):
             continue
         if name == schema.time:
             output.append(pa.field(name, pa.float64()))
@@ -123,7 +127,7 @@ def plan(path: Path, schema: Schema, types: pa.Schema, cost: str | None) -> Plan
     if cost in (*schema.log, *schema.drop):
         output.append(pa.field(cost, pa.float64()))
     output.append(pa.field(schema.label, pa.int8()))
-    return Plan(path, schema, categorical, numeric, cost, pa.schema(output))
+    return Plan(path, schema, categorical, numeric, cost, pa.schema(output), ignored)
 
 
 def times(raw: pd.Series, path, name: str, first_row: int) -> np.ndarray:
@@ -188,17 +192,17 @@ def as_arrow(values, field: pa.Field):
     return values if isinstance(values, pa.ChunkedArray) else pa.array(values, type=field.type)
 
 
-def csv_plan(path: Path, schema: Schema, cost: str | None) -> tuple[Plan, object]:
+def csv_plan(path: Path, schema: Schema) -> tuple[Plan, object]:
     """The plan for a CSV and its batches. Types come from the first block as Arrow infers them: the label, ids,
     category and data.drop columns are read as text, the time column as numbers if it holds numbers there (else
     as text), every other column as float64."""
     first = inputs.csv_first_block(path)
-    text = {schema.label, *schema.ids, *schema.drop, *plan(path, schema, first.schema, cost).categorical} - {cost}
+    text = {schema.label, *schema.ids, *schema.drop, *plan(path, schema, first.schema).categorical} - {schema.cost}
     types = pa.schema(
         (f.name, pa.string() if f.name in text or (f.name == schema.time and not is_numbers(f)) else pa.float64())
         for f in first.schema
     )
-    typed = plan(path, schema, types, cost)
+    typed = plan(path, schema, types)
 
     def name_bad_value(path, first_row):
         """Read the block that Arrow could not convert again, each column as Arrow infers it, and clean it: that
@@ -217,9 +221,9 @@ def is_numbers(field: pa.Field) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or kind == pa.null()
 
 
-def parquet_plan(path: Path, schema: Schema, cost: str | None) -> tuple[Plan, object]:
+def parquet_plan(path: Path, schema: Schema) -> tuple[Plan, object]:
     dataset = inputs.parquet_dataset(path)
-    return plan(path, schema, dataset.schema, cost), inputs.parquet_batches(dataset, "clean")
+    return plan(path, schema, dataset.schema), inputs.parquet_batches(dataset, "clean")
 
 
 def main():
@@ -227,7 +231,28 @@ def main():
     eps = require(params, "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
     schema = read_schema()
     source = inputs.raw_input()
-    the_plan, batches = (csv_plan if source == RAW_CSV else parquet_plan)(source, schema, cost_column())
+    try:
+        rows, positives, the_plan = clean(source, schema, eps)
+    except StageError as error:  # name where the table came from: download.url (a mirror holds the same bytes)
+        raise StageError(f"{error} ({source} is download.url {load_params('download').get('url')!r})") from error
+    if the_plan.ignored:
+        log.info(
+            "clean: ignored %d columns not in data.columns: %s", len(the_plan.ignored), ", ".join(the_plan.ignored)
+        )
+    log.info(
+        "clean: wrote %s (%d rows, %d positive, %d numeric and %d category features, %d ids)",
+        CLEAN_PARQUET,
+        rows,
+        positives,
+        len(the_plan.numeric),
+        len(the_plan.categorical),
+        len(schema.ids),
+    )
+
+
+def clean(source: Path, schema: Schema, eps: float) -> tuple[int, int, Plan]:
+    """Write the cleaned table; return its rows, positives and the plan."""
+    the_plan, batches = (csv_plan if source == RAW_CSV else parquet_plan)(source, schema)
     label = Label(source, schema)
     rows = positives = 0
     with atomic_output(CLEAN_PARQUET) as tmp:
@@ -240,15 +265,7 @@ def main():
         if rows == 0:
             raise inputs.header_only(source)
         label.check_two_levels()
-    log.info(
-        "clean: wrote %s (%d rows, %d positive, %d numeric and %d category features, %d ids)",
-        CLEAN_PARQUET,
-        rows,
-        positives,
-        len(the_plan.numeric),
-        len(the_plan.categorical),
-        len(schema.ids),
-    )
+    return rows, positives, the_plan
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""download: fetch the raw table into data/raw and verify its sha256.
+"""download: fetch the raw table into data/raw and verify its sha256; record both in data/raw.json.
 
-The table is a CSV (plain or .gz; written as data/raw/creditcard.csv), a Parquet file or a local folder of Parquet
-files as Spark, Dask, DuckDB, Polars or pyarrow write them (either written as data/raw/creditcard.parquet), from a
+The table is a CSV (plain or .gz; written as data/raw/table.csv), a Parquet file or a local folder of Parquet
+files as Spark, Dask, DuckDB, Polars or pyarrow write them (either written as data/raw/table.parquet), from a
 URL, a mirror, a local path or a file:// URL. A folder's data files are copied in their subfolders (hive partitions
 such as date=2026-11-30/); its sha256 is that of its manifest (fraudflow.inputs.fingerprint).
+
+The environment variable FRAUDFLOW_DATA_MIRROR names a local copy to try first (offline machines), but only when
+download.sha256 is set: DVC does not see the environment, so the variable may change where the bytes come from,
+never what they are.
 """
 
 import gzip
@@ -20,9 +24,22 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fraudflow import inputs
-from fraudflow.common import RAW_CSV, RAW_DIR, RAW_PARQUET, StageError, atomic_output, load_params, log, require, run
+from fraudflow.common import (
+    RAW_CSV,
+    RAW_DIR,
+    RAW_PARQUET,
+    RAW_RECORD,
+    StageError,
+    atomic_output,
+    load_params,
+    log,
+    require,
+    run,
+    write_json,
+)
 
-SOURCE_ENV = "CREDITCARD_URL"
+MIRROR_ENV = "FRAUDFLOW_DATA_MIRROR"
+DEPRECATED_ENV = "CREDITCARD_URL"  # its old name, still read (with a warning) in this release
 CHUNK = 1 << 20
 RETRIES = 3
 TIMEOUT_SECONDS = 30
@@ -32,14 +49,30 @@ class SourceError(Exception):
     """This source failed; the next one may work."""
 
 
-def sources(params: dict) -> list[str]:
-    """The environment variable wins; otherwise the params' URL, then its mirrors in order."""
-    override = os.environ.get(SOURCE_ENV, "").strip()
-    if override:
-        return [override]
+def environment_mirror() -> tuple[str, str] | None:
+    """(variable, value) of the local copy the environment names, if any."""
+    for name in (MIRROR_ENV, DEPRECATED_ENV):
+        value = os.environ.get(name, "").strip()
+        if value:
+            if name == DEPRECATED_ENV:
+                log.warning("warning: %s is deprecated; name the local copy in %s instead", name, MIRROR_ENV)
+            return name, value
+    return None
+
+
+def sources(params: dict, expected_sha256: str) -> list[str]:
+    """The environment's mirror (only with a sha256 to check it against), then the params' URL and its mirrors."""
     url = require(params, "download", "url", lambda v: isinstance(v, str) and v.strip(), "a URL or path")
     mirrors = require(params, "download", "mirrors", lambda v: isinstance(v, list), "a list of URLs")
-    return [url, *mirrors]
+    mirror = environment_mirror()
+    if mirror is None:
+        return [url, *mirrors]
+    if not expected_sha256:
+        raise StageError(
+            f"environment variable {mirror[0]}={mirror[1]} stands in for download.url only when download.sha256 is "
+            f"set; unset it, or set download.url to the table you mean (and download.sha256 to its checksum)"
+        )
+    return [mirror[1], url, *mirrors]
 
 
 def local_path(source: str) -> Path | None:
@@ -119,7 +152,7 @@ def copy_folder(source: Path, destination: Path, expected_sha256: str) -> str:
 
 
 def fetch(source: str, folder: Path, expected_sha256: str) -> str:
-    """Write the source into folder as creditcard.csv or creditcard.parquet (file or folder); return its sha256."""
+    """Write the source into folder as table.csv or table.parquet (file or folder); return its sha256."""
     path = local_path(source)
     if path is not None and path.is_dir():
         return copy_folder(path, folder / RAW_PARQUET.name, expected_sha256)
@@ -137,21 +170,24 @@ def main():
     if not expected:
         log.warning("warning: download.sha256 is empty, so the data's checksum is not verified")
     failures = []
-    for source in sources(params):
-        log.info("download: %s -> %s", source, RAW_DIR)
+    for source in sources(params, expected):
+        log.info("download: reading %s -> %s", source, RAW_DIR)
         try:
             with atomic_output(RAW_DIR) as tmp:
                 tmp.mkdir()
                 actual = fetch(source, tmp, expected)
         except SourceError as error:
+            log.info("download: %s: %s", source, error)
             failures.append(f"{source}: {error}")
             continue
-        log.info("download: wrote %s (sha256 %s)", inputs.raw_input(), actual)
+        raw = inputs.raw_input()
+        write_json(RAW_RECORD, {"sha256": actual})
+        log.info("download: wrote %s from %s (sha256 %s)", raw, source, actual)
         return
     if all("sha256 mismatch" in failure for failure in failures):
         hint = 'If the data changed on purpose, set download.sha256 to its sha256 (or to "" to skip the check)'
     else:
-        hint = f"To use a local copy, set {SOURCE_ENV}=/path/to/creditcard.csv(.gz) and run 'dvc repro -f download'"
+        hint = f"To use a local copy of the same bytes, set {MIRROR_ENV}=/path/to/it and run 'dvc repro -f download'"
     raise StageError("could not get the data; tried " + "; ".join(failures) + f". {hint}")
 
 

@@ -1,23 +1,25 @@
 """evaluate: every strategy's test metrics with 95 % intervals at three operating points (four with a cost
 column), paired differences, their headline numbers (metrics/summary.json), curves and PNG figures.
 
-Probabilities are first corrected to the real fraud rate wherever a model trained at other odds (prior
-correction: the weighted and resampled strategies, and any model trained on a negative sample); each model's
-cost-minimising threshold is chosen on the validation split and applied unchanged to the test split. When
-evaluate.cost_false_negative names a column (Amount), each missed positive costs its own row's value there: the
-flat cost is then the mean value of the training split's positives, and each model's k of the rule
-p / (1 - p) * value > k * cost_false_positive (fraudflow/costs.py) is chosen on validation too.
+Probabilities are first corrected to the real positive rate wherever a model trained at other odds (prior
+correction: the strategies that train at balanced odds, fraudflow/strategies.py, and any model trained on a negative
+sample); each model's cost-minimising threshold is chosen on the validation split and applied unchanged to the test
+split. With a cost column (data.cost; scale passes its values in data/costs/), each missed positive costs its own
+row's value: each model's k of the value rule p / (1 - p) * value > k * cost_false_positive (fraudflow/costs.py) is
+chosen on validation too. Each strategy's calibration and rule go to models/rules/<strategy>.json for export.
 """
+
+import json
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from fraudflow import figures, inputs
+from fraudflow import figures
 from fraudflow.common import (
-    EVALUATED,
+    COSTS_DIR,
     PREDICTIONS_DIR,
-    SPLIT_DIR,
+    RULES_DIR,
     StageError,
     atomic_output,
     is_int,
@@ -33,7 +35,7 @@ from fraudflow.costs import chosen_k, cost_curve, k_grid
 from fraudflow.operating import cost_threshold, prior_shift, reliability
 from fraudflow.predictions import MemberColumns, test_blocks
 from fraudflow.scaled import load_labels, negative_rate
-from fraudflow.schema import cost_column, cost_false_negative, roles_of
+from fraudflow.strategies import evaluated
 from fraudflow.summary import SUMMARY_FILE, summarise
 
 METRICS_DIR = "metrics/test"
@@ -49,8 +51,13 @@ def read_settings() -> dict:
 
     return {
         "threshold": require(params, "evaluate", "threshold", rate, "a number between 0 and 1"),
-        "cost_false_negative": cost_false_negative(),  # a number, or with a cost column its mean (row_costs)
-        "cost_column": cost_column(),
+        "cost_false_negative": require(
+            params,
+            "evaluate",
+            "cost_false_negative",
+            lambda v: v is None or (is_number(v) and v > 0),
+            "a number > 0, or null for the mean of data.cost over the training split's positives",
+        ),
         "cost_false_positive": require(
             params, "evaluate", "cost_false_positive", lambda v: is_number(v) and v > 0, "a number > 0"
         ),
@@ -63,40 +70,32 @@ def read_settings() -> dict:
     }
 
 
-def cost_groups(split: str, column: str):
-    """The cost column (float64) and the labels of one split, data/split/<split>.parquet, a row group at a time;
-    rows in the order of the scaled split and of the predictions."""
-    path = SPLIT_DIR / f"{split}.parquet"
-    file = inputs.parquet_file(path, "split")
-    roles = roles_of(file.schema_arrow, path)
-    if roles.get("cost") != column:
-        raise StageError(f"{path}: no cost column '{column}' (evaluate.cost_false_negative); run 'dvc repro clean'")
-    for group in range(file.num_row_groups):
-        table = file.read_row_group(group, columns=[column, roles["label"]])
-        yield table[column].to_numpy().astype(np.float64), table[roles["label"]].to_numpy()
-
-
-def row_costs(settings: dict) -> dict:
-    """What a missed positive costs: "flat", evaluate.cost_false_negative or with a cost column the mean value of
-    the training split's positives (read group by group, keeping only theirs); with a cost column also the val
-    and test splits' values per row, and their labels ("<split>_labels") to check them against the predictions."""
-    column = settings["cost_column"]
-    if column is None:
-        return {"flat": settings["cost_false_negative"]}
-    positives = [values[labels == 1] for values, labels in cost_groups("train", column)]
-    costs = {"flat": float(np.concatenate(positives).mean())}
-    for split in ("val", "test"):
-        values, labels = zip(*cost_groups(split, column), strict=True)
-        costs |= {split: np.concatenate(values), f"{split}_labels": np.concatenate(labels)}
-    return costs
+def read_costs(settings: dict) -> dict:
+    """What scale passed on of the cost column (data/costs/): its name ("column", None for a flat cost) and, with
+    one, the val and test rows' values; and the flat cost of a missed positive ("flat"): evaluate.cost_false_negative,
+    or when that is null the mean value of the training split's positives."""
+    try:
+        summary = json.loads((COSTS_DIR / "costs.json").read_text())
+        costs = {"column": summary["column"]}
+        if costs["column"]:
+            costs |= {split: np.load(COSTS_DIR / f"{split}.npy") for split in ("val", "test")}
+    except (OSError, ValueError, KeyError) as error:
+        raise StageError(f"{COSTS_DIR}: cannot read ({error}); run 'dvc repro scale'") from error
+    flat = settings["cost_false_negative"]
+    if flat is None and costs["column"] is None:
+        raise StageError(
+            "params.yaml: param 'evaluate.cost_false_negative' is null, which means the mean of data.cost, but "
+            "data.cost is null too; give a number"
+        )
+    return costs | {"flat": summary["train_positive_mean"] if flat is None else flat}
 
 
 def check_rows(costs: dict, split: str, labels: np.ndarray, strategy: str):
-    """Fails unless the cost column's split has the predictions' rows (compared by their labels)."""
-    if f"{split}_labels" in costs and not np.array_equal(costs[f"{split}_labels"], labels):
+    """Fails unless the cost column's split has as many rows as the predictions'."""
+    if split in costs and len(costs[split]) != len(labels):
         raise StageError(
-            f"{SPLIT_DIR}/{split}.parquet: other rows than {PREDICTIONS_DIR}/{strategy}.parquet's {split} split; "
-            "rerun 'dvc repro'"
+            f"{COSTS_DIR}/{split}.npy: {len(costs[split])} rows, {PREDICTIONS_DIR}/{strategy}.parquet's {split} "
+            f"split {len(labels)}; rerun 'dvc repro'"
         )
 
 
@@ -106,12 +105,12 @@ def operating_points(strategy: str, shift: float, settings: dict, costs: dict) -
     varies for the ensemble (without a cost column, the flat cost's rule, at the k its threshold stands for)."""
     val = MemberColumns(strategy, "val", shift)
     check_rows(costs, "val", val.labels, strategy)
-    flat, cost_fp, by_value = costs["flat"], settings["cost_false_positive"], settings["cost_column"] is not None
+    flat, cost_fp, by_value = costs["flat"], settings["cost_false_positive"], costs["column"] is not None
     values = costs["val"] if by_value else np.full(len(val.labels), float(flat))
 
     def chosen(probabilities):
         point = {"chosen.threshold": cost_threshold(val.labels, probabilities, flat, cost_fp)}
-        return point | ({"amount.k": chosen_k(val.labels, probabilities, values, cost_fp)} if by_value else {})
+        return point | ({"value_rule.k": chosen_k(val.labels, probabilities, values, cost_fp)} if by_value else {})
 
     try:
         members = dict(enumerate(chosen(column) for column in val))
@@ -120,7 +119,7 @@ def operating_points(strategy: str, shift: float, settings: dict, costs: dict) -
     except ValueError as error:
         raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: validation split: {error}") from error
     threshold = point["chosen.threshold"]
-    k = point["amount.k"] if by_value else threshold / (1 - threshold) * flat / cost_fp
+    k = point["value_rule.k"] if by_value else threshold / (1 - threshold) * flat / cost_fp
     ks = k_grid(k)
     curve = pd.DataFrame(
         {"k": ks, "cost_per_1000": cost_curve(val.labels, ensemble, values, cost_fp, ks), "chosen": (ks == k) * 1}
@@ -152,7 +151,7 @@ def confusion_cells(result: dict) -> pd.DataFrame:
     """The ensemble's 2x2 confusion matrix under the rule that flags rows (with a cost column the value rule at
     its k, else the threshold), chosen on validation, as four rows of counts."""
     cells = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}
-    rule = result.get("amount", result["chosen"])
+    rule = result.get("value_rule", result["chosen"])
     return pd.DataFrame(
         [{"actual": a, "predicted": p, "count": rule[key]["ensemble"]} for (a, p), key in cells.items()]
     )
@@ -183,65 +182,72 @@ def curves_and_positives(strategy: str, shift: float, n: int) -> dict:
     }
 
 
+def rule_card(strategy: str, result: dict, shift: float, settings: dict, column: str | None) -> dict:
+    """models/rules/<strategy>.json: how the strategy's ensemble is calibrated and which rows it flags, as chosen on
+    the validation split (export writes it into model.json)."""
+    card = {"strategy": strategy, "calibration_logit_shift": shift}
+    if column is None:
+        return card | {
+            "threshold": result["chosen"]["threshold"]["ensemble"],
+            "threshold_chosen": "on the validation split, least cost_false_negative * FN + cost_false_positive * FP",
+            "flagged": "probability > threshold",
+        }
+    return card | {
+        "cost_column": column,
+        "k": result["value_rule"]["k"]["ensemble"],
+        "cost_false_positive": settings["cost_false_positive"],
+        "k_chosen": f"on the validation split, least sum of the missed positives' {column} + cost_false_positive * FP",
+        "flagged": f"probability / (1 - probability) * {column} > k * cost_false_positive",
+    }
+
+
+def plot_table(frames: dict) -> pd.DataFrame:
+    """One plot's data, {strategy: its rows} in the order evaluated, as one table with the strategy's name and
+    place in that order (`order`, which gives its colour in the charts) first."""
+    return pd.concat(
+        [
+            frame.assign(strategy=s, order=i)[["strategy", "order", *frame]]
+            for i, (s, frame) in enumerate(frames.items())
+        ],
+        ignore_index=True,
+    )
+
+
 def main():
     settings = read_settings()
-    column = settings["cost_column"]
-    costs = row_costs(settings)
+    costs = read_costs(settings)
+    column = settings["cost_column"] = costs["column"]
     settings["cost_false_negative"] = costs["flat"]
     if column:
-        log.info("evaluate: a missed positive costs its row's %s (flat cost: their mean, %.2f)", column, costs["flat"])
+        log.info("evaluate: a missed positive costs its row's %s (flat cost: %.2f)", column, costs["flat"])
     train_labels, rate = load_labels("train"), negative_rate()
     labels, strategies, drawn, shifts = None, {}, {}, {}
-    for strategy in EVALUATED:  # a few columns of one strategy's splits in memory at a time
-        shifts[strategy] = prior_shift(strategy, train_labels, rate)
-        strategies[strategy] = operating_points(strategy, shifts[strategy], settings, costs)
-        drawn[strategy] = curves_and_positives(strategy, shifts[strategy], settings["curve_points"])
-        if labels is not None and not np.array_equal(labels, drawn[strategy]["labels"]):
-            raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: other test rows than baseline; rerun 'dvc repro'")
-        labels = drawn[strategy].pop("labels")
-        check_rows(costs, "test", labels, strategy)
-        strategies[strategy]["positives"] = drawn[strategy]["positives"]
-    counts = {s: len(p["chosen"]) - 1 for s, p in strategies.items() if len(p["chosen"]) > 2}
+    entries = {s.name: s for s in evaluated()}
+    for name, entry in entries.items():  # a few columns of one strategy's splits in memory at a time
+        shifts[name] = prior_shift(entry.balanced_odds, train_labels, rate)
+        strategies[name] = operating_points(name, shifts[name], settings, costs)
+        drawn[name] = curves_and_positives(name, shifts[name], settings["curve_points"])
+        if labels is not None and not np.array_equal(labels, drawn[name]["labels"]):
+            raise StageError(f"{PREDICTIONS_DIR}/{name}.parquet: other test rows than the others; rerun 'dvc repro'")
+        labels = drawn[name].pop("labels")
+        check_rows(costs, "test", labels, name)
+        strategies[name]["positives"] = drawn[name]["positives"]
+    counts = {s: len(p["chosen"]) - 1 for s, p in strategies.items() if entries[s].has_members}
     if len(set(counts.values())) > 1:
         raise StageError(f"{PREDICTIONS_DIR}: strategies have different numbers of members {counts}; rerun 'dvc repro'")
 
     results, differences = compare(test_blocks(shifts, costs.get("test")), strategies, len(labels), settings)
-    for strategy, result in results.items():
-        write_json(f"{METRICS_DIR}/{strategy}.json", result)
-        (roc, pr), _ = drawn[strategy]["curves"]
-        write_csv(roc, f"{PLOTS_DIR}/roc/{strategy}.csv")
-        write_csv(pr, f"{PLOTS_DIR}/prc/{strategy}.csv")
-        write_csv(confusion_cells(result), f"{PLOTS_DIR}/confusion/{strategy}.csv")
-        write_csv(pd.DataFrame(drawn[strategy]["calibration"]["calibrated"]), f"{PLOTS_DIR}/calibration/{strategy}.csv")
-        write_csv(strategies[strategy]["curve"], f"{PLOTS_DIR}/costk/{strategy}.csv")
-        chosen = result["chosen"]
-        log.info(
-            "evaluate: %-9s test AP %.4f [%.4f, %.4f]; recall at FPR %g: %.4f; at the threshold chosen on "
-            "validation, %.4f: test recall %.4f, precision %.4f, cost per 1,000 %.2f",
-            strategy,
-            *(result["average_precision"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
-            settings["false_positive_rate"],
-            result["recall_at_fpr"]["ensemble"],
-            chosen["threshold"]["ensemble"],
-            chosen["recall"]["ensemble"],
-            chosen["precision"]["ensemble"],
-            chosen["cost_per_1000"]["ensemble"],
-        )
-        if column:
-            amount = result["amount"]
-            log.info(
-                "evaluate: %-9s by %s, at k %.3g chosen on validation: test cost per 1,000 %.2f [%.2f, %.2f], "
-                "savings %.3f, %s caught %.3f, recall %.4f, precision %.4f",
-                strategy,
-                column,
-                amount["k"]["ensemble"],
-                *(amount["cost_per_1000"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
-                amount["savings"]["ensemble"],
-                column,
-                amount["caught"]["ensemble"],
-                amount["recall"]["ensemble"],
-                amount["precision"]["ensemble"],
-            )
+    for name, result in results.items():
+        write_json(f"{METRICS_DIR}/{name}.json", result)
+        write_json(RULES_DIR / f"{name}.json", rule_card(name, result, shifts[name], settings, column))
+        log_result(name, result, settings)
+    for kind, frames in {
+        "roc": {s: d["curves"][0][0] for s, d in drawn.items()},
+        "prc": {s: d["curves"][0][1] for s, d in drawn.items()},
+        "confusion": {s: confusion_cells(result) for s, result in results.items()},
+        "costk": {s: p["curve"] for s, p in strategies.items()},
+    }.items():
+        write_csv(plot_table(frames), f"{PLOTS_DIR}/{kind}.csv")
     write_json(DIFFERENCES_FILE, differences)
     write_json(SUMMARY_FILE, summarise(results, differences))
     for pair, difference in differences.items():
@@ -257,6 +263,37 @@ def main():
     figures.draw_prc({s: (c[0][1], [m[1] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/prc.png")
     figures.draw_confusion(results, f"{PLOTS_DIR}/confusion.png")
     figures.draw_reliability({s: d["calibration"] for s, d in drawn.items()}, f"{PLOTS_DIR}/calibration.png")
+
+
+def log_result(strategy: str, result: dict, settings: dict):
+    chosen, column = result["chosen"], settings["cost_column"]
+    log.info(
+        "evaluate: %-9s test AP %.4f [%.4f, %.4f]; recall at FPR %g: %.4f; at the threshold chosen on "
+        "validation, %.4f: test recall %.4f, precision %.4f, cost per 1,000 %.2f",
+        strategy,
+        *(result["average_precision"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
+        settings["false_positive_rate"],
+        result["recall_at_fpr"]["ensemble"],
+        chosen["threshold"]["ensemble"],
+        chosen["recall"]["ensemble"],
+        chosen["precision"]["ensemble"],
+        chosen["cost_per_1000"]["ensemble"],
+    )
+    if column:
+        by_value = result["value_rule"]
+        log.info(
+            "evaluate: %-9s by %s, at k %.3g chosen on validation: test cost per 1,000 %.2f [%.2f, %.2f], "
+            "savings %.3f, %s caught %.3f, recall %.4f, precision %.4f",
+            strategy,
+            column,
+            by_value["k"]["ensemble"],
+            *(by_value["cost_per_1000"][k] for k in ("ensemble", "ensemble_lower", "ensemble_upper")),
+            by_value["savings"]["ensemble"],
+            column,
+            by_value["caught"]["ensemble"],
+            by_value["recall"]["ensemble"],
+            by_value["precision"]["ensemble"],
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """export: one strategy's members as one self-contained model (raw columns in, fraud probability out).
 
 Writes models/export/: model.keras, saved_model/ (the same model for TensorFlow Serving, one named input per
-column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, the rule that
-flags a row: a threshold, or with a cost column its name, k and cost_false_positive; the raw data's sha256:
-fraudflow.inputs.fingerprint).
+column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, and what evaluate
+chose in models/rules/<strategy>.json: the calibration and the rule that flags a row, a threshold or with a cost
+column its name, k and cost_false_positive; the raw data's sha256 from data/raw.json).
 """
 
 import json
@@ -17,9 +17,8 @@ import numpy as np
 from fraudflow.common import (
     EXPORT_DIR,
     MODELS_DIR,
-    REFERENCE_STRATEGY,
-    STRATEGIES,
-    TREES_STRATEGY,
+    RAW_RECORD,
+    RULES_DIR,
     StageError,
     atomic_output,
     is_number,
@@ -31,10 +30,7 @@ from fraudflow.common import (
     run,
     save_keras,
 )
-from fraudflow.inputs import fingerprint, raw_input
-from fraudflow.operating import prior_shift
-from fraudflow.scaled import load_labels, negative_rate
-from fraudflow.schema import cost_column
+from fraudflow.strategies import NETWORK, REGISTRY
 
 with quiet_tensorflow():
     import keras
@@ -51,7 +47,7 @@ def load_members(strategy: str, n_features: int) -> list[keras.Model]:
     folder = MODELS_DIR / strategy
     found = {int(m[1]): path for path in folder.glob("member_*.keras") if (m := MEMBER_FILE.fullmatch(path.name))}
     if not found:
-        raise StageError(f"{folder}: no member_<i>.keras files; run 'dvc repro train_{strategy}'")
+        raise StageError(f"{folder}: no member_<i>.keras files; run 'dvc repro {REGISTRY[strategy].stage}'")
     if sorted(found) != list(range(len(found))):
         raise StageError(f"{folder}: member files are not numbered 0 to {len(found) - 1}: {sorted(found)}")
     members = [keras.saving.load_model(found[i]) for i in range(len(found))]
@@ -151,65 +147,42 @@ def export_saved_model(model: keras.Model, path):
     fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
-def flag_rule(strategy: str) -> dict:
-    """model.json's rule, chosen on the validation split by evaluate (metrics/test/<strategy>.json): with a cost
-    column (evaluate.cost_false_negative), the ensemble's k of the rule p / (1 - p) * value > k *
-    cost_false_positive (fraudflow/costs.py); else its threshold of least flat cost."""
-    path = Path("metrics/test") / f"{strategy}.json"
-    column, cost_fp = cost_column(), load_params("evaluate").get("cost_false_positive")
+def read_json(path: Path, stage: str) -> dict:
     try:
-        result = json.loads(path.read_text())
-        if column is None:
-            return {
-                "threshold": float(result["chosen"]["threshold"]["ensemble"]),
-                "threshold_chosen": "on the validation split, least cost_false_negative * FN + "
-                "cost_false_positive * FP",
-                "flagged": "probability > threshold",
-            }
-        return {
-            "cost_column": column,
-            "k": float(result["amount"]["k"]["ensemble"]),
-            "cost_false_positive": cost_fp,
-            "k_chosen": f"on the validation split, least sum of the missed positives' {column} + "
-            "cost_false_positive * FP",
-            "flagged": f"probability / (1 - probability) * {column} > k * cost_false_positive",
-        }
-    except (OSError, ValueError, KeyError) as error:
-        raise StageError(f"{path}: no rule chosen on validation ({error}); run 'dvc repro evaluate'") from error
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise StageError(f"{path}: cannot read ({error}); run 'dvc repro {stage}'") from error
 
 
 def main():
     params = load_params("export")
-    if params.get("strategy") in (REFERENCE_STRATEGY, TREES_STRATEGY):  # coefficients or trees: no network members
-        saved = (
-            "models/gbdt/member_<i>.pkl (scikit-learn)"
-            if params["strategy"] == TREES_STRATEGY
-            else "models/logistic.json"
-        )
+    networks = [s.name for s in REGISTRY.values() if s.kind == NETWORK]
+    chosen = params.get("strategy")
+    if chosen in REGISTRY and chosen not in networks:  # coefficients or trees: no network members
+        saved = "models/logistic.json" if chosen == "logistic" else f"models/{chosen}/member_<i>.pkl (scikit-learn)"
         raise StageError(
-            f"params.yaml: param 'export.strategy' {params['strategy']!r}: export packs a network strategy's members "
-            f"into one Keras model; use one of {', '.join(STRATEGIES)}, or score with {saved} yourself"
+            f"params.yaml: param 'export.strategy' {chosen!r}: export packs a network strategy's members into one "
+            f"Keras model; use one of {', '.join(networks)}, or score with {saved} yourself"
         )
-    strategy = require(params, "export", "strategy", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}")
+    strategy = require(params, "export", "strategy", lambda v: v in networks, f"one of {', '.join(networks)}")
     eps = require(load_params("clean"), "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
     prep = load_preprocessing()
+    rule = read_json(RULES_DIR / f"{strategy}.json", "evaluate")
+    sha256 = read_json(RAW_RECORD, "download").get("sha256")
     # The same layer names and (unused) dropout seeds whatever ran before: both are written to the files.
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)
     members = load_members(strategy, len(prep["features"]))
-    rule = flag_rule(strategy)
-    shift = prior_shift(strategy, load_labels("train"), negative_rate())
     inputs = model_inputs(prep)
-    model = build(members, prep, inputs, eps, shift)
+    model = build(members, prep, inputs, eps, rule["calibration_logit_shift"])
     card = {
         "strategy": strategy,
         "members": len(members),
         "inputs": inputs,
         "log": sorted(prep["log"].values()),
         "missing": prep["missing"],
-        "calibration_logit_shift": shift,
         **rule,
-        "data_sha256": fingerprint(raw_input()),
+        "data_sha256": sha256,
     }
     with atomic_output(EXPORT_DIR) as tmp:
         tmp.mkdir()

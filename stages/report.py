@@ -7,7 +7,8 @@
 import json
 from pathlib import Path
 
-from fraudflow.common import EVALUATED, StageError, run
+from fraudflow.common import StageError, run
+from fraudflow.strategies import evaluated
 
 METRICS = Path("metrics")
 
@@ -38,20 +39,20 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def amount_tables(test: dict, differences: dict) -> str:
+def value_rule_tables(test: dict, differences: dict) -> str:
     """With a cost column: the rule p / (1 - p) * value > k * cost_false_positive per strategy, and its pairs."""
     rows = [
         [
             s,
-            f"{m['amount']['k']['ensemble']:.3g}",
-            value(m["amount"]["cost_per_1000"], 1),
-            value(m["amount"]["threshold_cost_per_1000"], 1),
-            value(m["amount"]["saved_per_1000"], 1, "+"),
-            value(m["amount"]["savings"]),
-            value(m["amount"]["caught"]),
-            value(m["amount"]["precision"]),
-            value(m["amount"]["recall"]),
-            " / ".join(str(m["amount"][k]["ensemble"]) for k in ("tp", "fp", "fn")),
+            f"{m['value_rule']['k']['ensemble']:.3g}",
+            value(m["value_rule"]["cost_per_1000"], 1),
+            value(m["value_rule"]["threshold_cost_per_1000"], 1),
+            value(m["value_rule"]["saved_per_1000"], 1, "+"),
+            value(m["value_rule"]["savings"]),
+            value(m["value_rule"]["caught"]),
+            value(m["value_rule"]["precision"]),
+            value(m["value_rule"]["recall"]),
+            " / ".join(str(m["value_rule"][k]["ensemble"]) for k in ("tp", "fp", "fn")),
         ]
         for s, m in test.items()
     ]
@@ -68,7 +69,10 @@ def amount_tables(test: dict, differences: dict) -> str:
         "tp / fp / fn",
     ]
     title = "Each missed positive costs its own value: test split, at the k chosen on validation"
-    columns = [("cost", lambda d: d["amount"]["cost_per_1000"], 1), ("savings", lambda d: d["amount"]["savings"], 3)]
+    columns = [
+        ("cost", lambda d: d["value_rule"]["cost_per_1000"], 1),
+        ("savings", lambda d: d["value_rule"]["savings"], 3),
+    ]
     pair_title = "Paired differences under the value rule: first − second, on the same test rows"
     return table(title, header, rows) + "\n\n" + paired(pair_title, differences, columns)
 
@@ -86,7 +90,7 @@ def paired(title: str, differences: dict, columns: list) -> str:
 
 
 def main():
-    test = {s: read(METRICS / "test" / f"{s}.json") for s in EVALUATED}
+    test = {s: read(METRICS / "test" / f"{s}.json") for s in (entry.name for entry in evaluated())}
     differences = read(METRICS / "differences.json")
     operating = [
         [
@@ -99,7 +103,7 @@ def main():
         ]
         for s, m in test.items()
     ]
-    header = ["strategy", "threshold", "cost per 1,000 transactions", "precision", "recall", "tp / fp / fn"]
+    header = ["strategy", "threshold", "cost per 1,000 rows", "precision", "recall", "tp / fp / fn"]
     print(table("The operating point: test split, at the threshold chosen on validation", header, operating))
     scores = [
         [
@@ -125,8 +129,8 @@ def main():
     print("\n" + table("Threshold-free scores: test split (ensemble; members: their mean)", header, scores))
     columns = [("AP", lambda d: d["average_precision"], 3), ("cost", lambda d: d["chosen"]["cost_per_1000"], 1)]
     print("\n" + paired("Paired differences: first − second, on the same test rows", differences, columns))
-    if all("amount" in m for m in test.values()):
-        print("\n" + amount_tables(test, differences))
+    if all("value_rule" in m for m in test.values()):
+        print("\n" + value_rule_tables(test, differences))
     calibration = [
         [
             s,

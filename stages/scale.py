@@ -1,8 +1,10 @@
 """scale: fit the preprocessing (fraudflow/preprocess.py) on the training split only; transform every split.
 
 Writes data/scaled/: <split>_features.npy (float32), <split>_labels.npy (int8), <split>_ids.parquet (the data.ids
-columns, when there are any) and preprocessing.json (what was fitted, as data). Every pass streams the splits in
-batches, so memory does not grow with the rows.
+columns, when there are any) and preprocessing.json (what was fitted, as data); and apart from them, so a change of
+data.cost retrains nothing, data/costs/: costs.json (the cost column's name and the mean value of the training
+split's positives, or a null column) and, with a cost column, val.npy and test.npy (float64, its values in the
+rows' order), which evaluate reads. Every pass streams the splits in batches, so memory does not grow with the rows.
 """
 
 import json
@@ -14,6 +16,7 @@ import pyarrow.parquet as pq
 
 from fraudflow import inputs, preprocess
 from fraudflow.common import (
+    COSTS_DIR,
     PREPROCESSING_FILE,
     SCALED_DIR,
     SPLIT_DIR,
@@ -29,9 +32,10 @@ from fraudflow.outputs import NpyWriter, RowGroupWriter
 from fraudflow.schema import max_categories, roles_of
 
 
-def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, folder):
-    """Write one split's features, labels and ids, batch by batch."""
-    rows, ids = split.metadata.num_rows, roles["ids"]
+def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, folder, costs) -> list:
+    """Write one split's features, labels and ids, batch by batch. With a cost column, its values go to `costs` (a
+    NpyWriter), or with costs None its positive rows' values are returned."""
+    rows, ids, cost, positive_values = split.metadata.num_rows, roles["ids"], roles.get("cost"), []
     with ExitStack() as stack:
         features = stack.enter_context(
             NpyWriter(folder / f"{name}_features.npy", rows, len(prep["features"]), np.float32)
@@ -44,10 +48,35 @@ def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, f
             for batch in split.iter_batches(inputs.batch_rows()):
                 frame = batch.to_pandas()
                 features.write(preprocess.transform(frame, prep))
-                labels.write(frame[roles["label"]].to_numpy(np.int8))
+                batch_labels = frame[roles["label"]].to_numpy(np.int8)
+                labels.write(batch_labels)
                 if ids:
                     id_writer.write(batch.select(ids))
+                if cost and costs:
+                    costs.write(frame[cost].to_numpy(np.float64))
+                elif cost:
+                    positive_values.append(frame[cost].to_numpy(np.float64)[batch_labels == 1])
                 bar.update(batch.num_rows)
+    return positive_values
+
+
+def write_splits(splits: dict, roles: dict, prep: dict, scaled, costs_folder):
+    """Every split's scaled files into `scaled`; costs.json and, with a cost column, the val and test splits' values
+    into `costs_folder`."""
+    cost = roles.get("cost")
+    for name, split in splits.items():
+        with ExitStack() as stack:
+            rows = split.metadata.num_rows
+            values = (
+                stack.enter_context(NpyWriter(costs_folder / f"{name}.npy", rows, None, np.float64))
+                if cost and name != "train"
+                else None
+            )
+            found = transform_split(split, roles, prep, name, scaled, values)
+        if name == "train":
+            positive_values = found
+    summary = {"column": cost, "train_positive_mean": float(np.concatenate(positive_values).mean()) if cost else None}
+    (costs_folder / "costs.json").write_text(json.dumps(summary, indent=2) + "\n")  # every bit (write_json rounds)
 
 
 def main():
@@ -61,10 +90,10 @@ def main():
         return splits["train"].iter_batches(inputs.batch_rows(), columns=columns)
 
     prep = preprocess.fit(read_train, roles, clip, limit)
-    with atomic_output(SCALED_DIR) as tmp:
+    with atomic_output(SCALED_DIR) as tmp, atomic_output(COSTS_DIR) as costs_tmp:
         tmp.mkdir()
-        for name, split in splits.items():
-            transform_split(split, roles, prep, name, tmp)
+        costs_tmp.mkdir()
+        write_splits(splits, roles, prep, tmp, costs_tmp)
         (tmp / PREPROCESSING_FILE.name).write_text(json.dumps(prep, indent=2) + "\n")
     log.info(
         "scale: wrote %s (%d features from %d numeric and %d category columns, clipped to [-%g, %g])",

@@ -1,4 +1,4 @@
-"""score: `python -m stages.score INPUT OUTPUT` -- the exported model's fraud probability and flag for new transactions.
+"""score: `python -m stages.score INPUT OUTPUT` -- the exported model's probability and flag for new rows.
 
 INPUT is a CSV (plain or .gz) or Parquet file with the columns the model takes (models/export/model.json, "inputs"),
 validated as `clean` does, before TensorFlow is loaded; category levels not seen in training score as "(other)".
@@ -182,7 +182,7 @@ def score(source: Path, destination: Path, card: dict, load_predict=load_predict
 
 def main():
     parser = argparse.ArgumentParser(prog="python -m stages.score", description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=Path, help="transactions: .csv, .csv.gz or .parquet")
+    parser.add_argument("input", type=Path, help="rows to score: .csv, .csv.gz or .parquet")
     parser.add_argument("output", type=Path, help="scores: .csv, .csv.gz or .parquet")
     args = parser.parse_args()
     suffixes = (*CSV_SUFFIXES, ".parquet")

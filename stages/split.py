@@ -134,7 +134,7 @@ def grouped_random_split(
 ) -> np.ndarray:
     """Each row's split, whole duplicate groups at a time.
 
-    Stratified by whether a group holds a fraud: within each stratum the groups are shuffled (seeded) and each
+    Stratified by whether a group holds a positive: within each stratum the groups are shuffled (seeded) and each
     joins the test split while it fits in test_size of the stratum's rows, then likewise validation from the rest.
     """
     strata = np.zeros(len(sizes), dtype=bool)
@@ -166,7 +166,7 @@ def time_split(groups: np.ndarray, times: np.ndarray, test_size: float, val_size
 
 
 def counts(labels: np.ndarray, groups: np.ndarray, sizes: np.ndarray, part: np.ndarray) -> dict:
-    """Per split: rows, frauds, duplicate groups (2+ equal rows) with a row in it, rows with a twin in another split."""
+    """Per split: rows, positives, duplicate groups (2+ equal rows) with a row in it, rows with a twin elsewhere."""
     duplicate = sizes > 1
     present = np.zeros((len(SPLITS), len(sizes)), dtype=bool)
     for index in range(len(SPLITS)):
@@ -177,7 +177,7 @@ def counts(labels: np.ndarray, groups: np.ndarray, sizes: np.ndarray, part: np.n
         elsewhere = present[[other for other in range(len(SPLITS)) if other != index]].any(axis=0)
         result[name] = {
             "rows": int(rows.sum()),
-            "frauds": int(labels[rows].sum()),
+            "positives": int(labels[rows].sum()),
             "duplicate_groups": int((duplicate & present[index]).sum()),
             "rows_with_twin_in_other_split": int(elsewhere[groups[rows]].sum()),
         }

@@ -1,4 +1,5 @@
-"""train: fit the members of one imbalance strategy: `python -m stages.train baseline|weighted|resampled`."""
+"""train: fit the members of one network strategy: `python -m stages.train <name>`, a key of params.yaml's
+`networks` (fraudflow/strategies.py says how each trains)."""
 
 import sys
 import time
@@ -7,8 +8,8 @@ import numpy as np
 
 from fraudflow.common import (
     MODELS_DIR,
+    PARAMS_FILE,
     PREDICTIONS_DIR,
-    STRATEGIES,
     StageError,
     atomic_output,
     is_int,
@@ -30,21 +31,41 @@ from fraudflow.scaled import (
     train_seed,
     write_predictions,
 )
+from fraudflow.strategies import NETWORK, NETWORKS_SECTION, REGISTRY, Strategy, network_params
 
 HISTORY_DIR = "plots/history"
 METRICS_DIR = "metrics/train"
 
 
-def read_settings(strategy: str) -> dict:
-    """The shared `train` params plus the strategy's own `train_<strategy>` params, all validated."""
-    if strategy not in STRATEGIES:
-        raise StageError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    shared, own_section = load_params("train"), f"train_{strategy}"
-    own = load_params(own_section)
+def positive_int(v) -> bool:
+    return is_int(v) and v > 0
 
-    def positive_int(v):
-        return is_int(v) and v > 0
 
+# The params a network strategy's own section may hold: (valid, description, which strategies need it).
+OWN_PARAMS = {
+    "epochs": (positive_int, "an integer > 0", lambda s: True),
+    "steps_per_epoch": (positive_int, "an integer > 0", lambda s: s.balanced_batches),
+    "gamma": (lambda v: is_number(v) and v >= 0, "a number >= 0", lambda s: s.loss == "binary_focal_crossentropy"),
+    "alpha": (
+        lambda v: v is None or (is_number(v) and 0 < v < 1),
+        "null or a number in (0, 1)",
+        lambda s: s.loss == "binary_focal_crossentropy",
+    ),
+}
+
+
+def read_settings(entry: Strategy) -> dict:
+    """The shared `train` params plus the strategy's own `networks.<name>` params, all validated."""
+    shared, section = load_params("train"), f"{NETWORKS_SECTION}.{entry.name}"
+    own = network_params().get(entry.name)
+    if not isinstance(own, dict):
+        raise StageError(f"{PARAMS_FILE}: missing section '{section}'")
+    needed = [key for key, (_, _, needs) in OWN_PARAMS.items() if needs(entry)]
+    unknown = [key for key in own if key not in needed]
+    if unknown:
+        raise StageError(
+            f"{PARAMS_FILE}: param '{section}.{unknown[0]}' is not one of {entry.name}'s ({', '.join(needed)})"
+        )
     settings = {
         "seed": train_seed(),
         "members": train_members(),
@@ -55,12 +76,12 @@ def read_settings(strategy: str) -> dict:
         "monitor": require(shared, "train", "monitor", lambda v: v in MONITORS, f"one of {', '.join(MONITORS)}"),
         "patience": require(shared, "train", "patience", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
         "negative_rate": negative_rate(),
-        "epochs": require(own, own_section, "epochs", positive_int, "an integer > 0"),
     }
-    if strategy == "resampled":
-        settings["steps_per_epoch"] = require(own, own_section, "steps_per_epoch", positive_int, "an integer > 0")
-        if settings["batch_size"] < 2:
-            raise StageError("params.yaml: param 'train.batch_size' must be >= 2 for balanced batches")
+    for key in needed:
+        valid, description, _ = OWN_PARAMS[key]
+        settings[key] = require(own, section, key, valid, description)
+    if entry.balanced_batches and settings["batch_size"] < 2:
+        raise StageError(f"{PARAMS_FILE}: param 'train.batch_size' must be >= 2 for balanced batches")
     return settings
 
 
@@ -86,14 +107,16 @@ def epoch_logger(strategy: str, settings: dict):
 
 
 def main():
-    if len(sys.argv) != 2:
-        raise StageError(f"usage: python -m stages.train {{{'|'.join(STRATEGIES)}}}")
+    networks = [s.name for s in REGISTRY.values() if s.kind == NETWORK]
+    if len(sys.argv) != 2 or sys.argv[1] not in networks:
+        raise StageError(f"usage: python -m stages.train {{{'|'.join(networks)}}}")
     strategy = sys.argv[1]
-    settings = read_settings(strategy)
+    settings = read_settings(REGISTRY[strategy])
     train, val = ((NpyRows(features_file(split)), load_labels(split)) for split in ("train", "val"))
 
     started = time.perf_counter()
-    model, members, history, stopping = fit_members(strategy, settings, train, val, epoch_logger(strategy, settings))
+    log_epoch = epoch_logger(strategy, settings)
+    model, members, history, stopping = fit_members(REGISTRY[strategy], settings, train, val, log_epoch)
     seconds = time.perf_counter() - started
 
     with atomic_output(MODELS_DIR / strategy) as tmp:

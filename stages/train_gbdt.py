@@ -2,11 +2,11 @@
 HistGradientBoostingClassifier) on the same scaled features, with members like the networks'.
 
 Member m is seeded by (train.seed, m): its own share of the features at each split (train_gbdt.max_features) and,
-with train.negative_rate below 1, its own negative sample (evaluate corrects its probabilities as it does the
-baseline's). Each member adds trees until train_gbdt.patience trees in a row have not raised the average precision
-of the validation split (its fixed negative sample under negative sampling, as the networks' early stopping), and
-keeps the trees up to its best. Its predictions have the format of the other strategies', so evaluate scores it
-with the same code.
+with train.negative_rate below 1, its own negative sample (evaluate corrects its probabilities as it does those of
+any model trained at the real odds). Each member adds trees until train_gbdt.patience trees in a row have not
+raised the average precision of the validation split (its fixed negative sample under negative sampling, as the
+networks' early stopping), and keeps the trees up to its best. Its predictions have the format of the other
+strategies', so evaluate scores it with the same code.
 """
 
 import pickle
@@ -19,7 +19,6 @@ from threadpoolctl import threadpool_limits
 from fraudflow.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
-    TREES_STRATEGY,
     atomic_output,
     is_int,
     is_number,
@@ -42,8 +41,10 @@ from fraudflow.scaled import (
     validation_sample,
     write_predictions,
 )
+from fraudflow.strategies import TREES, the_kind
 
-METRICS_FILE = f"metrics/train/{TREES_STRATEGY}.json"
+NAME = the_kind(TREES).name
+METRICS_FILE = f"metrics/train/{NAME}.json"
 THREADS = 2  # OpenMP threads of the fit (fixed, like TensorFlow's: fraudflow/__init__.py)
 
 
@@ -115,14 +116,14 @@ def main():
             keep_best_trees(model)
             members.append(model)
             best_ap.append(float(model.validation_score_.max()))
-            log.info("%s member %d: %d trees, validation AP %.4f", TREES_STRATEGY, member, model.n_iter_, best_ap[-1])
+            log.info("%s member %d: %d trees, validation AP %.4f", NAME, member, model.n_iter_, best_ap[-1])
         seconds = time.perf_counter() - started
-        with atomic_output(MODELS_DIR / TREES_STRATEGY) as tmp:
+        with atomic_output(MODELS_DIR / NAME) as tmp:
             tmp.mkdir()
             for number, model in enumerate(members):
                 (tmp / f"member_{number}.pkl").write_bytes(pickle.dumps(model, protocol=5))
         write_predictions(
-            PREDICTIONS_DIR / f"{TREES_STRATEGY}.parquet",
+            PREDICTIONS_DIR / f"{NAME}.parquet",
             lambda x: np.stack([m.predict_proba(x)[:, 1] for m in members], axis=1),
         )
     trees = [model.n_iter_ for model in members]
@@ -134,7 +135,7 @@ def main():
             "best_val_prc": {"min": min(best_ap), "max": max(best_ap)},
         },
     )
-    log.info("%s: %d members, %d to %d trees in %.1f s", TREES_STRATEGY, len(members), min(trees), max(trees), seconds)
+    log.info("%s: %d members, %d to %d trees in %.1f s", NAME, len(members), min(trees), max(trees), seconds)
 
 
 if __name__ == "__main__":

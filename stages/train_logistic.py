@@ -2,7 +2,7 @@
 
 Its predictions have the format of the network strategies' (one member), so evaluate scores it with the same
 code. With train.negative_rate below 1 it fits on the first network member's negative sample (every positive,
-that share of the negatives); evaluate corrects its probabilities as it does the baseline's. The fit is Newton's
+that share of the negatives); evaluate corrects its probabilities as it does a network's. The fit is Newton's
 method to full precision in bounded memory and the coefficients are rounded to 10 significant digits, so every
 processor gets the same model and the same output bytes.
 """
@@ -15,7 +15,6 @@ from scipy.special import expit
 from fraudflow.common import (
     MODELS_DIR,
     PREDICTIONS_DIR,
-    REFERENCE_STRATEGY,
     StageError,
     is_number,
     load_params,
@@ -35,11 +34,13 @@ from fraudflow.scaled import (
     train_seed,
     write_predictions,
 )
+from fraudflow.strategies import LOGISTIC, the_kind
 
 FIT_ROWS = 1 << 16  # training rows per block of the fit's sums
 MAX_ITERATIONS = 100
-METRICS_FILE = f"metrics/train/{REFERENCE_STRATEGY}.json"
-MODEL_FILE = MODELS_DIR / f"{REFERENCE_STRATEGY}.json"
+NAME = the_kind(LOGISTIC).name
+METRICS_FILE = f"metrics/train/{NAME}.json"
+MODEL_FILE = MODELS_DIR / f"{NAME}.json"
 
 
 def fit(features: NpyRows, rows: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.ndarray, float, int]:
@@ -114,13 +115,13 @@ def main():
     features = load_preprocessing()["features"]
     write_json(MODEL_FILE, {"features": features, "coefficients": coefficients.tolist(), "intercept": intercept})
     write_predictions(
-        PREDICTIONS_DIR / f"{REFERENCE_STRATEGY}.parquet",
+        PREDICTIONS_DIR / f"{NAME}.parquet",
         lambda x: predict(x, coefficients, intercept)[:, np.newaxis],
     )
     write_json(METRICS_FILE, {"members": 1, "iterations": iterations})
     log.info(
         "%s: fitted in %.1f s (%d Newton iterations); model written to %s",
-        REFERENCE_STRATEGY,
+        NAME,
         seconds,
         iterations,
         MODEL_FILE,

@@ -45,7 +45,8 @@ MIXED_DATA = {  # params.yaml's data section for make_mixed's table
     "data__categorical": ["merchant", "channel"],
     "data__max_categories": 5,
     "data__missing": "impute",
-    "evaluate__cost_false_negative": "amount_usd",  # a missed positive costs its own amount
+    "data__columns": None,  # every column without another role
+    "data__cost": "amount_usd",  # a missed positive costs its own amount
 }
 
 
@@ -97,6 +98,7 @@ def project(tmp_path, monkeypatch):
     """A scratch directory holding the repository's params.yaml, used as the working directory."""
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FRAUDFLOW_DATA_MIRROR", raising=False)
     monkeypatch.delenv("CREDITCARD_URL", raising=False)
     return tmp_path
 
@@ -106,17 +108,21 @@ def python_environment() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(REPO)
+    env.pop("FRAUDFLOW_DATA_MIRROR", None)
     env.pop("CREDITCARD_URL", None)
     return env
 
 
 def run_data_stages(rows: int = 3000, frauds: int = 60):
-    """Write a synthetic raw CSV in the working directory and run clean, split and scale on it."""
-    from fraudflow.common import RAW_CSV
+    """Write a synthetic raw CSV in the working directory (and data/raw.json, as download would) and run clean,
+    split and scale on it."""
+    from fraudflow.common import RAW_CSV, RAW_RECORD, write_json
+    from fraudflow.inputs import fingerprint
     from stages import clean, scale, split
 
     RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
     make_creditcard(rows, frauds).to_csv(RAW_CSV, index=False)
+    write_json(RAW_RECORD, {"sha256": fingerprint(RAW_CSV)})
     for stage in (clean, split, scale):
         stage.main()
 
@@ -127,10 +133,10 @@ FAST_PARAMS = {  # small, fast training for the pipeline tests
     "train__batch_size": 256,
     "train__members": 2,
     "train__patience": 2,
-    "train_baseline__epochs": 3,
-    "train_weighted__epochs": 3,
-    "train_resampled__epochs": 3,
-    "train_resampled__steps_per_epoch": 5,
+    "networks__baseline": {"epochs": 3},
+    "networks__weighted": {"epochs": 3},
+    "networks__resampled": {"epochs": 3, "steps_per_epoch": 5},
+    "networks__focal": {"epochs": 3, "gamma": 2.0, "alpha": None},
     "train_gbdt__max_trees": 30,
     "train_gbdt__patience": 5,
     "evaluate__bootstrap_resamples": 200,
@@ -139,7 +145,7 @@ FAST_PARAMS = {  # small, fast training for the pipeline tests
 
 def project_repo(root: Path, table: pd.DataFrame, **params) -> "Runner":
     """A git + DVC repo in root/project with the project, FAST_PARAMS and `params` ('section__key'), and
-    CREDITCARD_URL pointing at `table` written as a CSV."""
+    download.url pointing at `table` written as a CSV."""
     work = root / "project"
     work.mkdir()
     for name in PROJECT_FILES:
@@ -150,8 +156,8 @@ def project_repo(root: Path, table: pd.DataFrame, **params) -> "Runner":
             shutil.copy(source, work / name)
     source_csv = root / "table.csv"
     table.to_csv(source_csv, index=False)
-    set_params(work / "params.yaml", **{**FAST_PARAMS, **params})
-    runner = Runner(work, {**python_environment(), "CREDITCARD_URL": str(source_csv)})
+    set_params(work / "params.yaml", **{**FAST_PARAMS, "download__url": str(source_csv), **params})
+    runner = Runner(work, python_environment())
     runner.run("git", "init", "-q")
     runner.run("dvc", "init", "-q")
     shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")  # the project's plot and page templates
@@ -292,7 +298,8 @@ def load_scaled(split: str):
 def make_members(strategy: str = "baseline", count: int = 3):
     """What the train stage writes for a strategy, from small models trained briefly on the scaled data in the
     working directory: models/<strategy>/member_<i>.keras and data/predictions/<strategy>.parquet (the members'
-    probabilities on the val and test splits, computed from the saved files, and their mean)."""
+    probabilities on the val and test splits, computed from the saved files); and the rule file evaluate would write
+    for it, with CHOSEN_THRESHOLD and CHOSEN_K as chosen on validation."""
     import keras
 
     from fraudflow.common import MODELS_DIR, PREDICTIONS_DIR, save_keras
@@ -318,18 +325,26 @@ def make_members(strategy: str = "baseline", count: int = 3):
         split_features, split_labels = load_scaled(split)
         probabilities = [m.predict(split_features, verbose=0).ravel().astype(np.float64) for m in members]
         columns = {f"member_{i}": p for i, p in enumerate(probabilities)}
-        parts.append(
-            pd.DataFrame(
-                {"split": split, "label": split_labels, "probability": np.mean(probabilities, axis=0), **columns}
-            )
-        )
+        parts.append(pd.DataFrame({"split": split, "label": split_labels, **columns}))
     PREDICTIONS_DIR.mkdir(parents=True, exist_ok=True)
     pd.concat(parts, ignore_index=True).to_parquet(PREDICTIONS_DIR / f"{strategy}.parquet", index=False)
-    # The part of evaluate's metrics that export reads: the threshold and k chosen on validation.
-    metrics = Path("metrics") / "test" / f"{strategy}.json"
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    chosen = {"chosen": {"threshold": {"ensemble": CHOSEN_THRESHOLD}}, "amount": {"k": {"ensemble": CHOSEN_K}}}
-    metrics.write_text(json.dumps(chosen))
+    write_rule(strategy)
+
+
+def write_rule(strategy: str):
+    """models/rules/<strategy>.json as evaluate writes it (its rule_card), with CHOSEN_THRESHOLD and CHOSEN_K as
+    chosen on validation, the strategy's calibration and params.yaml's data.cost."""
+    from fraudflow.common import RULES_DIR, write_json
+    from fraudflow.operating import prior_shift
+    from fraudflow.scaled import load_labels, negative_rate
+    from fraudflow.schema import read_schema
+    from fraudflow.strategies import REGISTRY
+    from stages import evaluate
+
+    shift = prior_shift(REGISTRY[strategy].balanced_odds, load_labels("train"), negative_rate())
+    chosen = {"chosen": {"threshold": {"ensemble": CHOSEN_THRESHOLD}}, "value_rule": {"k": {"ensemble": CHOSEN_K}}}
+    card = evaluate.rule_card(strategy, chosen, shift, {"cost_false_positive": 5}, read_schema().cost)
+    write_json(RULES_DIR / f"{strategy}.json", card)
 
 
 def raw_test_rows() -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The amount rule (fraudflow/costs.py) against brute force: every row flagged or not under every k of a grid."""
+"""The value rule (fraudflow/costs.py) against brute force: every row flagged or not under every k of a grid."""
 
 import numpy as np
 import pytest

@@ -12,9 +12,9 @@ from sklearn import metrics
 from test_stats import assert_close
 
 from fraudflow import costs, predictions, summary
-from fraudflow.common import EVALUATED, PREDICTIONS_DIR, SCALED_DIR, SPLIT_DIR, write_parquet
+from fraudflow.common import COSTS_DIR, PREDICTIONS_DIR, RULES_DIR, SCALED_DIR, write_parquet
 from fraudflow.operating import cost_threshold, prior_shift, shift_probabilities
-from fraudflow.schema import with_roles
+from fraudflow.strategies import REGISTRY, evaluated
 from stages import evaluate, report
 
 SUMMARY_KEYS = {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"}
@@ -37,48 +37,63 @@ def test_pr_points_keep_every_recall_level():
     assert set(points["recall"]) == set(full_recall)
 
 
-def write_split(labels: dict, seed: int, test_amounts=None) -> dict:
-    """data/split/<split>.parquet as split writes them, with the cost column Amount (frauds larger, lognormal) and
-    the label Class; returns the amounts."""
+def names() -> list[str]:
+    """The strategies evaluate compares (params.yaml's in the working directory), in order."""
+    return [entry.name for entry in evaluated()]
+
+
+def write_costs(labels: dict, seed: int, test_amounts=None, column: str | None = "Amount") -> dict:
+    """data/costs/ as scale writes it: costs.json (the cost column's name and the mean value of the training split's
+    positives) and the val and test rows' values of the cost column Amount (positives larger, lognormal); or with
+    column None, a flat cost (costs.json alone). Returns the amounts."""
     rng = np.random.default_rng([seed, 1])
     amounts = {split: rng.lognormal(3 + y, 1.5).round(2) for split, y in labels.items()}
     if test_amounts is not None:
         amounts["test"] = test_amounts
-    SPLIT_DIR.mkdir(parents=True, exist_ok=True)
-    for split, y in labels.items():
-        table = pa.table({"Amount": amounts[split], "Class": y.astype(np.int8)})
-        roles = {"label": "Class", "time": None, "ids": [], "numeric": [], "categorical": [], "cost": "Amount"}
-        write_parquet(table.cast(with_roles(table.schema, roles)), SPLIT_DIR / f"{split}.parquet")
+    COSTS_DIR.mkdir(parents=True, exist_ok=True)
+    mean = float(amounts["train"][labels["train"] == 1].mean()) if column else None
+    (COSTS_DIR / "costs.json").write_text(json.dumps({"column": column, "train_positive_mean": mean}))
+    for split in ("val", "test"):
+        if column:
+            np.save(COSTS_DIR / f"{split}.npy", amounts[split].astype(np.float64))
     return amounts
 
 
 def write_predictions(
-    members: int, rows: int = 2000, seed: int = 0, test_labels=None, val_frauds: bool = True, test_amounts=None
+    members: int,
+    rows: int = 2000,
+    seed: int = 0,
+    test_labels=None,
+    val_positives: bool = True,
+    test_amounts=None,
+    column: str | None = "Amount",
 ):
-    """Validation and test predictions of every strategy (logistic: one member), training labels at 1 % frauds,
-    and the splits' Amount (write_split). Returns the labels, probabilities and amounts.
+    """Validation and test predictions of every strategy evaluated (logistic: one member), each member's column
+    alone (member_<i>, as trained), training labels at 1 % positives, and the cost column's values (write_costs).
+    Returns the labels, probabilities and amounts.
 
-    Strategy k is noisier than strategy k - 1; weighted and resampled predict at balanced odds, as trained.
+    Strategy k is noisier than strategy k - 1; those that train at balanced odds (weighted, resampled) predict at
+    them, as trained.
     """
     rng = np.random.default_rng(seed)
     SCALED_DIR.mkdir(parents=True, exist_ok=True)
     train_labels = (np.arange(10_000) < 100).astype(np.int8)
     np.save(SCALED_DIR / "train_labels.npy", train_labels)
     labels = {split: (rng.random(rows) < 0.05).astype(int) for split in ("val", "test")}
-    if not val_frauds:
+    if not val_positives:
         labels["val"][:] = 0
     if test_labels is not None:
         labels["test"] = test_labels
-    amounts = write_split({"train": train_labels} | labels, seed, test_amounts)
+    amounts = write_costs({"train": train_labels} | labels, seed, test_amounts, column)
     probabilities = {}
-    for noise, strategy in enumerate(EVALUATED, start=1):
-        count = 1 if strategy == "logistic" else members
-        inflation = np.log(99) if strategy in ("weighted", "resampled") else 0.0
+    for noise, strategy in enumerate(names(), start=1):
+        count = members if REGISTRY[strategy].has_members else 1
+        inflation = np.log(99) if REGISTRY[strategy].balanced_odds else 0.0
         frames = []
         for split, y in labels.items():
             logits = rng.normal(3 * y - 4.5 + inflation, noise, size=(count, rows)).T
             p = 1 / (1 + np.exp(-logits))
-            frame = pd.DataFrame({"split": split, "label": y, "probability": p.mean(axis=1)})
+            frame = pd.DataFrame({"split": split, "label": y})
             for member in range(count):
                 frame[f"member_{member}"] = p[:, member]
             frames.append(frame)
@@ -89,6 +104,16 @@ def write_predictions(
 
 def read_metrics(project, strategy):
     return json.loads((project / "metrics" / "test" / f"{strategy}.json").read_text())
+
+
+def read_rule(project, strategy):
+    return json.loads((project / RULES_DIR / f"{strategy}.json").read_text())
+
+
+def plot_rows(project, kind: str, strategy: str) -> pd.DataFrame:
+    """One strategy's rows of plots/<kind>.csv, without its strategy and order columns."""
+    table = pd.read_csv(project / "plots" / f"{kind}.csv")
+    return table[table["strategy"] == strategy].drop(columns=["strategy", "order"]).reset_index(drop=True)
 
 
 @pytest.mark.parametrize("members", [1, 4])
@@ -104,17 +129,17 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
         "log_loss",
         "brier",
         "chosen",
-        "amount",
+        "value_rule",
         "tutorial",
         "uncalibrated",
     }
     assert set(baseline["chosen"]) == {"threshold", "tp", "fp", "tn", "fn", "precision", "recall", "cost_per_1000"}
     extra = {"savings", "caught", "k", "threshold_cost_per_1000", "saved_per_1000"}
-    assert set(baseline["amount"]) == {*baseline["chosen"], *extra} - {"threshold"}
+    assert set(baseline["value_rule"]) == {*baseline["chosen"], *extra} - {"threshold"}
     assert set(baseline["tutorial"]) == {"tp", "fp", "tn", "fn", "precision", "recall"}
     assert set(baseline["uncalibrated"]) == {"log_loss", "brier"}
     assert set(baseline["roc_auc"]) == SUMMARY_KEYS and set(baseline["chosen"]["recall"]) == SUMMARY_KEYS
-    ensemble = probabilities["baseline", "test"].mean(axis=1)
+    ensemble = probabilities["baseline", "test"].mean(axis=1)  # the members' mean (the files hold members only)
     ap = baseline["average_precision"]
     assert ap["ensemble"] == pytest.approx(metrics.average_precision_score(labels["test"], ensemble))
     assert ap["ensemble_lower"] < ap["ensemble"] < ap["ensemble_upper"]
@@ -126,30 +151,50 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
         assert ap["mean_lower"] < ap["mean"] < ap["mean_upper"]
     assert baseline["tutorial"]["tp"]["ensemble"] == int(((ensemble > 0.5) & (labels["test"] == 1)).sum())
 
-    # The weighted strategy's probabilities are corrected to the training split's 1 % frauds before scoring:
+    # The weighted strategy's probabilities are corrected to the training split's 1 % positives before scoring:
     weighted = read_metrics(project, "weighted")
     raw = probabilities["weighted", "test"]
     assert weighted["uncalibrated"]["brier"]["ensemble"] > 4 * weighted["brier"]["ensemble"]
     assert weighted["tutorial"]["fp"]["ensemble"] == int(((raw.mean(axis=1) > 0.5) & (labels["test"] == 0)).sum())
 
     differences = json.loads((project / "metrics" / "differences.json").read_text())
-    assert len(differences) == 10 and "baseline-logistic" in differences and "logistic-gbdt" in differences
+    count = len(names())
+    assert len(differences) == count * (count - 1) // 2
+    assert "baseline-logistic" in differences and "logistic-gbdt" in differences and "focal-gbdt" in differences
     first = differences["baseline-logistic"]["roc_auc"]
     assert set(first) == SUMMARY_KEYS | {"verdict"}
-    assert set(differences["baseline-logistic"]["amount"]) == {"cost_per_1000", "savings"}
-    assert first["verdict"] == "baseline better"  # the least noisy against the noisiest
+    assert set(differences["baseline-logistic"]["value_rule"]) == {"cost_per_1000", "savings"}
+    assert first["verdict"] == "baseline better"  # the least noisy against a noisier one
 
-    confusion = pd.read_csv(project / "plots" / "confusion" / "weighted.csv")
+    # A CSV per kind of plot with every strategy's rows, each with its place among those evaluated (its colour)
+    for kind in ("roc", "prc", "confusion", "costk"):
+        table = pd.read_csv(project / "plots" / f"{kind}.csv")
+        assert list(table.columns[:2]) == ["strategy", "order"], kind
+        assert table.drop_duplicates("strategy")[["strategy", "order"]].values.tolist() == [
+            [strategy, position] for position, strategy in enumerate(names())
+        ], kind
+    confusion = plot_rows(project, "confusion", "weighted")
     assert confusion["count"].sum() == len(labels["test"]) and len(confusion) == 4
-    roc = pd.read_csv(project / "plots" / "roc" / "logistic.csv")
+    roc = plot_rows(project, "roc", "logistic")
     assert (roc["fpr"].iloc[0], roc["tpr"].iloc[-1]) == (0, 1)
-    calibration = pd.read_csv(project / "plots" / "calibration" / "resampled.csv")
-    assert calibration["rows"].sum() == len(labels["test"])
-    cost_k = pd.read_csv(project / "plots" / "costk" / "gbdt.csv")
+    assert not (project / "plots" / "calibration").exists()  # drawn in calibration.png only
+    cost_k = plot_rows(project, "costk", "gbdt")
     assert list(cost_k.columns) == ["k", "cost_per_1000", "chosen"] and cost_k["k"].is_monotonic_increasing
-    assert cost_k.loc[cost_k["chosen"] == 1, "k"].tolist() == [read_metrics(project, "gbdt")["amount"]["k"]["ensemble"]]
+    gbdt_k = read_metrics(project, "gbdt")["value_rule"]["k"]["ensemble"]
+    assert cost_k.loc[cost_k["chosen"] == 1, "k"].tolist() == pytest.approx([gbdt_k], rel=1e-9)  # written to 10 digits
     for image in ("roc.png", "prc.png", "confusion.png", "calibration.png"):
         assert (project / "plots" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Each strategy's calibration and rule, as chosen on validation, for export
+    train_labels = np.load(SCALED_DIR / "train_labels.npy")
+    for strategy in names():
+        rule = read_rule(project, strategy)
+        shift = prior_shift(REGISTRY[strategy].balanced_odds, train_labels, 1.0)
+        assert rule["strategy"] == strategy and rule["calibration_logit_shift"] == pytest.approx(shift)
+        assert rule["cost_column"] == "Amount" and rule["cost_false_positive"] == 5
+        assert rule["k"] == read_metrics(project, strategy)["value_rule"]["k"]["ensemble"]
+        assert rule["flagged"] == "probability / (1 - probability) * Amount > k * cost_false_positive"
+    assert read_rule(project, "weighted")["calibration_logit_shift"] == pytest.approx(np.log(100 / 9900))
 
 
 def test_evaluate_read_in_small_blocks_writes_what_it_writes_in_one_block(project, monkeypatch):
@@ -160,9 +205,10 @@ def test_evaluate_read_in_small_blocks_writes_what_it_writes_in_one_block(projec
         monkeypatch.setattr(predictions, "BLOCK_ROWS", block)
         evaluate.main()
         written[block] = {path: path.read_text() for path in sorted((project / "metrics").rglob("*.json"))}
+        written[block] |= {path: path.read_text() for path in sorted((project / RULES_DIR).glob("*.json"))}
         written[block] |= {path: path.read_text() for path in sorted((project / "plots").rglob("*.csv"))}
-    # per strategy its test metrics and five curves; the differences and the summary
-    assert written[7].keys() == written[700].keys() and len(written[7]) == 6 * len(EVALUATED) + 2
+    # per strategy its test metrics and its rule; the differences and the summary; four curves' files
+    assert written[7].keys() == written[700].keys() and len(written[7]) == 2 * len(names()) + 2 + 4
     for path, text in written[700].items():
         if path.suffix == ".json":  # the same sums, added in another order: equal to their last digits
             assert_close(json.loads(written[7][path]), json.loads(text))
@@ -174,14 +220,17 @@ def test_a_negative_sample_is_corrected_for_the_baseline_logistic_regression_and
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
     write_predictions(2)
     evaluate.main()
-    whole = {s: read_metrics(project, s) for s in EVALUATED}
+    whole = {s: read_metrics(project, s) for s in names()}
     set_params(project / "params.yaml", train__negative_rate=0.1)
     evaluate.main()
-    sampled = {s: read_metrics(project, s) for s in EVALUATED}
-    for strategy in ("baseline", "logistic", "gbdt"):  # odds divided by 10: fewer flagged at the same threshold
+    sampled = {s: read_metrics(project, s) for s in names()}
+    at_real_odds = [s for s in names() if not REGISTRY[s].balanced_odds]
+    assert at_real_odds == ["baseline", "focal", "logistic", "gbdt"]
+    for strategy in at_real_odds:  # odds divided by 10: fewer flagged at the same threshold
         assert sampled[strategy]["brier"]["ensemble"] != whole[strategy]["brier"]["ensemble"]
         # Each member ranks the rows as before (the ensemble averages shifted probabilities: it may not)
         assert sampled[strategy]["roc_auc"]["mean"] == pytest.approx(whole[strategy]["roc_auc"]["mean"], rel=1e-9)
+        assert read_rule(project, strategy)["calibration_logit_shift"] == pytest.approx(np.log(0.1))
     for strategy in ("weighted", "resampled"):  # trained at 1:1 either way
         assert sampled[strategy] == whole[strategy]
 
@@ -199,29 +248,29 @@ def test_report_prints_the_readme_tables_from_the_metrics(project, capsys):
         row + f"{baseline['ensemble']:.1f} [{baseline['ensemble_lower']:.1f}, {baseline['ensemble_upper']:.1f}]"
         in printed
     )
-    amount = read_metrics(project, "gbdt")["amount"]
-    savings = amount["savings"]
-    row = f"| gbdt | {amount['k']['ensemble']:.3g} | "
+    by_value = read_metrics(project, "gbdt")["value_rule"]
+    savings = by_value["savings"]
+    row = f"| gbdt | {by_value['k']['ensemble']:.3g} | "
     assert row in printed and f"| {savings['ensemble']:.3f} [{savings['ensemble_lower']:.3f}, " in printed
     assert printed.count("| logistic |") == 4 and "one model" in printed
     assert printed.count("| baseline − weighted |") == 2
 
 
-@pytest.mark.parametrize("cost", ["Amount", 133])
-def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(project, cost):
+@pytest.mark.parametrize(("column", "cost"), [("Amount", None), (None, 133), ("Amount", 133)])
+def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(project, column, cost):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100, evaluate__cost_false_negative=cost)
-    write_predictions(3)
+    write_predictions(3, column=column)
     evaluate.main()
     headline = json.loads((project / summary.SUMMARY_FILE).read_text())
     differences = json.loads((project / "metrics" / "differences.json").read_text())
-    assert list(headline) == [*EVALUATED, *differences]
-    for strategy in EVALUATED:
+    assert list(headline) == [*names(), *differences]
+    for strategy in names():
         detail = read_metrics(project, strategy)
-        amount = {}
-        if cost == "Amount":  # a cost column adds the value rule's cost and value caught
-            amount = {
-                "amount_cost": interval(detail["amount"]["cost_per_1000"]),
-                "caught": interval(detail["amount"]["caught"], 3),
+        by_value = {}
+        if column:  # a cost column adds the value rule's cost and value caught
+            by_value = {
+                "value_cost": interval(detail["value_rule"]["cost_per_1000"]),
+                "value_caught": interval(detail["value_rule"]["caught"], 3),
             }
         assert headline[strategy] == {
             "ap": interval(detail["average_precision"], 3),
@@ -230,10 +279,10 @@ def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(
             "cost": interval(detail["chosen"]["cost_per_1000"]),
             "precision": round(detail["chosen"]["precision"]["ensemble"], 3),
             "recall": round(detail["chosen"]["recall"]["ensemble"], 3),
-            **amount,
+            **by_value,
         }
     for pair, difference in differences.items():
-        verdicts = {"amount_cost": difference["amount"]["cost_per_1000"]["verdict"]} if cost == "Amount" else {}
+        verdicts = {"value_cost": difference["value_rule"]["cost_per_1000"]["verdict"]} if column else {}
         assert headline[pair] == {
             "ap": difference["average_precision"]["verdict"],
             "cost": difference["chosen"]["cost_per_1000"]["verdict"],
@@ -253,7 +302,7 @@ def test_last_bit_changes_do_not_reach_the_summary(project):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
     write_predictions(3, rows=1999)  # 2,000 rows would put costs per 1,000 on halves, where rounding ties
     evaluate.main()
-    results = {s: read_metrics(project, s) for s in EVALUATED}
+    results = {s: read_metrics(project, s) for s in names()}
     differences = json.loads((project / "metrics" / "differences.json").read_text())
 
     def nudged(data, factor):  # every number moved in its last bits, as another processor moves them
@@ -276,34 +325,34 @@ def test_thresholds_are_chosen_on_validation_without_reading_test_labels(project
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
     write_predictions(3, seed=2)
     evaluate.main()
-    before = {s: chosen_on_validation(read_metrics(project, s)) for s in EVALUATED}
+    before = {s: chosen_on_validation(read_metrics(project, s)) for s in names()}
     flipped = np.random.default_rng(9).permutation((np.arange(2000) < 300).astype(int))  # other test labels only
     write_predictions(3, seed=2, test_labels=flipped, test_amounts=np.full(2000, 1e4))  # and test amounts
     evaluate.main()
-    after = {s: read_metrics(project, s) for s in EVALUATED}
+    after = {s: read_metrics(project, s) for s in names()}
     assert {s: chosen_on_validation(m) for s, m in after.items()} == before
     assert after["baseline"]["chosen"]["tp"]["ensemble"] + after["baseline"]["chosen"]["fn"]["ensemble"] == 300
 
 
 def chosen_on_validation(result: dict) -> tuple:
-    return result["chosen"]["threshold"], result["amount"]["k"]
+    return result["chosen"]["threshold"], result["value_rule"]["k"]
 
 
 def calibrated_ensemble(strategy: str, probabilities: np.ndarray) -> np.ndarray:
-    """The ensemble of write_predictions' members as evaluate scores it: weighted and resampled prior-corrected
-    to the training split's 1 % frauds."""
-    shift = prior_shift(strategy, (np.arange(10_000) < 100).astype(np.int8), 1.0)
+    """The ensemble of write_predictions' members as evaluate scores it: the mean of the members, those trained at
+    balanced odds (weighted, resampled) prior-corrected to the training split's 1 % positives."""
+    shift = prior_shift(REGISTRY[strategy].balanced_odds, (np.arange(10_000) < 100).astype(np.int8), 1.0)
     return shift_probabilities(probabilities, shift).mean(axis=1)
 
 
-def test_amount_rule_is_scored_on_test_as_a_direct_computation_at_the_k_least_costly_on_validation(project):
+def test_value_rule_is_scored_on_test_as_a_direct_computation_at_the_k_least_costly_on_validation(project):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=200)
     labels, probabilities, amounts = write_predictions(3, seed=4)
     evaluate.main()
     flat = amounts["train"][:100].mean()  # the training split's positives' mean Amount
-    for strategy in EVALUATED:
+    for strategy in names():
         result = read_metrics(project, strategy)
-        k = result["amount"]["k"]["ensemble"]
+        k = result["value_rule"]["k"]["ensemble"]
         val = calibrated_ensemble(strategy, probabilities[strategy, "val"])
         threshold = cost_threshold(labels["val"], val, flat, 5)
         assert result["chosen"]["threshold"]["ensemble"] == pytest.approx(threshold)
@@ -317,7 +366,7 @@ def test_amount_rule_is_scored_on_test_as_a_direct_computation_at_the_k_least_co
         cost = v[y & ~flag].sum() + 5 * (~y & flag).sum()
         by_threshold = p > result["chosen"]["threshold"]["ensemble"]  # the flat threshold's flags at these costs
         threshold_cost = 1000 * (v[y & ~by_threshold].sum() + 5 * (~y & by_threshold).sum()) / len(y)
-        amount = result["amount"]
+        by_value = result["value_rule"]
         expected = {
             "tp": (y & flag).sum(),
             "fp": (~y & flag).sum(),
@@ -328,23 +377,25 @@ def test_amount_rule_is_scored_on_test_as_a_direct_computation_at_the_k_least_co
             "threshold_cost_per_1000": threshold_cost,
             "saved_per_1000": threshold_cost - 1000 * cost / len(y),
         }
-        assert {key: amount[key]["ensemble"] for key in expected} == pytest.approx(expected, rel=1e-9)
+        assert {key: by_value[key]["ensemble"] for key in expected} == pytest.approx(expected, rel=1e-9)
         for key in ("cost_per_1000", "savings", "caught"):
-            assert amount[key]["ensemble_lower"] < amount[key]["ensemble"] < amount[key]["ensemble_upper"]
+            assert by_value[key]["ensemble_lower"] < by_value[key]["ensemble"] < by_value[key]["ensemble_upper"]
             if strategy != "logistic":  # one model: no interval over members
-                assert amount[key]["mean_lower"] < amount[key]["mean"] < amount[key]["mean_upper"]
+                assert by_value[key]["mean_lower"] < by_value[key]["mean"] < by_value[key]["mean_upper"]
 
 
-def test_a_number_cost_has_no_amount_results_and_draws_its_threshold_as_a_k(project):
+def test_a_number_cost_has_no_value_rule_results_and_draws_its_threshold_as_a_k(project):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100, evaluate__cost_false_negative=133)
-    labels, probabilities, _ = write_predictions(2)
-    shutil.rmtree(SPLIT_DIR)  # a number needs no cost column
+    labels, probabilities, _ = write_predictions(2, column=None)  # no cost column: data/costs/costs.json alone
     evaluate.main()
     result = read_metrics(project, "baseline")
-    assert "amount" not in result
+    assert "value_rule" not in result
     val = calibrated_ensemble("baseline", probabilities["baseline", "val"])
     assert result["chosen"]["threshold"]["ensemble"] == pytest.approx(cost_threshold(labels["val"], val, 133, 5))
-    cost_k = pd.read_csv(project / "plots" / "costk" / "baseline.csv")  # the flat rule p / (1 - p) * 133 > k * 5
+    rule = read_rule(project, "baseline")
+    assert rule["threshold"] == result["chosen"]["threshold"]["ensemble"] and "cost_column" not in rule
+    assert rule["flagged"] == "probability > threshold"
+    cost_k = plot_rows(project, "costk", "baseline")  # the flat rule p / (1 - p) * 133 > k * 5
     chosen = cost_k.loc[cost_k["chosen"] == 1].iloc[0]
     threshold = result["chosen"]["threshold"]["ensemble"]
     assert chosen["k"] == pytest.approx(threshold / (1 - threshold) * 133 / 5, rel=1e-9)  # the threshold's k
@@ -361,7 +412,13 @@ def test_a_number_cost_has_no_amount_results_and_draws_its_threshold_as_a_k(proj
 def test_stage_output_is_the_same_bytes_run_after_run(project):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
     write_predictions(3)
-    outputs = ["metrics/test/baseline.json", "metrics/differences.json", "plots/roc.png", "plots/roc/weighted.csv"]
+    outputs = [
+        "metrics/test/baseline.json",
+        "metrics/differences.json",
+        "models/rules/weighted.json",
+        "plots/roc.png",
+        "plots/roc.csv",
+    ]
     evaluate.main()
     first = {path: (project / path).read_bytes() for path in outputs}
     evaluate.main()
@@ -375,6 +432,7 @@ BAD_PARAMS = [
     ("threshold", 1.5),
     ("cost_false_negative", -1),
     ("cost_false_negative", 0),
+    ("cost_false_negative", "Amount"),  # the cost column is data.cost now
     ("cost_false_positive", "cheap"),
     ("cost_false_positive", 0),
     ("false_positive_rate", 0),
@@ -394,6 +452,7 @@ def test_bad_params_give_one_line_and_write_nothing(project, key, value):
         f"error: params.yaml: param 'evaluate.{key}' must be {evaluate_description(key)}, got {value!r}"
     ]
     assert not (project / "metrics").exists() and not (project / "plots").exists()
+    assert not (project / RULES_DIR).exists()
 
 
 def evaluate_description(key):
@@ -401,7 +460,7 @@ def evaluate_description(key):
         "bootstrap_resamples": "an integer >= 100",
         "seed": "an integer >= 0",
         "threshold": "a number between 0 and 1",
-        "cost_false_negative": "a number > 0 or the name of a numeric column",
+        "cost_false_negative": "a number > 0, or null for the mean of data.cost over the training split's positives",
         "cost_false_positive": "a number > 0",
         "false_positive_rate": "a number between 0 and 1",
     }[key]
@@ -410,22 +469,50 @@ def evaluate_description(key):
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_a_cost_column_of_other_rows_than_the_predictions_is_refused(project, split):
     labels, _, _ = write_predictions(2)
-    write_split({"train": np.load(SCALED_DIR / "train_labels.npy")} | labels | {split: labels[split][:-1]}, 0)
-    with pytest.raises(evaluate.StageError, match=rf"^data/split/{split}.parquet: other rows than data/predictions/"):
+    write_costs({"train": np.load(SCALED_DIR / "train_labels.npy")} | labels | {split: labels[split][:-1]}, 0)
+    message = rf"^data/costs/{split}.npy: 1999 rows, data/predictions/baseline.parquet's {split} split 2000; rerun"
+    with pytest.raises(evaluate.StageError, match=message):
         evaluate.main()
     assert not (project / "metrics").exists()
 
 
-def test_validation_without_frauds_is_a_clear_error(project):
-    write_predictions(2, val_frauds=False)
-    with pytest.raises(evaluate.StageError, match="baseline.parquet: validation split: no frauds among them"):
+def test_a_number_cost_false_negative_is_the_flat_cost_beside_a_cost_column(project):
+    set_params(project / "params.yaml", evaluate__bootstrap_resamples=100, evaluate__cost_false_negative=133)
+    labels, probabilities, amounts = write_predictions(2)
+    evaluate.main()
+    result = read_metrics(project, "baseline")
+    val = calibrated_ensemble("baseline", probabilities["baseline", "val"])
+    assert result["chosen"]["threshold"]["ensemble"] == pytest.approx(cost_threshold(labels["val"], val, 133, 5))
+    k = result["value_rule"]["k"]["ensemble"]  # the value rule still costs each row its own Amount
+    assert k == pytest.approx(costs.chosen_k(labels["val"], val, amounts["val"], 5), rel=1e-9)
+
+
+def test_a_null_cost_false_negative_needs_a_cost_column(project):
+    write_predictions(2, column=None)  # evaluate.cost_false_negative is null in params.yaml
+    message = r"param 'evaluate.cost_false_negative' is null, which means the mean of data.cost, but data.cost is null"
+    with pytest.raises(evaluate.StageError, match=message):
+        evaluate.main()
+    assert not (project / "metrics").exists()
+
+
+def test_missing_costs_ask_for_scale(project):
+    write_predictions(2)
+    shutil.rmtree(COSTS_DIR)
+    with pytest.raises(evaluate.StageError, match=r"^data/costs: cannot read .*; run 'dvc repro scale'$"):
+        evaluate.main()
+    assert not (project / "metrics").exists()
+
+
+def test_validation_without_positives_is_a_clear_error(project):
+    write_predictions(2, val_positives=False)
+    with pytest.raises(evaluate.StageError, match="baseline.parquet: validation split: no positives among them"):
         evaluate.main()
     assert not (project / "metrics").exists()
 
 
 def test_predictions_without_members_are_refused(project):
     write_predictions(2)
-    frame = pd.DataFrame({"split": ["val", "test"], "label": [0, 1], "probability": [0.1, 0.9]})
+    frame = pd.DataFrame({"split": ["val", "test"], "label": [0, 1], "probability": [0.1, 0.9]})  # an ensemble alone
     write_parquet(pa.Table.from_pandas(frame), PREDICTIONS_DIR / "weighted.parquet")
-    with pytest.raises(evaluate.StageError, match="no member_<i> columns; run 'dvc repro train_weighted'"):
+    with pytest.raises(evaluate.StageError, match="no member_<i> columns; run 'dvc repro train@weighted'"):
         evaluate.main()

@@ -20,17 +20,20 @@ from conftest import (
     raw_test_rows,
     run_data_stages,
     set_params,
+    write_rule,
 )
 
-from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
+from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError, rounded
 from fraudflow.operating import prior_shift, shift_probabilities
 from fraudflow.scaled import load_labels
+from fraudflow.strategies import REGISTRY
 from stages import export
 
 
 def pipeline_test_probabilities() -> np.ndarray:
+    """The baseline ensemble's test probabilities: the mean of its members' (trained at the real odds: no shift)."""
     predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet")
-    return predictions.loc[predictions["split"] == "test", "probability"].to_numpy()
+    return predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]].mean(axis=1).to_numpy()
 
 
 def test_model_on_raw_rows_reproduces_the_pipelines_test_predictions(exported):
@@ -70,10 +73,11 @@ def test_model_json_says_what_the_model_expects(exported):
     }
 
 
-def test_with_a_number_cost_model_json_holds_the_threshold(exported_dir, tmp_path, monkeypatch):
+def test_without_a_cost_column_model_json_holds_the_threshold(exported_dir, tmp_path, monkeypatch):
     shutil.copytree(exported_dir, tmp_path / "flat", ignore=shutil.ignore_patterns("export"))
     monkeypatch.chdir(tmp_path / "flat")
-    set_params(tmp_path / "flat" / "params.yaml", evaluate__cost_false_negative=133)
+    set_params(tmp_path / "flat" / "params.yaml", data__cost=None, evaluate__cost_false_negative=133)
+    write_rule("baseline")  # the flat cost's rule, as evaluate writes it
     export.main()
     card = json.loads((EXPORT_DIR / "model.json").read_text())
     assert "cost_column" not in card and "k" not in card
@@ -89,7 +93,7 @@ def test_weighted_members_are_calibrated_inside_the_model(exported_dir, tmp_path
     make_members("weighted")
     set_params(tmp_path / "weighted" / "params.yaml", export__strategy="weighted")
     export.main()
-    shift = prior_shift("weighted", load_labels("train"), 1.0)
+    shift = prior_shift(REGISTRY["weighted"].balanced_odds, load_labels("train"), 1.0)
     assert shift < -1
     predictions = pd.read_parquet(PREDICTIONS_DIR / "weighted.parquet")
     members = predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]].to_numpy()
@@ -97,7 +101,8 @@ def test_weighted_members_are_calibrated_inside_the_model(exported_dir, tmp_path
     model = keras.saving.load_model(EXPORT_DIR / "model.keras")
     exported = model.predict(model_feed(raw_test_rows()), verbose=0).ravel()
     np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-6)
-    assert json.loads((EXPORT_DIR / "model.json").read_text())["calibration_logit_shift"] == shift
+    # The shift as evaluate's rule file holds it (write_json: 10 significant digits), which the model applies
+    assert json.loads((EXPORT_DIR / "model.json").read_text())["calibration_logit_shift"] == rounded(shift)
 
 
 def test_exported_files_are_byte_identical_across_runs(exported_dir, tmp_path):
@@ -115,7 +120,8 @@ def test_exported_files_are_byte_identical_across_runs(exported_dir, tmp_path):
 
 def test_missing_members_name_the_stage_that_makes_them(project):
     run_data_stages(rows=500, frauds=10)
-    with pytest.raises(StageError, match=r"models/baseline: no member_<i>.keras files; run 'dvc repro train_baseline'"):
+    write_rule("baseline")
+    with pytest.raises(StageError, match=r"models/baseline: no member_<i>.keras files; run 'dvc repro train@baseline'"):
         export.main()
     assert not EXPORT_DIR.exists()
 
@@ -133,7 +139,7 @@ def test_members_must_be_numbered_from_zero(project):
 def test_unknown_strategy_param_is_named(project):
     set_params(project / "params.yaml", export__strategy="smote")
     with pytest.raises(
-        StageError, match=r"'export.strategy' must be one of baseline, weighted, resampled, got 'smote'"
+        StageError, match=r"'export.strategy' must be one of baseline, weighted, resampled, focal, got 'smote'"
     ):
         export.main()
 
@@ -146,7 +152,7 @@ def test_a_strategy_without_network_members_is_refused_saying_what_to_use(projec
     with pytest.raises(
         StageError,
         match=rf"'export.strategy' '{strategy}': .* use one of baseline, weighted, "
-        rf"resampled, or score with {re.escape(model)}",
+        rf"resampled, focal, or score with {re.escape(model)}",
     ) as error:
         export.main()
     assert "\n" not in str(error.value)
@@ -154,6 +160,7 @@ def test_a_strategy_without_network_members_is_refused_saying_what_to_use(projec
 
 def test_a_member_of_another_shape_is_named(project):
     run_data_stages(rows=500, frauds=10)
+    write_rule("baseline")
     keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(1)]).save(project / "m.keras")
     (project / "models" / "baseline").mkdir(parents=True)
     (project / "m.keras").rename(project / "models" / "baseline" / "member_0.keras")

@@ -7,10 +7,16 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from fraudflow import operating
+from fraudflow.strategies import REGISTRY
+
+
+def shift(strategy: str, labels, negative_rate: float = 1.0) -> float:
+    """The prior shift of a registered strategy (fraudflow/strategies.py says whether it trains at balanced odds)."""
+    return operating.prior_shift(REGISTRY[strategy].balanced_odds, labels, negative_rate)
 
 
 def test_prior_correction_recovers_the_real_probabilities():
-    # Known truth: P(fraud | x) = sigmoid(2x - 6), about 1 % frauds.
+    # Known truth: P(positive | x) = sigmoid(2x - 6), about 1 % positives.
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200_000, 1))
     truth = 1 / (1 + np.exp(-(2 * x[:, 0] - 6)))
@@ -18,7 +24,7 @@ def test_prior_correction_recovers_the_real_probabilities():
     # A model fitted as the weighted strategy is (each class carries half of the weight) predicts inflated odds.
     weights = np.where(labels == 1, len(labels) / (2 * labels.sum()), len(labels) / (2 * (1 - labels).sum()))
     balanced = LogisticRegression().fit(x, labels, sample_weight=weights).predict_proba(x)[:, 1]
-    corrected = operating.shift_probabilities(balanced, operating.prior_shift("weighted", labels, 1.0))
+    corrected = operating.shift_probabilities(balanced, shift("weighted", labels))
     assert np.abs(balanced - truth).mean() > 0.2
     assert np.abs(corrected - truth).mean() < 0.002
     assert corrected.mean() == pytest.approx(labels.mean(), rel=0.05)
@@ -26,8 +32,10 @@ def test_prior_correction_recovers_the_real_probabilities():
 
 def test_baseline_and_logistic_are_not_shifted():
     labels = np.array([0] * 99 + [1])
-    assert operating.prior_shift("baseline", labels, 1.0) == operating.prior_shift("logistic", labels, 1.0) == 0.0
-    assert operating.prior_shift("resampled", labels, 1.0) == pytest.approx(np.log(1 / 99))
+    assert shift("baseline", labels) == shift("logistic", labels) == shift("focal", labels) == shift("gbdt", labels)
+    assert shift("baseline", labels) == 0.0
+    assert shift("resampled", labels) == shift("weighted", labels) == pytest.approx(np.log(1 / 99))
+    assert shift("baseline", labels, 0.25) == pytest.approx(np.log(0.25))  # trained on a negative sample
     p = np.array([0.0, 0.2, 1.0])
     np.testing.assert_array_equal(operating.shift_probabilities(p, 0.0), p)
     np.testing.assert_allclose(
@@ -63,8 +71,8 @@ def test_cost_threshold_on_ties_flags_the_fewest_rows():
     assert operating.cost_threshold(labels, probabilities, 1.0, 1.0) == pytest.approx(0.85)
 
 
-def test_cost_threshold_needs_frauds():
-    with pytest.raises(ValueError, match="no frauds"):
+def test_cost_threshold_needs_positives():
+    with pytest.raises(ValueError, match="no positives"):
         operating.cost_threshold(np.zeros(5, dtype=int), np.linspace(0, 1, 5), 1.0, 1.0)
 
 

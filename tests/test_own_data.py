@@ -2,6 +2,7 @@
 score; the same predictions under other column names; the preprocessing's rules; each error by its message."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -15,14 +16,19 @@ import tensorflow as tf
 from conftest import MIXED_DATA, REPO, make_creditcard, make_mixed, project_repo, raw_test_rows, set_cell, set_params
 
 from fraudflow import preprocess
-from fraudflow.common import EVALUATED, PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
+from fraudflow.common import PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
+from fraudflow.strategies import evaluated
 from stages import clean, export, scale, score, split, train_logistic
+
+# make_mixed's data section: its own columns (no data.columns list), amount_usd the cost of a missed positive (and
+# evaluate.cost_false_negative null: the flat cost is the mean amount_usd of the training split's positives)
+MIXED = {**MIXED_DATA, "data__columns": None, "data__cost": "amount_usd", "evaluate__cost_false_negative": None}
 
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     """make_mixed's table through `dvc repro` (every stage, export included)."""
-    runner = project_repo(tmp_path_factory.mktemp("mixed"), make_mixed(), **MIXED_DATA)
+    runner = project_repo(tmp_path_factory.mktemp("mixed"), make_mixed(), **MIXED)
     runner.run("dvc", "repro")
     return runner
 
@@ -42,7 +48,9 @@ def test_the_preprocessing_follows_the_data_section(mixed, monkeypatch):
     assert prep["features"][4:6] == ["x2_missing", "merchant=(other)"]
     assert not any(name.startswith(("tx_id", "event_time", "comment", "outcome")) for name in prep["features"])
     assert np.load(SCALED_DIR / "train_features.npy").shape[1] == len(prep["features"]) == 4 + 1 + 6 + 1 + 4
-    for name in EVALUATED:
+    strategies = [entry.name for entry in evaluated()]
+    assert strategies == ["baseline", "weighted", "resampled", "focal", "logistic", "gbdt"]
+    for name in strategies:
         metrics = json.loads((mixed.cwd / "metrics" / "test" / f"{name}.json").read_text())
         assert 0 < metrics["average_precision"]["ensemble_lower"] < metrics["average_precision"]["ensemble"]
 
@@ -56,7 +64,10 @@ def test_scores_of_the_raw_test_rows_equal_evaluates_and_carry_the_ids(mixed, mo
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(tmp_path / "scores.csv")
     predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet").query("split == 'test'")
-    np.testing.assert_allclose(scores["probability"], predictions["probability"], rtol=0, atol=1e-6)
+    assert "probability" not in predictions  # the members' columns only; the ensemble is their mean
+    ensemble = predictions.filter(regex=r"^member_\d+$").mean(axis=1)  # baseline: no calibration shift at rate 1
+    assert predictions.filter(regex=r"^member_\d+$").shape[1] == 2  # FAST_PARAMS' members
+    np.testing.assert_allclose(scores["probability"], ensemble, rtol=0, atol=1e-6)
     assert scores["tx_id"].tolist() == predictions["tx_id"].tolist() == rows["tx_id"].tolist()
     assert list(scores.columns) == ["tx_id", "event_time", "comment", "outcome", "probability", "flagged"]
 
@@ -123,11 +134,12 @@ def test_renamed_and_reordered_columns_give_the_same_predictions(tmp_path, monke
         data__positive="yes",
         data__time=names["Time"],
         data__log=[names["Amount"]],
-        evaluate__cost_false_negative=names["Amount"],
+        data__columns=[names[f"V{i}"] for i in range(1, 29)] + [names["Amount"]],
+        data__cost=names["Amount"],
     )
     # Features come in file order: reversed here, so compare column sets, then the logistic model's predictions.
     assert sorted(map(tuple, original_features.T.round(6))) == sorted(map(tuple, other_features.T.round(6)))
-    np.testing.assert_allclose(other["probability"], original["probability"], rtol=1e-7)
+    np.testing.assert_allclose(other["member_0"], original["member_0"], rtol=1e-7)  # its one model
     assert other["label"].tolist() == original["label"].tolist()
 
 
@@ -144,7 +156,7 @@ def test_top_levels_ties_by_name_and_other_for_the_rest():
 
 
 def write_mixed(frame: pd.DataFrame, project, **data):
-    set_params(project / "params.yaml", **{**MIXED_DATA, **data})
+    set_params(project / "params.yaml", **{**MIXED, **data})
     RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(RAW_CSV, index=False)
 
@@ -157,11 +169,35 @@ def test_categorical_auto_takes_every_text_column(project):
     assert list(load_preprocessing()["categories"]) == ["merchant", "channel"]
 
 
+def test_data_columns_names_the_features_and_the_others_are_ignored(project, caplog):
+    caplog.set_level(logging.INFO, logger="fraudflow")
+    columns = ["amount_usd", "x1", "x2", "merchant", "channel"]  # x3 left out
+    write_mixed(make_mixed(rows=300, positives=10), project, data__columns=columns)
+    for stage in (clean, split, scale):
+        stage.main()
+    assert "clean: ignored 1 columns not in data.columns: x3" in caplog.text
+    prep = load_preprocessing()
+    assert prep["numeric"] == ["Logamount_usd", "x1", "x2"] and list(prep["categories"]) == ["merchant", "channel"]
+    assert not any(name.startswith("x3") for name in prep["features"])
+
+
+# clean names where a bad table came from: download.url (params.yaml's, the real data's URL here)
+FROM_URL = r" \(data/raw/table\.csv is download\.url '[^']*'\)$"
 BAD_TABLES = {
     "declared column absent": (
         lambda f: f.drop(columns=["tx_id"]),
         {},
-        r"data/raw/creditcard.csv: missing column 'tx_id' \(named in data.ids\)$",
+        r"data/raw/table.csv: missing column 'tx_id' \(named in data.ids\)" + FROM_URL,
+    ),
+    "a feature data.columns lists absent": (
+        lambda f: f.drop(columns=["x3"]),
+        {"data__columns": ["amount_usd", "x1", "x2", "x3", "merchant", "channel"]},
+        r"data/raw/table.csv: missing column 'x3' \(named in data.columns\)" + FROM_URL,
+    ),
+    "the cost column absent": (
+        lambda f: f.drop(columns=["amount_usd"]),
+        {"data__log": []},
+        r"data/raw/table.csv: missing column 'amount_usd' \(named in data.cost\)" + FROM_URL,
     ),
     "label with three values": (
         lambda f: set_cell(f, "outcome", 11, "unknown"),
@@ -176,22 +212,25 @@ BAD_TABLES = {
     "text in a numeric column": (
         lambda f: set_cell(f, "x3", 4, "abc"),
         {},
-        r"column 'x3', row 5 \(line 6\): text in a numeric column \(list the column in data.categorical\) \('abc'\)$",
+        r"column 'x3', row 5 \(line 6\): text in a numeric column \(list the column in data.categorical\) \('abc'\)"
+        + FROM_URL,
     ),
     "negative value in a log column": (
         lambda f: set_cell(f, "amount_usd", 8, -3.5),
         {},
-        r"column 'amount_usd', row 9 \(line 10\): negative or non-finite value in the cost column .* \(-3.5\)$",
+        r"column 'amount_usd', row 9 \(line 10\): negative or non-finite value in the cost column .* \(-3.5\)"
+        + FROM_URL,
     ),
     "missing value under missing: error": (
         lambda f: f,
         {"data__missing": "error"},
-        r"column 'x2', row \d+ \(line \d+\): missing value \(set data.missing: impute to fill it\) \(nan\)$",
+        r"column 'x2', row \d+ \(line \d+\): missing value \(set data.missing: impute to fill it\) \(nan\)" + FROM_URL,
     ),
     "missing category under missing: error": (
         lambda f: f.assign(x2=f["x2"].fillna(0)),
         {"data__missing": "error"},
-        r"column 'channel', row \d+ \(line \d+\): missing value \(set data.missing: impute to fill it\) \(nan\)$",
+        r"column 'channel', row \d+ \(line \d+\): missing value \(set data.missing: impute to fill it\) \(nan\)"
+        + FROM_URL,
     ),
     "column named twice": (
         lambda f: f,
@@ -206,7 +245,8 @@ BAD_TABLES = {
     "a time that is neither a number nor a date": (
         lambda f: set_cell(f, "event_time", 6, "unknown"),
         {},
-        r"column 'event_time', row 7 \(line 8\): time value that is neither a number nor an ISO date \('unknown'\)$",
+        r"column 'event_time', row 7 \(line 8\): time value that is neither a number nor an ISO date \('unknown'\)"
+        + FROM_URL,
     ),
     "a date in a numeric column": (
         lambda f: f.assign(x3="2026-11-30"),
@@ -216,7 +256,7 @@ BAD_TABLES = {
     "a column twice in the header": (
         lambda f: f.rename(columns={"x3": "x1"}),
         {},
-        r"data/raw/creditcard.csv: column 'x1' appears twice in the header; rename one$",
+        r"data/raw/table.csv: column 'x1' appears twice in the header; rename one" + FROM_URL,
     ),
     "bad missing policy": (lambda f: f, {"data__missing": "drop"}, r"'data.missing' must be 'error' or 'impute'"),
 }
@@ -289,8 +329,8 @@ def test_the_exported_preprocessing_equals_scales_whatever_the_spread_and_the_na
         project / "params.yaml",
         data__log=[],
         data__categorical=["k"],
+        data__cost=None,  # no cost column: a flat cost
         split__group_duplicates=False,
-        evaluate__cost_false_negative=133,
     )
     for stage in (clean, split, scale):
         stage.main()

@@ -4,6 +4,7 @@ draw. The chart templates (.dvc/plots/*.json) are checked on made-up results her
 each chart; the page of a real `dvc plots show` is checked in test_pipeline.py."""
 
 import configparser
+import contextlib
 import json
 import re
 import shutil
@@ -16,10 +17,12 @@ import pytest
 from conftest import REPO, chart_contents, chart_specs, check_page, load_script, needs_chromium, python_environment
 from dvc_render.html import PAGE_HTML
 from dvc_render.vega import VegaRenderer
+from matplotlib import image
+from matplotlib.colors import to_hex
 from sklearn import metrics
 
-from fraudflow import figures
-from fraudflow.common import STRATEGIES as NETWORK_STRATEGIES
+from fraudflow import figures, operating, strategies
+from fraudflow.strategies import NETWORK, colour
 
 PLOTS = REPO / ".dvc" / "plots"
 TEMPLATE = PLOTS / "page.html"
@@ -111,28 +114,36 @@ def test_check_page_fails_on_a_page_that_needs_the_network(tmp_path):
 
 
 # The chart templates (.dvc/plots/*.json) on made-up results: `dvc plots show` in a scratch DVC project holding this
-# project's dvc.yaml (every strategy's ROC, precision-recall, confusion and cost-by-k files; training histories for
-# the network's strategies only).
-STRATEGIES = list(figures.COLOURS)  # baseline, weighted, resampled, logistic, gbdt: the legends' order
-TRAINED = list(NETWORK_STRATEGIES)  # the strategies with a training history
+# project's dvc.yaml (one file per kind of chart with every strategy's ROC, precision-recall, confusion and cost-by-k
+# rows, each with its `order`; a training history per network strategy); the PNG figures drawn by fraudflow/figures.py
+# from the same made-up results.
+with contextlib.chdir(REPO):  # the strategies this project's params.yaml evaluates, in order: the legends' order
+    STRATEGIES = [entry.name for entry in strategies.evaluated()]
+    TRAINED = [entry.name for entry in strategies.evaluated() if entry.kind == NETWORK]  # with a training history
+COLOURS = [colour(position) for position in range(len(STRATEGIES))]  # category10, by place among those evaluated
+LEGEND = [[strategy, colour(position)] for position, strategy in enumerate(STRATEGIES)]
 MEMBERS, EPOCHS = 2, 4
 COUNTS = {"tn": 56855, "fp": 8, "fn": 26, "tp": 72}  # baseline's on the real data; the others differ
 CELLS = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}  # (actual, predicted)
-CHARTS = ["roc", "precision_recall", "confusion", "cost_k", "training"]
-COST_FN, COST_FP = 133, 5  # evaluate's costs in params.yaml: every made-up row's value is COST_FN
+CHARTS = ["roc", "precision_recall", "confusion", "cost_k"]  # then a training history per network strategy
+COST_FN, COST_FP = 133, 5  # every made-up row's value is COST_FN
 HISTORY_TITLES = [
-    "Loss (binary cross-entropy)",
+    "Loss (the strategy's own; validation: cross-entropy)",
     "Validation ROC AUC",
     "Validation average precision",
     "Validation recall at 0.5",
 ]
+PNG_FIGURES = ["roc", "prc", "confusion", "calibration"]
 
 
-def made_up_scores(strategy: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and scores with ties (rounded), so that the curves have points of equal recall and a rate 0."""
+def made_up_scores(strategy: str, member: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores with ties (rounded), so that the curves have points of equal recall and a rate 0; with
+    `member`, a member's (the ensemble's plus noise)."""
     rng = np.random.default_rng(STRATEGIES.index(strategy))
     labels = np.r_[np.ones(40), np.zeros(4000)]
-    scores = np.round(rng.normal(labels * (1.5 + 0.5 * STRATEGIES.index(strategy)), 1.0), 1)
+    scores = np.round(rng.normal(labels * (2.5 + 0.3 * STRATEGIES.index(strategy)), 1.0), 1)
+    if member is not None:
+        scores = scores + np.random.default_rng(100 + member).normal(0, 0.5, len(scores))
     return labels, scores
 
 
@@ -141,7 +152,7 @@ def made_up_costs(strategy: str) -> pd.DataFrame:
     holds the chosen k (chosen = 1): the least cost on a finer grid. Each strategy's odds are 10 times the one's
     before, so each has its own chosen k."""
     labels, scores = made_up_scores(strategy)
-    odds = np.exp(scores - 4) * 10.0 ** (STRATEGIES.index(strategy) - 2)
+    odds = np.exp(scores - 6) * 10.0 ** (STRATEGIES.index(strategy) - 3)
 
     def cost(k):
         flagged = odds * COST_FN > k[:, None] * COST_FP
@@ -159,15 +170,87 @@ def write_csv(path: Path, data):
     pd.DataFrame(data).to_csv(path, index=False)
 
 
+def plot_rows(frames: dict) -> pd.DataFrame:
+    """One chart's data as evaluate writes it (strategy, order, then the strategy's rows), but the strategies' rows
+    in reverse order: the colours must come from `order`, not from where the rows stand."""
+    parts = [pd.DataFrame(frame).assign(strategy=s, order=STRATEGIES.index(s)) for s, frame in frames.items()]
+    table = pd.concat(parts[::-1], ignore_index=True)
+    return table[["strategy", "order", *(c for c in table if c not in ("strategy", "order"))]]
+
+
+def roc_frame(labels, scores) -> pd.DataFrame:
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr})
+
+
+def prc_frame(labels, scores) -> pd.DataFrame:
+    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+    return pd.DataFrame({"recall": recall, "precision": precision})
+
+
+def figure_colours(figure) -> list[dict]:
+    """Per axes of a matplotlib figure: its legend, [label, colour] per entry, and the colour of every line."""
+    return [
+        {
+            "legend": [
+                [text.get_text(), to_hex(handle.get_color())]
+                for text, handle in zip(axes.get_legend().get_texts(), axes.get_legend().legend_handles, strict=True)
+            ]
+            if axes.get_legend()
+            else [],
+            "lines": [to_hex(line.get_color()) for line in axes.get_lines()],
+        }
+        for axes in figure.axes
+    ]
+
+
+def draw_figures(folder: Path, scores: dict, counts: dict) -> dict:
+    """plots/<figure>.png as evaluate draws them (fraudflow/figures.py), from the made-up scores, strategies in the
+    order evaluated; returns the colours of each figure's legend and lines."""
+    colours, save = {}, figures.save_figure
+
+    def keep(figure, path):
+        colours[Path(path).stem] = figure_colours(figure)
+        save(figure, path)
+
+    curves, results, calibration = {}, {}, {}
+    for strategy, (labels, ensemble) in scores.items():
+        members = [made_up_scores(strategy, member)[1] for member in range(MEMBERS)]
+        curves[strategy] = {
+            "roc": (roc_frame(labels, ensemble), [roc_frame(labels, m) for m in members]),
+            "prc": (prc_frame(labels, ensemble), [prc_frame(labels, m) for m in members]),
+        }
+        chosen = {key: {"ensemble": value} for key, value in counts[strategy].items()}
+        results[strategy] = {
+            "roc_auc": {"ensemble": metrics.roc_auc_score(labels, ensemble)},
+            "average_precision": {"ensemble": metrics.average_precision_score(labels, ensemble)},
+            "chosen": chosen | {"threshold": {"ensemble": 0.5}},
+        }
+        probability = 1 / (1 + np.exp(-(ensemble - 6)))
+        calibration[strategy] = {
+            kind: operating.reliability(labels.astype(int), p)
+            for kind, p in (("as trained", probability), ("calibrated", probability / 2))
+        }
+    folder.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save_figure", keep)
+        figures.draw_roc({s: c["roc"] for s, c in curves.items()}, results, folder / "roc.png")
+        figures.draw_prc({s: c["prc"] for s, c in curves.items()}, results, folder / "prc.png")
+        figures.draw_confusion(results, folder / "confusion.png")
+        figures.draw_reliability(calibration, folder / "calibration.png")
+    return colours
+
+
 @pytest.fixture(scope="module")
 def made_up(tmp_path_factory):
-    """`dvc plots show` on made-up results of every strategy: the page, the scores and the confusion counts."""
+    """`dvc plots show` on made-up results of every strategy: the page, the scores, the confusion counts, the PNG
+    figures' folder and the colours of their legends and lines."""
     root = tmp_path_factory.mktemp("made_up")
     env = python_environment()
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
     shutil.copytree(PLOTS, root / ".dvc" / "plots", dirs_exist_ok=True)
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")  # dvc.yaml reads params (export's strategy)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")  # dvc.yaml reads params (the networks, export's strategy)
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     scores = {strategy: made_up_scores(strategy) for strategy in STRATEGIES}
     counts = {
@@ -176,15 +259,14 @@ def made_up(tmp_path_factory):
     }
     costs = {strategy: made_up_costs(strategy) for strategy in STRATEGIES}
     plots = root / "plots"
-    for strategy, (labels, score) in scores.items():
-        fpr, tpr, _ = metrics.roc_curve(labels, score)
-        write_csv(plots / "roc" / f"{strategy}.csv", {"fpr": fpr, "tpr": tpr})
-        precision, recall, _ = metrics.precision_recall_curve(labels, score)
-        write_csv(plots / "prc" / f"{strategy}.csv", {"recall": recall, "precision": precision})
-        cells = [{"actual": a, "predicted": p, "count": counts[strategy][key]} for (a, p), key in CELLS.items()]
-        write_csv(plots / "confusion" / f"{strategy}.csv", cells)
-        write_csv(plots / "costk" / f"{strategy}.csv", costs[strategy])
-    for number, strategy in enumerate(TRAINED):  # training losses 10 and 100 times the baseline's
+    cells = {
+        s: [{"actual": a, "predicted": p, "count": counts[s][key]} for (a, p), key in CELLS.items()] for s in counts
+    }
+    write_csv(plots / "roc.csv", plot_rows({s: roc_frame(*scores[s]) for s in STRATEGIES}))
+    write_csv(plots / "prc.csv", plot_rows({s: prc_frame(*scores[s]) for s in STRATEGIES}))
+    write_csv(plots / "confusion.csv", plot_rows(cells))
+    write_csv(plots / "costk.csv", plot_rows(costs))
+    for number, strategy in enumerate(TRAINED):  # training losses 10, 100, ... times the baseline's
         history = [
             {
                 "member": member,
@@ -200,10 +282,16 @@ def made_up(tmp_path_factory):
             for epoch in range(1, EPOCHS + 1)
         ]
         write_csv(plots / "history" / f"{strategy}.csv", history)
-    for figure in ("roc", "prc", "confusion"):
-        figures.plt.imsave(plots / f"{figure}.png", np.zeros((4, 4)))
+    png_colours = draw_figures(plots, scores, counts)
     subprocess.run(["dvc", "plots", "show"], cwd=root, env=env, check=True, capture_output=True)
-    return {"page": root / "dvc_plots" / "index.html", "scores": scores, "counts": counts, "costs": costs}
+    return {
+        "page": root / "dvc_plots" / "index.html",
+        "scores": scores,
+        "counts": counts,
+        "costs": costs,
+        "plots": plots,
+        "figures": png_colours,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -215,44 +303,98 @@ def texts(chart: dict, role: str) -> list[str]:
     return [text for text_role, text in chart["texts"] if text_role == role]
 
 
-def test_templates_colour_each_strategy_as_the_figures_do():
-    scales = {}
+def test_templates_name_no_strategy_and_colour_them_by_their_order():
+    """Every chart colours a strategy by its place among those evaluated (the data's `order` column), in category10
+    as the PNG figures (fraudflow.strategies.colour), and no template lists the strategies; a history chart (one
+    strategy's) colours its members."""
+    colours, sorts = {}, {}
 
-    def strategy_scales(node, template):
+    def scales(node, template):
         if isinstance(node, dict):
-            if node.get("field") == "strategy" and "scale" in node:
-                scales.setdefault(template, []).append(node["scale"])
+            if node.get("field") in ("strategy", "member") and "scale" in node:
+                colours.setdefault(template, []).append((node["field"], node["scale"], node.get("sort")))
+            if node.get("field") == "strategy" and "sort" in node:
+                sorts.setdefault(template, []).append(node["sort"])
             for value in node.values():
-                strategy_scales(value, template)
+                scales(value, template)
         elif isinstance(node, list):
             for value in node:
-                strategy_scales(value, template)
+                scales(value, template)
 
-    for template in PLOTS.glob("*.json"):
-        strategy_scales(json.loads(template.read_text()), template.stem)
-    assert set(scales) == {"roc_log", "precision_recall_steps", "cost_k", "history"}
-    for template, template_scales in scales.items():
-        for scale in template_scales:
-            assert scale["domain"] == (TRAINED if template == "history" else STRATEGIES), template
-            assert scale["range"][: len(scale["domain"])] == [figures.COLOURS[s] for s in scale["domain"]], template
+    def values(node) -> list[str]:  # every text value a template holds (its keys aside)
+        if isinstance(node, dict):
+            return [text for value in node.values() for text in values(value)]
+        if isinstance(node, list):
+            return [text for value in node for text in values(value)]
+        return [node] if isinstance(node, str) else []
+
+    templates = {path.stem: json.loads(path.read_text()) for path in PLOTS.glob("*.json")}
+    for name, template in templates.items():
+        scales(template, name)
+        drawn_parts = values({k: v for k, v in template.items() if k != "description"})
+        for strategy in strategies.REGISTRY:
+            named = [v for v in drawn_parts if v == strategy or f"'{strategy}'" in v or f'"{strategy}"' in v]
+            assert not named, (name, strategy, named)
+    assert set(colours) == {"roc_log", "precision_recall_steps", "cost_k", "history"}
+    rank = {"calculate": "toNumber(datum.order)", "as": "strategy_rank"}
+    for name, template_scales in colours.items():
+        for field, scale, sort in template_scales:
+            assert scale == {"scheme": "category10"}, name
+            if name == "history":
+                assert field == "member", name
+            else:
+                assert field == "strategy" and sort == {"field": "strategy_rank", "op": "min"}, name
+                assert rank in templates[name]["transform"], name
+    # the confusion matrices stand in the same order: their panels keyed by the zero-padded order, headed by the name
+    column = templates["confusion_counts"]["facet"]["column"]
+    assert (column["field"], column["header"]["labelExpr"]) == ("strategy_key", "slice(datum.label, 4)")
+    assert "confusion_counts" not in sorts and rank in templates["confusion_counts"]["transform"]
+    assert colour(len(strategies.PALETTE)) == colour(0)  # more strategies than colours: they repeat
+
+
+def history_charts() -> list[str]:
+    """The ids of the training history charts, one per network strategy, as dvc plots show names a directory's."""
+    return [f"plots_history_{strategy}_csv" for strategy in sorted(TRAINED)]
 
 
 @needs_chromium
 def test_page_of_made_up_results_draws_every_chart_in_reading_order(made_up, tmp_path):
-    assert list(chart_specs(made_up["page"])) == CHARTS
+    assert list(chart_specs(made_up["page"])) == CHARTS + history_charts()
     html = made_up["page"].read_text()
-    assert html.index('id = "training"') < html.index("plots_confusion.png")  # dvc-render puts images last
+    assert html.index(f'id = "{history_charts()[-1]}"') < html.index("plots_confusion.png")  # images last
     result = check_page(made_up["page"], tmp_path / "page.png")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @needs_chromium
-def test_curves_are_named_and_coloured_by_strategy(drawn):
+def test_curves_are_named_and_coloured_by_strategy_in_the_order_evaluated(drawn):
     for chart in ("roc", "precision_recall", "cost_k"):
-        assert drawn[chart]["legend"] == [[strategy, colour] for strategy, colour in figures.COLOURS.items()]
-        assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(figures.COLOURS.values())
-    assert drawn["training"]["legend"][: len(TRAINED)] == [[s, figures.COLOURS[s]] for s in TRAINED]
-    assert [label for label, _ in drawn["training"]["legend"][len(TRAINED) :]] == ["training", "validation"]
+        assert drawn[chart]["legend"] == LEGEND, chart
+        assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(COLOURS), chart
+    for chart in history_charts():  # one strategy's: a colour per member, then the line styles
+        members = [[str(member), colour(member)] for member in range(MEMBERS)]
+        assert drawn[chart]["legend"][:MEMBERS] == members, chart
+        assert [label for label, _ in drawn[chart]["legend"][MEMBERS:]] == ["training", "validation"], chart
+
+
+def test_png_figures_colour_each_strategy_as_the_charts_do(made_up):
+    """The figures evaluate draws give the strategy at place i among those evaluated colour(i), as the charts of
+    the page do: in their legends, on every line (its members' and its ensemble's), and in the PNG's pixels."""
+    found = made_up["figures"]
+    for figure in ("roc", "prc"):
+        (axes,) = found[figure]
+        assert [[label.split(" (")[0], c] for label, c in axes["legend"]] == LEGEND, figure
+        assert axes["lines"] == [c for c in COLOURS for _ in range(MEMBERS + 1)], figure  # members, then ensemble
+    for axes in found["calibration"]:
+        assert axes["lines"] == ["#000000", *COLOURS]  # the diagonal, then a line per strategy
+    assert found["calibration"][1]["legend"] == [["perfect calibration", "#000000"], *LEGEND]
+    for figure in PNG_FIGURES:
+        pixels = image.imread(made_up["plots"] / f"{figure}.png")[..., :3]
+        drawn_colours = {to_hex(rgb) for rgb in np.unique(pixels.reshape(-1, 3), axis=0)}
+        if figure == "confusion":  # in blues, by the share of the actual class
+            assert not drawn_colours & set(COLOURS), figure
+        else:
+            assert set(COLOURS) <= drawn_colours, figure
 
 
 @needs_chromium
@@ -261,7 +403,7 @@ def test_roc_draws_false_positive_rates_on_a_log_axis_with_zero_at_its_left_end(
     assert texts(roc, "axis-title")[-1] == "False positive rate (log scale; 0 drawn at 0.001 %)"
     assert texts(roc, "axis-label")[-6:] == ["0.001%", "0.01%", "0.1%", "1%", "10%", "100%"]
     for line in roc["lines"]:
-        strategy = STRATEGIES[list(figures.COLOURS.values()).index(line["stroke"])]
+        strategy = STRATEGIES[COLOURS.index(line["stroke"])]
         fpr, _, _ = metrics.roc_curve(*made_up["scores"][strategy])
         assert len(line["points"]) == len(fpr)  # every point drawn, none lost to the log scale
         assert all(isinstance(x, (int, float)) and isinstance(y, (int, float)) for x, y in line["points"])
@@ -272,27 +414,29 @@ def test_roc_draws_false_positive_rates_on_a_log_axis_with_zero_at_its_left_end(
 def test_precision_recall_steps_enclose_the_average_precision(made_up, drawn):
     width, height = 400, 320  # the template's plot size: recall 0..1 across, precision 0..1 up
     for line in drawn["precision_recall"]["lines"]:
-        strategy = STRATEGIES[list(figures.COLOURS.values()).index(line["stroke"])]
+        strategy = STRATEGIES[COLOURS.index(line["stroke"])]
         labels, scores = made_up["scores"][strategy]
         assert line["interpolate"] == "step-before"
         recall = np.array([x / width for x, _ in line["points"]])
         precision = np.array([1 - y / height for _, y in line["points"]])
-        assert len(recall) == len(np.unique(metrics.precision_recall_curve(labels, scores)[1]))  # one per level
+        levels = len(np.unique(metrics.precision_recall_curve(labels, scores)[1]))
+        assert len(recall) == levels, f"{strategy}'s colour, {line['stroke']}: a point per recall level"
         # step-before holds each point's precision over the recall interval that ends at it: AP's sum
         area = np.sum(np.diff(recall) * precision[1:])
-        assert area == pytest.approx(metrics.average_precision_score(labels, scores), abs=1e-9)
+        assert area == pytest.approx(metrics.average_precision_score(labels, scores), abs=1e-9), strategy
 
 
 @needs_chromium
 def test_confusion_matrices_print_every_count_and_share_under_their_strategy(made_up, drawn):
     confusion = drawn["confusion"]
-    assert texts(confusion, "title-text")[: len(STRATEGIES)] == STRATEGIES  # one matrix per strategy, titled
+    assert texts(confusion, "title-text")[: len(STRATEGIES)] == STRATEGIES  # one matrix per strategy, in order
     cells = texts(confusion, "mark")
     assert len(cells) == 4 * len(STRATEGIES)
     for strategy, counts in made_up["counts"].items():
         for count in counts.values():
             assert any(cell.startswith(f"{count:,}\n") for cell in cells), (strategy, count)
-    # shares of the actual class; never 0.0 % or 100.0 % for 8 false alarms among 56,863
+    # the first matrix (leftmost, under the first title) is the first strategy's, though its rows come last in the
+    # file; shares of the actual class, never 0.0 % or 100.0 % for 8 false alarms among 56,863
     assert cells[:4] == ["56,855\n99.98%", "8\n0.014%", "26\n26.5%", "72\n73.5%"]
 
 
@@ -305,9 +449,8 @@ def test_cost_k_draws_each_cost_curve_on_a_log_k_axis_with_its_chosen_k_and_the_
     def x_of(k):  # the template's plot is 400 pixels wide; the made-up grid of k spans 1e-3 to 1e3
         return 400 * (np.log10(k) + 3) / 6
 
-    colours = list(figures.COLOURS.values())
-    lines = {STRATEGIES[colours.index(line["stroke"])]: line for line in cost_k["lines"]}
-    dots = {STRATEGIES[colours.index(dot["fill"])]: dot for dot in cost_k["dots"]}
+    lines = {STRATEGIES[COLOURS.index(line["stroke"])]: line for line in cost_k["lines"]}
+    dots = {STRATEGIES[COLOURS.index(dot["fill"])]: dot for dot in cost_k["dots"]}
     assert len(lines) == len(cost_k["lines"]) == len(dots) == len(cost_k["dots"]) == len(STRATEGIES)
     for strategy, costs in made_up["costs"].items():
         line, dot = lines[strategy], dots[strategy]
@@ -321,13 +464,16 @@ def test_cost_k_draws_each_cost_curve_on_a_log_k_axis_with_its_chosen_k_and_the_
 
 
 @needs_chromium
-def test_training_history_has_a_titled_panel_per_metric_and_the_loss_on_a_log_scale(drawn):
-    training = drawn["training"]
-    titles = texts(training, "title-text")
-    assert [title for title in titles if title in HISTORY_TITLES] == HISTORY_TITLES
-    assert "loss (log scale)" in texts(training, "axis-title")
-    lines = training["lines"]
-    assert len(lines) == len(TRAINED) * MEMBERS * (2 + 3)  # a line per member: training and validation loss, 3 metrics
-    loss = [line for line in lines if line["dash"] is not None]
-    assert len(loss) == len(TRAINED) * MEMBERS * 2
-    assert sorted(map(tuple, (line["dash"] for line in loss))) == [(1, 0)] * 6 + [(4, 3)] * 6
+def test_training_history_has_a_chart_per_strategy_with_a_titled_panel_per_metric_and_the_loss_on_a_log_scale(drawn):
+    for strategy, chart in zip(sorted(TRAINED), history_charts(), strict=True):
+        training = drawn[chart]
+        titles = texts(training, "title-text")
+        assert [title for title in titles if title in HISTORY_TITLES] == HISTORY_TITLES
+        assert f"Training history: plots/history/{strategy}.csv" in titles
+        assert "loss (log scale)" in texts(training, "axis-title")
+        lines = training["lines"]
+        assert len(lines) == MEMBERS * (2 + 3)  # a line per member: training and validation loss, 3 metrics
+        assert sorted(line["stroke"] for line in lines) == sorted(colour(m) for m in range(MEMBERS) for _ in range(5))
+        loss = [line for line in lines if line["dash"] is not None]
+        assert len(loss) == MEMBERS * 2
+        assert sorted(map(tuple, (line["dash"] for line in loss))) == [(1, 0)] * MEMBERS + [(4, 3)] * MEMBERS

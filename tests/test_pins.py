@@ -59,7 +59,7 @@ def test_pins_are_set_before_numpy_and_tensorflow_load(module):
 
 def test_a_tiny_training_gives_the_same_bytes_in_two_fresh_processes(project):
     run_data_stages(rows=2000, frauds=40)
-    set_params(project / "params.yaml", train__members=2, train__batch_size=256, train_baseline__epochs=2)
+    set_params(project / "params.yaml", train__members=2, train__batch_size=256, networks__baseline={"epochs": 2})
     digests = []
     for _ in range(2):
         result = subprocess.run(

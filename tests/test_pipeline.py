@@ -19,20 +19,20 @@ from conftest import (
     set_params,
 )
 
-from fraudflow.common import EVALUATED
 from fraudflow.costs import flagged
-from fraudflow.figures import COLOURS
+from fraudflow.strategies import NETWORK, REGISTRY, colour
 
 DATA_STAGES = ["download", "clean", "split", "scale"]
-TRAIN_STAGES = ["train_baseline", "train_weighted", "train_resampled", "train_logistic", "train_gbdt"]
-STRATEGIES = ["baseline", "weighted", "resampled"]  # the network's, which have a training history
+EVALUATED = list(REGISTRY)  # the default params train every registered strategy
+STRATEGIES = [s.name for s in REGISTRY.values() if s.kind == NETWORK]  # which have a training history
+TRAIN_STAGES = [s.stage for s in REGISTRY.values()]
 # The synthetic data has no duplicate rows, so the grouped split has the stratified split's counts and no twins.
-TEST_SPLIT = {"rows": 600, "frauds": 12, "duplicate_groups": 0, "rows_with_twin_in_other_split": 0}
+TEST_SPLIT = {"rows": 600, "positives": 12, "duplicate_groups": 0, "rows_with_twin_in_other_split": 0}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """A git + DVC repo with the project, small fast params, and CREDITCARD_URL pointing at a small CSV."""
+    """A git + DVC repo with the project, small fast params, and download.url pointing at a small CSV."""
     return project_repo(tmp_path_factory.mktemp("pipeline"), make_creditcard(rows=3000, frauds=60))
 
 
@@ -48,10 +48,11 @@ def ran(output: str) -> set[str]:
 def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
     assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + ["evaluate", "export"])
     work = repo.cwd
-    assert (work / "data" / "raw" / "creditcard.csv").stat().st_size > 0
+    assert (work / "data" / "raw" / "table.csv").stat().st_size > 0
+    assert json.loads((work / "data" / "raw.json").read_text()).keys() == {"sha256"}
     assert {p.name for p in (work / "data" / "split").iterdir()} == {"train.parquet", "val.parquet", "test.parquet"}
     assert (work / "data" / "scaled" / "preprocessing.json").exists()
-    for strategy in ("baseline", "weighted", "resampled"):
+    for strategy in STRATEGIES:
         assert {p.name for p in (work / "models" / strategy).iterdir()} == {"member_0.keras", "member_1.keras"}
         assert (work / "data" / "predictions" / f"{strategy}.parquet").exists()
         assert json.loads((work / "metrics" / "train" / f"{strategy}.json").read_text())["epochs_run"]["max"] <= 3
@@ -75,7 +76,7 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
     pairs = ["-".join(pair) for pair in combinations(EVALUATED, 2)]
     assert sorted(headline) == sorted([*EVALUATED, *pairs])
     for strategy in EVALUATED:
-        keys = {"ap", "roc_auc", "recall_at_fpr", "cost", "precision", "recall", "amount_cost", "caught"}
+        keys = {"ap", "roc_auc", "recall_at_fpr", "cost", "precision", "recall", "value_cost", "value_caught"}
         assert set(headline[strategy]) == keys
     assert headline["baseline-weighted"]["ap"] in {"baseline better", "weighted better", "not distinguishable"}
 
@@ -91,7 +92,7 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
             set(test_metrics["average_precision"])
             == {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"} - single
         )
-        for operating_point in ("chosen", "amount", "tutorial"):
+        for operating_point in ("chosen", "value_rule", "tutorial"):
             assert sum(test_metrics[operating_point][k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
         ap = test_metrics["average_precision"]
         assert headline[strategy]["ap"].startswith(f"{ap['ensemble']:.3f} [{ap['ensemble_lower']:.3f}, ")
@@ -102,19 +103,24 @@ def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, repro
     repo.run("dvc", "plots", "show", "-o", "plots_page")
     page = repo.cwd / "plots_page" / "index.html"
     specs = chart_specs(page)
-    assert list(specs) == ["roc", "precision_recall", "confusion", "cost_k", "training"]
+    histories = [f"plots_history_{s}_csv" for s in sorted(STRATEGIES)]
+    assert list(specs) == ["roc", "precision_recall", "confusion", "cost_k", *histories]
     titles = [spec["title"]["text"] for spec in specs.values()]
     assert titles[0].startswith("ROC curve on the test split") and "log scale" in titles[0]
     assert titles[1].startswith("Precision-recall curve on the test split")
     assert titles[2].startswith("Confusion matrices on the test split")
     assert titles[3].startswith("Validation cost as k varies")
-    assert titles[4].startswith("Training history")
-    for name, spec in specs.items():  # every strategy's results in every chart (no training history for logistic)
-        expected = STRATEGIES if name == "training" else EVALUATED
-        assert {row["filename"] for row in spec["data"]["values"]} == {f"{s}.csv" for s in expected}
+    assert all(title.startswith("Training history: plots/history/") for title in titles[4:])
+    for name, spec in specs.items():  # every strategy's results in every chart; a history chart per network
+        values = spec["data"]["values"]
+        if name.startswith("plots_history_"):
+            assert {row["filename"] for row in values} == {f"plots/history/{name.split('_')[2]}.csv"}
+        else:
+            assert list(dict.fromkeys(row["strategy"] for row in values)) == EVALUATED
+            assert {(row["strategy"], row["order"]) for row in values} == {(s, str(i)) for i, s in enumerate(EVALUATED)}
     html = page.read_text()
     positions = [html.index(f"_plots_{figure}.png") for figure in ("confusion", "prc", "roc")]
-    assert html.index('id = "training"') < min(positions)  # the PNG figures after the charts
+    assert html.index(f'id = "{histories[-1]}"') < min(positions)  # the PNG figures after the charts
     assert page.stat().st_size < 2_500_000
 
 
@@ -129,11 +135,11 @@ def test_plots_page_draws_every_chart_without_network(repo, reproduced, tmp_path
     assert (tmp_path / "page.png").read_bytes().startswith(b"\x89PNG")
     # what a reader sees: legends name the strategies (not files) in the PNG figures' colours
     drawn = chart_contents(page)
-    for chart in ("roc", "precision_recall"):
-        assert [label for label, _ in drawn[chart]["legend"]] == list(COLOURS)
-        assert all(colour == COLOURS[label] for label, colour in drawn[chart]["legend"])
-        assert sorted(line["stroke"] for line in drawn[chart]["lines"]) == sorted(COLOURS[s] for s in EVALUATED)
-    assert drawn["training"]["legend"][: len(STRATEGIES)] == [[s, COLOURS[s]] for s in STRATEGIES]
+    colours = [colour(i) for i in range(len(EVALUATED))]
+    for chart in ("roc", "precision_recall", "cost_k"):
+        assert drawn[chart]["legend"] == [list(entry) for entry in zip(EVALUATED, colours, strict=True)]
+    assert sorted(line["stroke"] for line in drawn["roc"]["lines"]) == sorted(colours)
+    assert drawn["plots_history_baseline_csv"]["legend"][:2] == [["0", colour(0)], ["1", colour(1)]]  # members
     headers = [text for role, text in drawn["confusion"]["texts"] if role == "title-text"]
     assert headers[: len(EVALUATED)] == list(EVALUATED)
 
@@ -165,8 +171,8 @@ def assert_headline_diff_about(strategy: str, diff: dict):
 
 def test_a_resampled_experiment_reruns_two_stages_and_diffs_only_resampled_headline_numbers(repo, reproduced):
     repo.commit("results")
-    experiment = repo.run("dvc", "exp", "run", "-S", "train_resampled.steps_per_epoch=4")
-    assert ran(experiment) == {"train_resampled", "evaluate"}
+    experiment = repo.run("dvc", "exp", "run", "-S", "networks.resampled.steps_per_epoch=4")
+    assert ran(experiment) == {"train@resampled", "evaluate"}
     assert_headline_diff_about("resampled", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
@@ -178,7 +184,7 @@ def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path)
     result = check_page(page, tmp_path / "diff.png")
     assert result.returncode == 0, result.stdout + result.stderr
     drawn = chart_contents(page)
-    for chart in ("roc", "precision_recall", "confusion", "cost_k", "training"):
+    for chart in ("roc", "precision_recall", "confusion", "cost_k", "plots_history_resampled_csv"):
         assert {"HEAD", "workspace"} <= {text for _, text in drawn[chart]["texts"]}, chart  # panel headers
     assert len(drawn["roc"]["lines"]) == 2 * len(EVALUATED)
 
@@ -199,7 +205,7 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
 
     def chosen(strategy):  # the k and threshold evaluate chose on validation
         result = json.loads((repo.cwd / "metrics" / "test" / f"{strategy}.json").read_text())
-        return result["amount"]["k"]["ensemble"], result["chosen"]["threshold"]["ensemble"]
+        return result["value_rule"]["k"]["ensemble"], result["chosen"]["threshold"]["ensemble"]
 
     card = json.loads(card_file.read_text())
     assert (card["strategy"], card["k"], card["calibration_logit_shift"]) == ("baseline", chosen("baseline")[0], 0)
@@ -212,9 +218,10 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     assert ran(repo.run("dvc", "repro")) == {"export"}
     card = json.loads(card_file.read_text())
     assert (card["strategy"], card["k"]) == ("weighted", chosen("weighted")[0])
-    assert card["calibration_logit_shift"] < 0  # the weighted members are calibrated to the real fraud rate
+    assert card["calibration_logit_shift"] < 0  # the weighted members are calibrated to the real positive rate
 
     set_params(repo.cwd / "params.yaml", evaluate__cost_false_positive=50)  # false alarms dearer: a higher threshold
+    assert repo.changed_stages() == {"evaluate"}  # no data stage reads evaluate's params
     assert ran(repo.run("dvc", "repro")) == {"evaluate", "export"}
     card = json.loads(card_file.read_text())
     assert (card["k"], card["cost_false_positive"]) == (chosen("weighted")[0], 50)
@@ -226,7 +233,7 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     rows.to_csv(repo.cwd / "test_rows.csv", index=False)
     repo.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
     scores = pd.read_csv(repo.cwd / "scores.csv")
-    amount = json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text())["amount"]
+    amount = json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text())["value_rule"]
     expected = flagged(scores["probability"].to_numpy(), rows["Amount"].to_numpy(), card["k"], 50)
     assert scores["flagged"].tolist() == expected.astype(int).tolist()
     assert (scores["flagged"].sum(), (scores["flagged"] & scores["Class"]).sum()) == (
@@ -234,14 +241,14 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
         amount["tp"]["ensemble"],
     )
 
-    # A number cost: clean keeps no Amount of its own; scale's outputs, hence the training, stay as they are
-    set_params(repo.cwd / "params.yaml", evaluate__cost_false_negative=133)
+    # A flat cost: clean keeps no Amount of its own; data/scaled, hence the training, stays as it is
+    set_params(repo.cwd / "params.yaml", data__cost=None, evaluate__cost_false_negative=133)
     assert ran(repo.run("dvc", "repro")) == {"clean", "split", "scale", "evaluate", "export"}
     card, result = (
         json.loads(card_file.read_text()),
         json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text()),
     )
-    assert "cost_column" not in card and "amount" not in result
+    assert "cost_column" not in card and "value_rule" not in result
     assert card["threshold"] == result["chosen"]["threshold"]["ensemble"]
 
 
@@ -262,12 +269,12 @@ def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_c
     (work / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
     repo.commit("results from another machine")
 
-    repo.run("dvc", "exp", "run", "-S", "train_baseline.epochs=2")
+    repo.run("dvc", "exp", "run", "-S", "networks.baseline.epochs=2")
     assert predictions.read_bytes() != ours
     repo.run("git", "checkout", "--", "params.yaml")
     back = repo.run("dvc", "repro")
     # trained again, to the same bytes; export may come back from DVC's run cache of the first repro
-    assert {"train_baseline", "evaluate"} <= ran(back) <= {"train_baseline", "evaluate", "export"}
+    assert {"train@baseline", "evaluate"} <= ran(back) <= {"train@baseline", "evaluate", "export"}
     assert predictions.read_bytes() == ours
     assert {p.name for p in (work / "models" / "baseline").iterdir()} == {"member_0.keras", "member_1.keras"}
     assert (work / "models" / "export" / "model.json").exists()
@@ -276,3 +283,24 @@ def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_c
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "hashes of training outputs differ" in verified.stdout
+
+
+def test_a_strategy_added_through_the_registry_alone_is_trained_and_compared_everywhere(repo, reproduced):
+    """One registry entry and its params section: dvc.yaml's foreach trains it, and evaluate puts it in every
+    table, the headline numbers and the plots data, beside the others."""
+    registry = repo.cwd / "fraudflow" / "strategies.py"
+    entry = '        Strategy("focal", NETWORK, loss="binary_focal_crossentropy"),\n'
+    added = entry + '        Strategy("tempered", NETWORK, balanced_odds=True, class_weights=True),\n'
+    registry.write_text(registry.read_text().replace(entry, added))
+    params = yaml.safe_load((repo.cwd / "params.yaml").read_text())
+    params["networks"]["tempered"] = {"epochs": 2}
+    (repo.cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "train@tempered" in ran(repo.run("dvc", "repro"))
+    assert (repo.cwd / "models" / "tempered" / "member_1.keras").exists()
+    headline = json.loads((repo.cwd / "metrics" / "summary.json").read_text())
+    assert {"tempered", "baseline-tempered", "tempered-gbdt"} <= set(headline)
+    assert json.loads((repo.cwd / "metrics" / "test" / "tempered.json").read_text())["average_precision"]["mean"] > 0
+    roc = pd.read_csv(repo.cwd / "plots" / "roc.csv")
+    assert list(dict.fromkeys(roc["strategy"]))[3:5] == ["focal", "tempered"]  # in registry order
+    report = repo.run("python", "-m", "stages.report")
+    assert report.count("| tempered |") >= 4 and "| baseline − tempered |" in report

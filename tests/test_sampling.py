@@ -12,6 +12,7 @@ from test_train import SETTINGS
 
 from fraudflow import batches, members, operating, scaled
 from fraudflow.common import PREDICTIONS_DIR, StageError, run
+from fraudflow.strategies import REGISTRY
 from stages import train, train_logistic
 
 
@@ -75,7 +76,7 @@ def test_the_correction_of_a_sampled_model_recovers_the_true_rate():
     labels = (rng.random(len(truth)) < truth).astype(np.int8)
     rows = scaled.negative_sample(labels, 0.1, [1])
     sampled = LogisticRegression().fit(x[rows], labels[rows]).predict_proba(x)[:, 1]
-    shift = operating.prior_shift("baseline", labels, 0.1)
+    shift = operating.prior_shift(REGISTRY["baseline"].balanced_odds, labels, 0.1)
     corrected = operating.shift_probabilities(sampled, shift)
     np.testing.assert_allclose(corrected, sampled / (sampled + (1 - sampled) / 0.1), rtol=1e-12)  # He et al. 2014
     assert sampled.mean() > 5 * labels.mean()
@@ -83,7 +84,9 @@ def test_the_correction_of_a_sampled_model_recovers_the_true_rate():
     assert abs(corrected.mean() - labels.mean()) < 3 * standard_error
     assert np.abs(corrected - truth).mean() < 0.002
     # Class weights and balanced batches train at 1:1 whatever the sample: their shift does not change.
-    assert operating.prior_shift("weighted", labels, 0.1) == operating.prior_shift("weighted", labels, 1.0)
+    for name in ("weighted", "resampled"):
+        balanced = REGISTRY[name].balanced_odds
+        assert balanced and operating.prior_shift(balanced, labels, 0.1) == operating.prior_shift(balanced, labels, 1.0)
 
 
 def test_logistic_fit_in_blocks_equals_scikit_learns_on_the_same_rows(tmp_path, monkeypatch):
@@ -106,7 +109,7 @@ def test_training_read_chunk_by_chunk_from_disk_equals_training_in_memory(data, 
     x_val, y_val = data["val"]
 
     def fitted(train_features):
-        model, *_ = members.fit_members(strategy, settings, (train_features, data["train"][1]), data["val"])
+        model, *_ = members.fit_members(REGISTRY[strategy], settings, (train_features, data["train"][1]), data["val"])
         return members.member_predictor(model)(x_val)
 
     in_memory = fitted(data["train"][0])
@@ -119,7 +122,7 @@ def test_training_read_chunk_by_chunk_from_disk_equals_training_in_memory(data, 
 
 
 def test_train_stage_on_a_negative_sample_writes_every_val_and_test_row(data, project, monkeypatch):
-    set_params(project / "params.yaml", train__negative_rate=0.2, train__members=2, train_baseline__epochs=3)
+    set_params(project / "params.yaml", train__negative_rate=0.2, train__members=2, networks__baseline={"epochs": 3})
     monkeypatch.setattr(sys, "argv", ["train", "baseline"])
     train.main()
     predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet")

@@ -16,7 +16,7 @@ from conftest import (
     set_cell,
 )
 
-from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError
+from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError, load_params
 from fraudflow.costs import flagged
 from stages import clean, score
 
@@ -48,7 +48,8 @@ def test_scoring_the_raw_test_rows_reproduces_the_pipelines_test_predictions(exp
     raw_test_rows().to_csv(source, index=False)
     assert score_file(source, destination) == 600
     predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet")
-    expected = predictions.loc[predictions["split"] == "test", "probability"].to_numpy()
+    members = predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]]
+    expected = members.mean(axis=1).to_numpy()  # the ensemble: the members' mean (baseline: trained at the real odds)
     scores = pd.read_csv(destination)
     np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(scores["flagged"], amount_rule(scores["probability"], raw_test_rows()["Amount"]))
@@ -93,7 +94,7 @@ def test_flag_uses_the_rule_in_model_json(exported, tmp_path):
     other_k = pd.read_csv(tmp_path / "other_k.csv")["flagged"]
     assert other_k.tolist() == flagged(probability, frame["Amount"].to_numpy(), k, 5).astype(int).tolist()
     assert other_k.sum() == 100 != pd.read_csv(tmp_path / "default.csv")["flagged"].sum()
-    # A number cost's model.json: a threshold on the probability
+    # Without a cost column (data.cost null), model.json's rule: a threshold on the probability
     threshold = float(np.median(probability))
     flat = {key: value for key, value in card.items() if key not in ("cost_column", "k")} | {"threshold": threshold}
     score.score(source, tmp_path / "threshold.csv", flat)
@@ -119,12 +120,14 @@ def test_a_cost_column_the_model_does_not_take_is_required_and_checked(exported,
 
 
 def clean_error(frame: pd.DataFrame) -> str:
-    """clean's message for this raw file, with the file's name left out."""
+    """clean's message for this raw file, with the file's name and where it came from (download.url) left out."""
     RAW_CSV.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(RAW_CSV, index=False)
     with pytest.raises(StageError) as error:
         clean.main()
-    return str(error.value).removeprefix(f"{RAW_CSV}: ")
+    origin = f" ({RAW_CSV} is download.url {load_params('download')['url']!r})"
+    assert str(error.value).endswith(origin)
+    return str(error.value).removeprefix(f"{RAW_CSV}: ").removesuffix(origin)
 
 
 BAD_INPUTS = {

@@ -65,7 +65,7 @@ def test_split_sizes_counts_and_stratification(project):
     assert {name: int(part["Class"].sum()) for name, part in parts.items()} == {"train": 38, "val": 10, "test": 12}
     assert read_counts()["test"] == {
         "rows": 600,
-        "frauds": 12,
+        "positives": 12,
         "duplicate_groups": 0,
         "rows_with_twin_in_other_split": 0,
     }
@@ -115,7 +115,7 @@ def test_grouped_split_is_stratified_within_two_frauds(project):
         train, val = train_test_split(rest, test_size=0.2, random_state=seed, stratify=rest)
         counts = read_counts()
         for name, plain in {"train": train, "val": val, "test": test}.items():
-            assert abs(counts[name]["frauds"] - plain.sum()) <= 2, (seed, name)
+            assert abs(counts[name]["positives"] - plain.sum()) <= 2, (seed, name)
             assert abs(counts[name]["rows"] - len(plain)) <= 2, (seed, name)
 
 

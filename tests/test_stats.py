@@ -6,7 +6,7 @@ from sklearn import metrics
 
 from fraudflow import compare, stats
 
-# Ten test rows: 4 frauds. At threshold 0.5: tp 3 (0.9, 0.8, 0.6), fn 1 (0.3), fp 1 (0.7), tn 5.
+# Ten test rows: 4 positives. At threshold 0.5: tp 3 (0.9, 0.8, 0.6), fn 1 (0.3), fp 1 (0.7), tn 5.
 LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
 PROBABILITIES = np.array([0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1, 0.05, 0.5])
 
@@ -40,11 +40,11 @@ def thresholded(labels, probabilities, threshold, weights, chunk=7):
 
 def test_ranking_scores_on_a_hand_made_example():
     result = ranking(LABELS, PROBABILITIES, np.ones((10, 1)), fpr=0.2, chunk=3)
-    # Of the 4 x 6 fraud/non-fraud pairs, four are misordered: 0.6 < 0.7, and 0.3 < 0.7, 0.4, 0.5.
+    # Of the 4 x 6 positive/negative pairs, four are misordered: 0.6 < 0.7, and 0.3 < 0.7, 0.4, 0.5.
     assert result["roc_auc"][0] == pytest.approx(20 / 24)
     # Ranked by probability: hits at ranks 1, 2, 4, 7 -> AP = (1 + 1 + 3/4 + 4/7) / 4.
     assert result["average_precision"][0] == pytest.approx((1 + 1 + 3 / 4 + 4 / 7) / 4)
-    # At most 1 of the 6 non-frauds flagged (FPR <= 0.2): threshold at 0.6 catches 3 of 4 frauds.
+    # At most 1 of the 6 negatives flagged (FPR <= 0.2): threshold at 0.6 catches 3 of 4 positives.
     assert result["recall_at_fpr"][0] == pytest.approx(3 / 4)
 
 
@@ -131,6 +131,51 @@ def test_mean_interval_is_the_student_t_interval():
     half = 2.7764451 * np.std(values, ddof=1) / np.sqrt(5)  # t(0.975, 4 degrees of freedom)
     assert (mean, low, high) == pytest.approx((np.mean(values), np.mean(values) - half, np.mean(values) + half))
     assert stats.mean_interval([0.7]) == (0.7, None, None)
+    mean, low, high = stats.mean_interval([0.7, 0.7, 0.7])  # no spread: an interval of no width
+    assert low == mean == high == pytest.approx(0.7)
+
+
+def test_mean_interval_of_a_bounded_metric_is_taken_on_the_logit_scale():
+    """A metric in [0, 1] (AP, ROC AUC, a rate): the Student-t interval of the logits, mapped back, so it stays
+    inside [0, 1] where the plain one would not; the mean stays the plain mean."""
+    values = np.array([0.97, 0.999, 0.93, 1.0, 0.99])
+    mean, low, high = stats.mean_interval(values, bounded=True)
+    logits = np.log(values.clip(1e-9, 1 - 1e-9) / (1 - values.clip(1e-9, 1 - 1e-9)))
+    half = 2.7764451 * np.std(logits, ddof=1) / np.sqrt(5)
+    expected = 1 / (1 + np.exp(-(logits.mean() + np.array([-half, half]))))
+    assert mean == pytest.approx(values.mean())
+    assert (low, high) == pytest.approx(tuple(expected))
+    assert 0 < low < high < 1
+    assert stats.mean_interval(values)[2] > 1  # the plain interval leaves [0, 1]
+    zeros = stats.mean_interval([0.0, 0.0, 0.01, 0.0], bounded=True)
+    assert 0 <= zeros[1] < zeros[2] < 1
+
+
+def test_member_intervals_of_rates_and_scores_stay_inside_0_and_1():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(400) < 0.1).astype(int)
+    # Five members from nearly perfect to fair: their AP and ROC AUC spread up to next to 1.
+    members = np.stack([1 / (1 + np.exp(-rng.normal(8 * labels - 4, sd))) for sd in (2, 2.5, 3, 3.5, 5)], axis=1)
+    summaries, _ = compare_arrays(labels, {"a": strategy(members)}, SETTINGS | {"resamples": 100})
+    a = summaries["a"]
+    for name, interval in (
+        ("average_precision", a["average_precision"]),
+        ("roc_auc", a["roc_auc"]),
+        ("recall_at_fpr", a["recall_at_fpr"]),
+        ("chosen.recall", a["chosen"]["recall"]),
+        ("chosen.precision", a["chosen"]["precision"]),
+    ):
+        assert 0 <= interval["mean_lower"] <= interval["mean"] <= interval["mean_upper"] <= 1, name
+    ap = [metrics.average_precision_score(labels, members[:, m]) for m in range(5)]
+    assert stats.mean_interval(ap)[2] > 1  # where the plain Student-t interval would leave [0, 1]
+    assert (a["average_precision"]["mean_lower"], a["average_precision"]["mean_upper"]) == pytest.approx(
+        stats.mean_interval(ap, bounded=True)[1:]
+    )
+    cost = a["chosen"]["cost_per_1000"]  # not a rate: the plain Student-t interval
+    flagged = members > 0.5
+    missed, alarms = (~flagged & (labels == 1)[:, None]).sum(axis=0), (flagged & (labels == 0)[:, None]).sum(axis=0)
+    member_costs = 1000 * (20 * missed + 1 * alarms) / len(labels)
+    assert (cost["mean_lower"], cost["mean_upper"]) == pytest.approx(stats.mean_interval(member_costs)[1:])
 
 
 SETTINGS = {

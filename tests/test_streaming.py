@@ -15,7 +15,7 @@ from fraudflow import inputs, outputs, preprocess
 from fraudflow.common import CLEAN_PARQUET, RAW_CSV, RAW_DIR, RAW_PARQUET, SPLIT_DIR, StageError, load_preprocessing
 from stages import clean, download, scale, split
 
-OUTPUTS = ["data/clean", "data/split", "data/scaled", "metrics/split.json"]
+OUTPUTS = ["data/clean", "data/split", "data/scaled", "data/costs", "metrics/split.json"]
 
 
 def output_bytes(root) -> dict:
@@ -36,7 +36,7 @@ def test_tiny_batches_give_the_same_bytes_as_one_batch(project, monkeypatch, met
         for stage in (clean, split, scale):
             stage.main()
         runs[rows] = output_bytes(project)
-    assert runs["7"].keys() == runs["100000"].keys() and len(runs["7"]) == 15
+    assert runs["7"].keys() == runs["100000"].keys() and len(runs["7"]) == 18
     assert [name for name in runs["7"] if runs["7"][name] != runs["100000"][name]] == []
     assert pq.ParquetFile(CLEAN_PARQUET).metadata.num_row_groups == 24  # 1500 rows in groups of 64
 
@@ -86,8 +86,9 @@ def test_a_partitioned_parquet_folder_runs_through_the_pipeline(tmp_path):
     frame = make_mixed(rows=2000, positives=70)
     folder = partitioned(frame, tmp_path / "events")
     categorical = [*MIXED_DATA["data__categorical"], "day"]  # the partition column is a column like the others
-    runner = project_repo(tmp_path, frame, **{**MIXED_DATA, "data__categorical": categorical})
-    runner.env["CREDITCARD_URL"] = str(folder)
+    runner = project_repo(
+        tmp_path, frame, **{**MIXED_DATA, "data__categorical": categorical, "download__url": str(folder)}
+    )
     runner.run("dvc", "repro")
     copied = sorted(path.relative_to(runner.cwd / RAW_PARQUET) for path in (runner.cwd / RAW_PARQUET).rglob("*.*"))
     assert {path.parent.name for path in copied} == {
@@ -107,25 +108,23 @@ def test_a_partitioned_parquet_folder_runs_through_the_pipeline(tmp_path):
     assert runner.changed_stages() == set()
 
 
-def folder_error(project, monkeypatch, folder) -> str:
-    monkeypatch.setenv(download.SOURCE_ENV, str(folder))
-    set_params(project / "params.yaml", download__sha256="")
+def folder_error(project, folder) -> str:
+    set_params(project / "params.yaml", download__url=str(folder), download__mirrors=[], download__sha256="")
     with pytest.raises(StageError) as error:
         download.main()
     assert not RAW_DIR.exists()
     return str(error.value)
 
 
-def test_a_folder_without_parquet_files_is_refused(project, monkeypatch, tmp_path):
+def test_a_folder_without_parquet_files_is_refused(project, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "_SUCCESS").write_text("")
     assert (
-        folder_error(project, monkeypatch, tmp_path / "empty")
-        == f"{tmp_path / 'empty'}: no Parquet file (*.parquet) in the folder"
+        folder_error(project, tmp_path / "empty") == f"{tmp_path / 'empty'}: no Parquet file (*.parquet) in the folder"
     )
 
 
-def test_files_whose_columns_disagree_are_named(project, monkeypatch, tmp_path):
+def test_files_whose_columns_disagree_are_named(project, tmp_path):
     folder = tmp_path / "parts"
     folder.mkdir()
     frame = make_mixed(rows=200, positives=10)
@@ -133,25 +132,22 @@ def test_files_whose_columns_disagree_are_named(project, monkeypatch, tmp_path):
     pq.write_table(
         pa.Table.from_pandas(frame[100:].astype({"x1": str}), preserve_index=False), folder / "part-1.parquet"
     )
-    assert folder_error(project, monkeypatch, folder) == (
+    assert folder_error(project, folder) == (
         f"{folder / 'part-1.parquet'}: column 'x1' is large_string, but double in {folder / 'part-0.parquet'}"
     )
     pq.write_table(
         pa.Table.from_pandas(frame[100:].drop(columns="x3"), preserve_index=False), folder / "part-1.parquet"
     )
-    assert folder_error(project, monkeypatch, folder) == (
+    assert folder_error(project, folder) == (
         f"{folder / 'part-1.parquet'}: no column 'x3', which other files of {folder} have"
     )
 
 
-def test_a_subfolder_that_is_not_a_partition_is_named(project, monkeypatch, tmp_path):
+def test_a_subfolder_that_is_not_a_partition_is_named(project, tmp_path):
     folder = tmp_path / "parts"
     (folder / "2026-11-30").mkdir(parents=True)
     pq.write_table(pa.table({"x": [1.0]}), folder / "2026-11-30" / "part-0.parquet")
-    assert (
-        folder_error(project, monkeypatch, folder)
-        == f"{folder}: subfolder '2026-11-30' is not a hive partition (key=value)"
-    )
+    assert folder_error(project, folder) == f"{folder}: subfolder '2026-11-30' is not a hive partition (key=value)"
 
 
 @pytest.mark.parametrize("form", ["csv", "parquet"])
@@ -163,10 +159,10 @@ def test_a_bad_value_in_a_later_batch_is_named_by_its_row_in_the_whole_input(pro
     RAW_CSV.parent.mkdir(parents=True)
     if form == "csv":
         frame.to_csv(RAW_CSV, index=False)
-        message = r"creditcard.csv: column 'x3', row 451 \(line 452\): text in a numeric column"
+        message = r"table\.csv: column 'x3', row 451 \(line 452\): text in a numeric column"
     else:
         pq.write_table(pa.Table.from_pandas(frame.astype({"x3": float}), preserve_index=False), RAW_PARQUET)
-        message = r"creditcard.parquet: column 'amount_usd', row 501: negative or non-finite value in the cost column"
+        message = r"table\.parquet: column 'amount_usd', row 501: negative or non-finite value in the cost column"
     with pytest.raises(StageError, match=message):
         clean.main()
     assert not CLEAN_PARQUET.parent.exists()

@@ -9,7 +9,11 @@ from conftest import load_scaled, run_data_stages, set_params
 
 from fraudflow import batches, members
 from fraudflow.common import PREDICTIONS_DIR, StageError, save_keras
+from fraudflow.predictions import MemberColumns
+from fraudflow.strategies import NETWORK, REGISTRY
 from stages import train
+
+NETWORKS = [s.name for s in REGISTRY.values() if s.kind == NETWORK]  # the strategies stages.train trains
 
 SETTINGS = {
     "seed": 1,
@@ -23,6 +27,8 @@ SETTINGS = {
     "negative_rate": 1.0,
     "epochs": 3,
     "steps_per_epoch": 5,
+    "gamma": 2.0,
+    "alpha": None,
 }
 
 
@@ -33,7 +39,7 @@ def scaled(project):
 
 
 def fit(strategy, scaled, **changes):
-    return members.fit_members(strategy, SETTINGS | changes, scaled["train"], scaled["val"])
+    return members.fit_members(REGISTRY[strategy], SETTINGS | changes, scaled["train"], scaled["val"])
 
 
 def test_member_has_the_tutorials_shape():
@@ -98,7 +104,7 @@ def test_shuffled_batches_visit_every_row_once_per_epoch_in_each_members_own_ord
     assert not np.array_equal(epochs[0][0], epochs[1][0])  # epochs differ
 
 
-@pytest.mark.parametrize("strategy", train.STRATEGIES)
+@pytest.mark.parametrize("strategy", NETWORKS)
 def test_same_seed_gives_identical_predictions(scaled, strategy):
     def predictions():
         model, _, history, _ = fit(strategy, scaled)
@@ -120,7 +126,7 @@ def test_members_start_alike_across_strategies_and_end_different(scaled, monkeyp
         return stack(built, settings)
 
     monkeypatch.setattr(members, "stack", recording_stack)
-    trained = [fit(strategy, scaled, epochs=2)[1] for strategy in train.STRATEGIES]
+    trained = [fit(strategy, scaled, epochs=2)[1] for strategy in NETWORKS]
     for other in started[1:]:
         for a, b in zip(started[0], other, strict=True):  # member i of every strategy: the same starting weights
             for x, y in zip(a, b, strict=True):
@@ -163,7 +169,7 @@ def test_save_keras_writes_the_same_bytes_for_the_same_weights(tmp_path):
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_stage_writes_members_predictions_history_and_metrics(scaled, project, monkeypatch, count):
-    set_params(project / "params.yaml", train__batch_size=256, train__members=count, train_weighted__epochs=4)
+    set_params(project / "params.yaml", train__batch_size=256, train__members=count, networks__weighted={"epochs": 4})
     monkeypatch.setattr(sys, "argv", ["train", "weighted"])
     train.main()
     files = sorted((project / "models" / "weighted").iterdir())
@@ -172,11 +178,14 @@ def test_stage_writes_members_predictions_history_and_metrics(scaled, project, m
     assert predictions["split"].value_counts().to_dict() == {"test": 600, "val": 480}
     test = predictions[predictions["split"] == "test"]
     member_columns = [f"member_{i}" for i in range(count)]
-    assert list(test.columns) == ["split", "label", "probability", *member_columns]
+    assert list(test.columns) == ["split", "label", *member_columns]  # the ensemble: their mean, taken by evaluate
     for path, column in zip(files, member_columns, strict=True):  # the saved members give the predictions
         model = keras.saving.load_model(path)
         np.testing.assert_allclose(test[column], model.predict(scaled["test"][0], verbose=0)[:, 0], rtol=1e-5)
-    np.testing.assert_allclose(test["probability"], test[member_columns].mean(axis=1))
+    read = MemberColumns("weighted", "test", 0.0)  # as evaluate reads them, uncorrected
+    for column, values in zip(member_columns, read, strict=True):
+        np.testing.assert_array_equal(values, test[column])
+    np.testing.assert_allclose(read.as_trained.value(), test[member_columns].mean(axis=1))
     np.testing.assert_array_equal(test["label"], scaled["test"][1])
     history = pd.read_csv(project / "plots" / "history" / "weighted.csv")
     assert set(history["member"]) == set(range(count))
@@ -187,7 +196,7 @@ def test_stage_writes_members_predictions_history_and_metrics(scaled, project, m
 
 
 BAD_PARAMS = [
-    ("train_baseline", "epochs", -1, "train_baseline.epochs"),
+    ("networks", "baseline", {"epochs": -1}, "networks.baseline.epochs"),
     ("train", "batch_size", 0, "train.batch_size"),
     ("train", "monitor", "val_f1", "train.monitor"),
     ("train", "dropout", 1.0, "train.dropout"),
@@ -202,7 +211,30 @@ BAD_PARAMS = [
 def test_bad_params_are_named_before_any_work(project, section, key, value, named):
     set_params(project / "params.yaml", **{f"{section}__{key}": value})
     with pytest.raises(StageError, match=rf"'{named}' must be"):
-        train.read_settings("baseline")
+        train.read_settings(REGISTRY["baseline"])
+
+
+@pytest.mark.parametrize(
+    ("own", "message"),
+    [
+        ({"epochs": 3, "gamma": -1, "alpha": None}, r"'networks.focal.gamma' must be a number >= 0, got -1"),
+        ({"epochs": 3, "gamma": 2, "alpha": 1.5}, r"'networks.focal.alpha' must be null or a number in \(0, 1\)"),
+        ({"epochs": 3, "gamma": 2}, r"missing param 'networks.focal.alpha'"),
+        ({"epochs": 3, "gamma": 2, "alpha": None, "steps_per_epoch": 5}, r"'networks.focal.steps_per_epoch' is not"),
+    ],
+)
+def test_a_strategys_own_params_are_checked_by_what_it_is(project, own, message):
+    """Each network strategy reads the params its registry entry needs (focal: its loss's gamma and alpha) and
+    refuses any other, naming it."""
+    set_params(project / "params.yaml", networks__focal=own)
+    with pytest.raises(StageError, match=message):
+        train.read_settings(REGISTRY["focal"])
+
+
+def test_a_network_section_not_in_the_registry_is_refused(project):
+    set_params(project / "params.yaml", networks__smote={"epochs": 3})
+    with pytest.raises(StageError, match=r"networks.smote: not a network strategy of fraudflow/strategies.py"):
+        train.read_settings(REGISTRY["baseline"])
 
 
 def test_bad_members_param_fails_the_stage_with_one_line_and_writes_nothing(scaled, project, monkeypatch, capsys):
@@ -218,6 +250,8 @@ def test_bad_members_param_fails_the_stage_with_one_line_and_writes_nothing(scal
     assert not (project / "models").exists() and not (project / "data" / "predictions").exists()
 
 
-def test_unknown_strategy_is_refused(project):
-    with pytest.raises(StageError, match="unknown strategy 'smote'"):
-        train.read_settings("smote")
+@pytest.mark.parametrize("strategy", ["smote", "logistic"])  # unknown, and not a network
+def test_unknown_strategy_is_refused(project, monkeypatch, strategy):
+    monkeypatch.setattr(sys, "argv", ["train", strategy])
+    with pytest.raises(StageError, match=r"^usage: python -m stages.train \{baseline\|weighted\|resampled\|focal\}$"):
+        train.main()

@@ -14,11 +14,13 @@ METRICS = {
 }
 SUMMARY = {"baseline": {"ap": "0.819 [0.741, 0.881]", "roc_auc": 0.974}, "baseline-weighted": {"ap": "baseline better"}}
 HISTORY = "member,epoch,loss\n0,1,0.0103149\n0,2,0.00812\n"
+RULE = {"strategy": "baseline", "calibration_logit_shift": 0.0, "cost_column": "Amount", "k": 0.4466835922}
+ROC = "strategy,order,fpr,tpr\nbaseline,0,0.0,0.0\nbaseline,0,0.0012,0.8125\nweighted,1,0.0,0.0\n"
 LOCK = {
     "schema": "2.0",
     "stages": {
         "split": {"cmd": "python -m stages.split", "outs": [{"path": "data/split", "md5": "a" * 32 + ".dir"}]},
-        "train_baseline": {
+        "train@baseline": {
             "cmd": "python -m stages.train baseline",
             "deps": [{"path": "data/split", "md5": "a" * 32 + ".dir"}],
             "params": {"params.yaml": {"train": {"seed": 42}}},
@@ -36,6 +38,8 @@ def committed(tmp_path, monkeypatch):
         "metrics/split.json": json.dumps({"test": {"rows": 600}}),
         "metrics/summary.json": json.dumps(SUMMARY),
         "plots/history/baseline.csv": HISTORY,
+        "models/rules/baseline.json": json.dumps(RULE),
+        "plots/roc.csv": ROC,
         "dvc.lock": yaml.safe_dump(LOCK),
     }
     for name, text in files.items():
@@ -55,7 +59,7 @@ def change_json(path, update):
 
 def test_unchanged_results_match(committed, capsys):
     assert verify.main([]) == 0
-    assert "5 of 5 tracked files byte-identical with HEAD" in capsys.readouterr().out
+    assert "7 of 7 tracked files byte-identical with HEAD" in capsys.readouterr().out
 
 
 def test_a_last_bit_difference_passes_and_is_reported(committed, capsys):
@@ -102,6 +106,20 @@ def test_a_file_outside_the_training_outputs_must_be_byte_identical(committed, c
     assert "stray.txt: new (not in the commit's files)" in out
 
 
+def test_the_rule_chosen_on_validation_is_checked_and_every_strategys_curve_points_only_reported(committed, capsys):
+    change_json(committed / "models/rules/baseline.json", lambda d: d.update(k=0.4466835925))  # a last bit
+    assert verify.main([]) == 0
+    assert "models/rules/baseline.json: 1 values differ" in capsys.readouterr().out
+    change_json(committed / "models/rules/baseline.json", lambda d: d.update(k=0.5))
+    assert verify.main([]) == 1
+    assert "models/rules/baseline.json: k committed 0.4466835922, now 0.5" in capsys.readouterr().out
+
+    change_json(committed / "models/rules/baseline.json", lambda d: d.update(k=0.4466835922))
+    (committed / "plots/roc.csv").write_text(ROC.replace("0.8125", "0.875"))  # one row across a threshold
+    assert verify.main([]) == 0
+    assert "plots/roc.csv: curve redrawn, 1 of 3 points differ" in capsys.readouterr().out
+
+
 def test_the_rounded_summary_is_reported_not_checked(committed, capsys):
     """A last bit of another processor can move a rounded headline number across its rounding edge; the detailed
     metrics it is rounded from are the ones checked."""
@@ -127,7 +145,7 @@ def test_history_values_are_reported_but_its_members_and_epochs_must_match(commi
 def test_dvc_lock_may_differ_in_training_hashes_only(committed, capsys):
     lock = committed / "dvc.lock"
     other_model = yaml.safe_load(lock.read_text())
-    other_model["stages"]["train_baseline"]["outs"][0]["md5"] = "c" * 32 + ".dir"
+    other_model["stages"]["train@baseline"]["outs"][0]["md5"] = "c" * 32 + ".dir"
     lock.write_text(yaml.safe_dump(other_model))
     assert verify.main([]) == 0
     assert "dvc.lock: 1 hashes of training outputs differ" in capsys.readouterr().out
@@ -140,7 +158,7 @@ def test_dvc_lock_may_differ_in_training_hashes_only(committed, capsys):
 
     other_params = yaml.safe_load(lock.read_text())
     other_params["stages"]["split"]["outs"][0]["md5"] = "a" * 32 + ".dir"
-    other_params["stages"]["train_baseline"]["params"]["params.yaml"]["train"]["seed"] = 7
+    other_params["stages"]["train@baseline"]["params"]["params.yaml"]["train"]["seed"] = 7
     lock.write_text(yaml.safe_dump(other_params))
     assert verify.main([]) == 1
-    assert "dvc.lock: stage train_baseline: its command or params differ" in capsys.readouterr().out
+    assert "dvc.lock: stage train@baseline: its command or params differ" in capsys.readouterr().out
