@@ -11,8 +11,9 @@ and on 16 copies of its rows; 7. pins: each setting that fraudflow pins (fraudfl
 could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time;
 8, 9 and 10 (benchmarks/data_scale.py): the data stages on 1x, 16x and 64x the rows, CSV and Parquet, DVC's cache
 links, the CSV engines, and the whole `dvc repro` at each size with train.negative_rate 1.0 and 0.1 (0.1 only at
-64x); 11. the gradient-boosted-tree libraries (benchmarks/gbdt_libraries.py). `--only score`, `--only pins`,
-`--only scale` or `--only gbdt` runs just that part; `--scale 64` one size. Everything runs
+64x); 11. the gradient-boosted-tree libraries (benchmarks/gbdt_libraries.py); 12. the exported model's format and
+scoring with it beside the previous Keras export (benchmarks/export_formats.py). `--only score`, `--only pins`,
+`--only scale`, `--only gbdt` or `--only export` runs just that part; `--scale 64` one size. Everything runs
 in scratch copies of the project, so the work tree is left alone. Needs the project's environment (`make repro`
 or `make test` creates it).
 """
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 import data_scale
+import export_formats
 import gbdt_libraries
 import numpy as np
 import pyarrow.csv as pacsv
@@ -58,7 +60,7 @@ rule = {"strategy": "baseline", "calibration_logit_shift": 0.0, "cost_column": "
         "cost_false_positive": 5, "flagged": "probability / (1 - probability) * Amount > k * cost_false_positive"}
 Path("models/rules/baseline.json").write_text(json.dumps(rule))
 """
-# Scoring once the model is loaded, twice (the first run also pays TensorFlow's set-up on its first call):
+# Scoring once the model is loaded, twice (the first run also pays the runtime's set-up on its first call):
 # wall and CPU seconds (all threads) of each run, and peak memory.
 TIMED_SCORE = """
 import sys, time
@@ -79,9 +81,13 @@ TIMED = re.compile(r"scored (?P<rows>\d+) rows: (?P<wall>[\d.]+) s wall, (?P<cpu
 class Project:
     """A scratch git + DVC copy of the project, its data source set by download.url."""
 
-    def __init__(self, root: Path, data: Path):
+    def __init__(self, root: Path, data: Path, revision: str | None = None):
+        """The work tree's project files, or with `revision` those of that revision (git archive)."""
         self.path = root
-        for name in PROJECT_FILES:
+        if revision:
+            root.mkdir(parents=True)
+            export_formats.archive(revision, root, PROJECT_FILES)
+        for name in [] if revision else PROJECT_FILES:
             source = REPO / name
             copy = shutil.copytree if source.is_dir() else shutil.copy
             copy(source, root / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
@@ -357,7 +363,9 @@ def main():
     parser.add_argument(
         "--scale", type=int, nargs="*", default=[1, 16, 64], help="part 8 and 10's factors (none: skip)"
     )
-    parser.add_argument("--only", choices=["score", "pins", "scale", "gbdt"], help="run only part 6, 7, 8 to 10 or 11")
+    parser.add_argument(
+        "--only", choices=["score", "pins", "scale", "gbdt", "export"], help="run only part 6, 7, 8 to 10, 11 or 12"
+    )
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")
@@ -376,6 +384,8 @@ def main():
             data_scale.scale(Path(scratch), data, args.scale, Project, print_table)
         if args.only in (None, "gbdt"):
             gbdt_libraries.compare(Path(scratch), data, Project, print_table)
+        if args.only in (None, "export"):
+            export_formats.formats(Path(scratch), data, Project, print_table)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ COSTS_DIR = Path("data/costs")  # the cost column's values of the val and test r
 MODELS_DIR = Path("models")
 RULES_DIR = MODELS_DIR / "rules"  # each strategy's calibration and flagging rule, chosen by evaluate
 PREDICTIONS_DIR = Path("data/predictions")
-EXPORT_DIR = Path("models/export")
+BLEND_DIR = Path("data/blend")  # the blend's predictions, apart from the predictions it is made of
+EXPORT_DIR = Path("export")  # the model to deploy: stages/export.py
 
 # What save_keras writes instead of the save time, so identical models give identical files.
 KERAS_DATE_SAVED = "1980-01-01@00:00:00"

@@ -25,6 +25,18 @@ def prior_shift(balanced_odds: bool, train_labels: np.ndarray, negative_rate: fl
     return float(np.log(positives / (len(train_labels) - positives)))
 
 
+# logit() clips probabilities to [LOGIT_CLIP, 1 - LOGIT_CLIP]: 2^-24 is float32's spacing just below 1, so a
+# network's probability (float32) of 1.0 and the float32 just below it give the same logit, about 16.6: its logit
+# carries no more than its probability's resolution, whatever the last bit of its sigmoid.
+LOGIT_CLIP = 2.0**-24
+
+
+def logit(probabilities: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of p clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP]: finite, as the blend needs it."""
+    p = np.clip(probabilities, LOGIT_CLIP, 1 - LOGIT_CLIP)
+    return np.log(p) - np.log(1 - p)
+
+
 def shift_probabilities(probabilities: np.ndarray, shift: float) -> np.ndarray:
     """sigmoid(logit(p) + shift), computed without overflow at p = 0 or 1."""
     if shift == 0:

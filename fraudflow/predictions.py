@@ -1,12 +1,13 @@
-"""The training stages' predictions files (data/predictions/<strategy>.parquet) as evaluate reads them, in bounded
-memory: one split's columns, a member at a time, or every strategy's test rows side by side, block by block."""
+"""The training stages' predictions files (data/predictions/<strategy>.parquet, the blend's data/blend/blend.parquet)
+as evaluate and the blend read them, in bounded memory: one split's columns, a member at a time, or several
+strategies' rows of a split side by side, block by block."""
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fraudflow.common import PREDICTIONS_DIR, StageError
+from fraudflow.common import StageError
 from fraudflow.compare import MemberMean
 from fraudflow.inputs import exact_batches
 from fraudflow.operating import shift_probabilities
@@ -18,7 +19,7 @@ BLOCK_ROWS = DRAW_ROWS  # test rows read and scored at a time; no result depends
 
 def member_columns(strategy: str) -> list[str]:
     """The member_<i> columns of a strategy's predictions file."""
-    path = PREDICTIONS_DIR / f"{strategy}.parquet"
+    path = REGISTRY[strategy].predictions
     try:
         names = pq.read_schema(path).names
     except (OSError, pa.ArrowException) as error:
@@ -42,7 +43,7 @@ def split_batches(strategy: str, split: str, columns: list[str]):
     """One split's rows of some columns of a strategy's predictions, in batches of at most BLOCK_ROWS rows, read
     a row group at a time (pyarrow's iter_batches kept every row it had read until the file was closed: 600 MB
     for the four files' test rows at 64x)."""
-    file = pq.ParquetFile(PREDICTIONS_DIR / f"{strategy}.parquet")
+    file = pq.ParquetFile(REGISTRY[strategy].predictions)
     for group in range(file.num_row_groups):
         rows = file.read_row_group(group, columns=["split", *columns])
         yield from rows.filter(pc.equal(rows["split"], split)).to_batches(max_chunksize=BLOCK_ROWS)

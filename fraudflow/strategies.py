@@ -2,22 +2,23 @@
 
 Training, evaluate, the figures, the plots data, verify, report and export read it. A network strategy trains with
 the `train` params plus its own section under `networks` in params.yaml (dvc.yaml's `train` stages are one per key
-there); logistic regression and the trees have stages of their own. Adding a network strategy is an entry here, its
-section in params.yaml, and its training code if it trains differently (fraudflow/members.py); see the README,
-"Contributing".
+there); logistic regression, the trees and the blend of the others have stages of their own. Adding a network
+strategy is an entry here, its section in params.yaml, and its training code if it trains differently
+(fraudflow/members.py); see the README, "Contributing".
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from fraudflow.common import PARAMS_FILE, StageError, load_params
+from fraudflow.common import BLEND_DIR, PARAMS_FILE, PREDICTIONS_DIR, StageError, load_params
 
-NETWORK, LOGISTIC, TREES = "network", "logistic", "trees"
+NETWORK, LOGISTIC, TREES, BLEND = "network", "logistic", "trees", "blend"
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    kind: str  # NETWORK (stages.train, params networks.<name>), LOGISTIC or TREES (a stage of its own)
+    kind: str  # NETWORK (stages.train, params networks.<name>), LOGISTIC, TREES or BLEND (a stage of its own)
     balanced_odds: bool = False  # trains at odds 1:1, so evaluate shifts its logits back to the real odds
     class_weights: bool = False  # each class carries half of the loss
     balanced_batches: bool = False  # 50/50 batches of networks.<name>.steps_per_epoch steps; output bias starts at 0
@@ -32,6 +33,11 @@ class Strategy:
     def has_members(self) -> bool:
         return self.kind != LOGISTIC
 
+    @property
+    def predictions(self) -> Path:
+        """Its predictions file: the blend's apart, since its stage reads every other one's folder."""
+        return (BLEND_DIR if self.kind == BLEND else PREDICTIONS_DIR) / f"{self.name}.parquet"
+
 
 REGISTRY = {
     s.name: s
@@ -42,6 +48,7 @@ REGISTRY = {
         Strategy("focal", NETWORK, loss="binary_focal_crossentropy"),
         Strategy("logistic", LOGISTIC),  # the reference every other must beat
         Strategy("gbdt", TREES),  # what users would pick instead
+        Strategy("blend", BLEND),  # the others' logits, weighted as the validation split says
     )
 }
 NETWORKS_SECTION = "networks"

@@ -24,11 +24,33 @@ def with_interval(summary: dict, decimals: int) -> str:
     return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
 
 
-def summarise(results: dict, differences: dict) -> dict:
-    """{strategy: its headline numbers} and {'first-second': the verdicts on AP and cost}, from evaluate's
-    results and differences (metrics/test/<strategy>.json, metrics/differences.json). Each key means one thing:
-    cost, precision and recall are the flat cost's threshold's; with a cost column, value_cost and value_caught are the
-    value rule's (cost per 1,000, share of the positives' value flagged), with the verdict on value_cost."""
+def deployed_cost(result: dict) -> dict:
+    """The cost per 1,000 rows under the rule export applies: the value rule's with a cost column, else the flat
+    threshold's (a metrics/test/<strategy>.json or a pair of metrics/differences.json)."""
+    return result["value_rule"]["cost_per_1000"] if "value_rule" in result else result["chosen"]["cost_per_1000"]
+
+
+def recommend(differences: dict, validation_costs: dict) -> str:
+    """The strategy to deploy: among those that no other beats on the test split (the paired verdict on the cost
+    under the deployed rule, deployed_cost), the one of least cost on the validation split, where its rule was
+    chosen (on ties, the first evaluated). validation_costs: {strategy: its validation cost per 1,000}, in the
+    order evaluated."""
+    beaten = set()
+    for pair, difference in differences.items():
+        first, second = pair.split("-")
+        verdict = deployed_cost(difference)["verdict"]
+        if verdict != "not distinguishable":
+            beaten.add(second if verdict == f"{first} better" else first)
+    candidates = [s for s in validation_costs if s not in beaten]
+    return min(candidates, key=lambda s: validation_costs[s])
+
+
+def summarise(results: dict, differences: dict, validation_costs: dict) -> dict:
+    """{strategy: its headline numbers}, {'first-second': the verdicts on AP and cost} and {'recommended': the
+    strategy to deploy (recommend)}, from evaluate's results and differences (metrics/test/<strategy>.json,
+    metrics/differences.json) and the validation costs. Each key means one thing: cost, precision and recall are
+    the flat cost's threshold's; with a cost column, value_cost and value_caught are the value rule's (cost per
+    1,000, share of the positives' value flagged), with the verdict on value_cost."""
     summary = {}
     for strategy, result in results.items():
         chosen = result["chosen"]
@@ -53,6 +75,7 @@ def summarise(results: dict, differences: dict) -> dict:
         }
         if "value_rule" in difference:
             summary[pair]["value_cost"] = difference["value_rule"]["cost_per_1000"]["verdict"]
+    summary["recommended"] = {"strategy": recommend(differences, validation_costs)}
     return summary
 
 

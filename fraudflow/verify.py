@@ -38,12 +38,14 @@ ABSOLUTE = 1e-5
 # either), directly or through the evaluate and export stages (fnmatch's * crosses "/").
 TRAINING_OUTPUTS = [
     *(
-        pattern.format(strategy)
-        for strategy in (s.name for s in REGISTRY.values() if s.kind != LOGISTIC)
+        pattern.format(s.name)
+        for s in REGISTRY.values()
+        if s.kind != LOGISTIC
         for pattern in (
             "models/{}",
             "models/{}/*",
-            "data/predictions/{}.parquet",
+            "models/{}.json",
+            str(s.predictions),
             "metrics/train/{}.json",
             "metrics/test/{}.json",
             "models/rules/{}.json",
@@ -51,8 +53,8 @@ TRAINING_OUTPUTS = [
         )
     ),
     "plots/*.csv",  # every strategy's points
-    "models/export",
-    "models/export/*",
+    "export",
+    "export/*",
     "metrics/differences.json",
     SUMMARY_FILE,
     "plots/*.png",

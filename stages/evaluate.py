@@ -35,7 +35,7 @@ from fraudflow.costs import chosen_k, cost_curve, k_grid
 from fraudflow.operating import cost_threshold, prior_shift, reliability
 from fraudflow.predictions import MemberColumns, test_blocks
 from fraudflow.scaled import load_labels, negative_rate
-from fraudflow.strategies import evaluated
+from fraudflow.strategies import BLEND, REGISTRY, evaluated
 from fraudflow.summary import SUMMARY_FILE, summarise
 
 METRICS_DIR = "metrics/test"
@@ -94,7 +94,7 @@ def check_rows(costs: dict, split: str, labels: np.ndarray, strategy: str):
     """Fails unless the cost column's split has as many rows as the predictions'."""
     if split in costs and len(costs[split]) != len(labels):
         raise StageError(
-            f"{COSTS_DIR}/{split}.npy: {len(costs[split])} rows, {PREDICTIONS_DIR}/{strategy}.parquet's {split} "
+            f"{COSTS_DIR}/{split}.npy: {len(costs[split])} rows, {REGISTRY[strategy].predictions}'s {split} "
             f"split {len(labels)}; rerun 'dvc repro'"
         )
 
@@ -117,7 +117,7 @@ def operating_points(strategy: str, shift: float, settings: dict, costs: dict) -
         ensemble = val.calibrated.value()
         point = chosen(ensemble)
     except ValueError as error:
-        raise StageError(f"{PREDICTIONS_DIR}/{strategy}.parquet: validation split: {error}") from error
+        raise StageError(f"{REGISTRY[strategy].predictions}: validation split: {error}") from error
     threshold = point["chosen.threshold"]
     k = point["value_rule.k"] if by_value else threshold / (1 - threshold) * flat / cost_fp
     ks = k_grid(k)
@@ -182,10 +182,15 @@ def curves_and_positives(strategy: str, shift: float, n: int) -> dict:
     }
 
 
-def rule_card(strategy: str, result: dict, shift: float, settings: dict, column: str | None) -> dict:
-    """models/rules/<strategy>.json: how the strategy's ensemble is calibrated and which rows it flags, as chosen on
-    the validation split (export writes it into model.json)."""
-    card = {"strategy": strategy, "calibration_logit_shift": shift}
+def validation_cost(curve: pd.DataFrame) -> float:
+    """The validation cost per 1,000 rows at the chosen operating point (the row of the cost curve marked chosen)."""
+    return float(curve.loc[curve["chosen"] == 1, "cost_per_1000"].iloc[0])
+
+
+def rule_card(strategy: str, result: dict, shift: float, settings: dict, column: str | None, cost: float) -> dict:
+    """models/rules/<strategy>.json: how the strategy's ensemble is calibrated, which rows it flags, as chosen on the
+    validation split, and that rule's cost there (export writes it into model.json)."""
+    card = {"strategy": strategy, "calibration_logit_shift": shift, "validation_cost_per_1000": cost}
     if column is None:
         return card | {
             "threshold": result["chosen"]["threshold"]["ensemble"],
@@ -224,11 +229,12 @@ def main():
     labels, strategies, drawn, shifts = None, {}, {}, {}
     entries = {s.name: s for s in evaluated()}
     for name, entry in entries.items():  # a few columns of one strategy's splits in memory at a time
-        shifts[name] = prior_shift(entry.balanced_odds, train_labels, rate)
+        # the blend is fitted on the validation split, at the real odds: no shift
+        shifts[name] = 0.0 if entry.kind == BLEND else prior_shift(entry.balanced_odds, train_labels, rate)
         strategies[name] = operating_points(name, shifts[name], settings, costs)
         drawn[name] = curves_and_positives(name, shifts[name], settings["curve_points"])
         if labels is not None and not np.array_equal(labels, drawn[name]["labels"]):
-            raise StageError(f"{PREDICTIONS_DIR}/{name}.parquet: other test rows than the others; rerun 'dvc repro'")
+            raise StageError(f"{entry.predictions}: other test rows than the others; rerun 'dvc repro'")
         labels = drawn[name].pop("labels")
         check_rows(costs, "test", labels, name)
         strategies[name]["positives"] = drawn[name]["positives"]
@@ -237,9 +243,11 @@ def main():
         raise StageError(f"{PREDICTIONS_DIR}: strategies have different numbers of members {counts}; rerun 'dvc repro'")
 
     results, differences = compare(test_blocks(shifts, costs.get("test")), strategies, len(labels), settings)
+    validation_costs = {s: validation_cost(p["curve"]) for s, p in strategies.items()}
     for name, result in results.items():
         write_json(f"{METRICS_DIR}/{name}.json", result)
-        write_json(RULES_DIR / f"{name}.json", rule_card(name, result, shifts[name], settings, column))
+        card = rule_card(name, result, shifts[name], settings, column, validation_costs[name])
+        write_json(RULES_DIR / f"{name}.json", card)
         log_result(name, result, settings)
     for kind, frames in {
         "roc": {s: d["curves"][0][0] for s, d in drawn.items()},
@@ -249,7 +257,9 @@ def main():
     }.items():
         write_csv(plot_table(frames), f"{PLOTS_DIR}/{kind}.csv")
     write_json(DIFFERENCES_FILE, differences)
-    write_json(SUMMARY_FILE, summarise(results, differences))
+    summary = summarise(results, differences, validation_costs)
+    write_json(SUMMARY_FILE, summary)
+    log.info("evaluate: recommended strategy %s (summary.py's recommend)", summary["recommended"]["strategy"])
     for pair, difference in differences.items():
         ap = difference["average_precision"]
         log.info(

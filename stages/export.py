@@ -1,19 +1,21 @@
-"""export: one strategy's members as one self-contained model (raw columns in, fraud probability out).
+"""export: one strategy as one self-contained model for ONNX Runtime (raw columns in, probability out), whichever
+strategy params.yaml's export.strategy names: a network's members, logistic regression, the gradient-boosted trees
+or the blend of the others.
 
-Writes models/export/: model.keras, saved_model/ (the same model for TensorFlow Serving, one named input per
-column) and model.json (strategy, inputs with their types and vocabularies, missing-value policy, and what evaluate
-chose in models/rules/<strategy>.json: the calibration and the rule that flags a row, a threshold or with a cost
-column its name, k and cost_false_positive; the raw data's sha256 from data/raw.json).
+Writes export/: model.onnx (fraudflow/onnx_graph.py: the preprocessing, the members, the calibration) and model.json
+(strategy, inputs with their types and vocabularies, missing-value policy, and what evaluate chose in
+models/rules/<strategy>.json: the calibration and the rule that flags a row, a threshold or with a cost column its
+name, k and cost_false_positive; the raw data's sha256 from data/raw.json). Both are byte-identical run after run.
 """
 
 import json
-import logging
+import pickle
 import re
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
+from fraudflow import onnx_graph
 from fraudflow.common import (
     EXPORT_DIR,
     MODELS_DIR,
@@ -28,123 +30,57 @@ from fraudflow.common import (
     quiet_tensorflow,
     require,
     run,
-    save_keras,
 )
-from fraudflow.strategies import NETWORK, REGISTRY
+from fraudflow.strategies import BLEND, LOGISTIC, NETWORK, REGISTRY, TREES, evaluated
 
-with quiet_tensorflow():
-    import keras
-    from keras import ops
-    from keras.src.export import saved_model_export_archive
-    from tensorflow.core.protobuf import fingerprint_pb2
-
-MEMBER_FILE = re.compile(r"member_(\d+)\.keras")
-INTERNAL = "fraudflow_"  # the model's own layer names start with it; input names never do
+MEMBER_FILE = re.compile(r"member_(\d+)\.(keras|pkl)")
+MODEL_FILE = EXPORT_DIR / "model.onnx"
+FORMAT = "ONNX (opset 21, ai.onnx.ml 5), for ONNX Runtime: one input per column, output 'probability'"
 
 
-def load_members(strategy: str, n_features: int) -> list[keras.Model]:
-    """The strategy's member models, models/<strategy>/member_0.keras, member_1.keras, ..., in that order."""
+def member_files(strategy: str, suffix: str) -> list[Path]:
+    """models/<strategy>/member_0.<suffix>, member_1.<suffix>, ..., in that order."""
     folder = MODELS_DIR / strategy
-    found = {int(m[1]): path for path in folder.glob("member_*.keras") if (m := MEMBER_FILE.fullmatch(path.name))}
+    found = {int(m[1]): path for path in folder.glob(f"member_*.{suffix}") if (m := MEMBER_FILE.fullmatch(path.name))}
     if not found:
-        raise StageError(f"{folder}: no member_<i>.keras files; run 'dvc repro {REGISTRY[strategy].stage}'")
+        raise StageError(f"{folder}: no member_<i>.{suffix} files; run 'dvc repro {REGISTRY[strategy].stage}'")
     if sorted(found) != list(range(len(found))):
         raise StageError(f"{folder}: member files are not numbered 0 to {len(found) - 1}: {sorted(found)}")
-    members = [keras.saving.load_model(found[i]) for i in range(len(found))]
-    for i, member in enumerate(members):
+    return [found[i] for i in range(len(found))]
+
+
+def network_weights(strategy: str, n_features: int) -> list[list[np.ndarray]]:
+    """Each network member's [kernel1, bias1, kernel2, bias2], from its Keras file."""
+    with quiet_tensorflow():
+        import keras
+
+    weights = []
+    for path in member_files(strategy, "keras"):
+        member = keras.saving.load_model(path)
         if member.input_shape != (None, n_features):
-            raise StageError(f"{found[i]}: takes input {member.input_shape}, expected (None, {n_features})")
-    return members
+            raise StageError(f"{path}: takes input {member.input_shape}, expected (None, {n_features})")
+        weights.append(member.get_weights())
+    return weights
 
 
-def input_name(column: str, taken: set) -> str:
-    """A name for the column's model input that Keras and SavedModel signatures accept, unique in `taken`."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", column)
-    name = name if re.match(r"[A-Za-z]", name) and not name.startswith(INTERNAL) else f"c_{name}"
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
-
-
-def model_inputs(prep: dict) -> list[dict]:
-    """model.json's input list: every raw column the model takes, its input name and type; for a category
-    column, its vocabulary (any other level is (other)) and the training levels folded into (other)."""
-    raw = {name: prep["log"].get(name, name) for name in prep["numeric"]}
-    taken, inputs = set(), []
-    for name in prep["numeric"]:
-        inputs.append({"column": raw[name], "input": input_name(raw[name], taken), "type": "number"})
-    for name, levels in prep["categories"].items():
-        entry = {"column": name, "input": input_name(name, taken), "type": "category", "levels": len(levels)}
-        inputs.append({**entry, "vocabulary": levels, "folded": prep["folded"][name]})
-    return inputs
-
-
-def build(members: list[keras.Model], prep: dict, inputs: list[dict], eps: float, shift: float) -> keras.Model:
-    """Raw columns by name -> the preprocessing as clean and scale do it (log, imputation and its indicators,
-    scaling, clipping, one-hot over the training levels) -> float32 features -> every member -> its probability
-    calibrated as evaluate does (logit + shift, when the strategy needs it) -> mean of the members'
-    probabilities (float64), shape (n, 1). Numbers come in as float64 (NaN: missing), categories as text."""
-    tensors = {
-        entry["input"]: keras.Input(
-            shape=(1,), dtype="float64" if entry["type"] == "number" else "string", name=entry["input"]
-        )
-        for entry in inputs
-    }
-    numbers = [tensors[entry["input"]] for entry in inputs if entry["type"] == "number"]
-    numbers = [ops.log(x + eps) if name in prep["log"] else x for x, name in zip(numbers, prep["numeric"], strict=True)]
-    parts = []
-    if numbers:
-        imputed = [
-            ops.where(ops.isnan(x), prep["impute"][name], x) if name in prep["impute"] else x
-            for x, name in zip(numbers, prep["numeric"], strict=True)
+def tree_tables(strategy: str) -> list[dict]:
+    """Each tree member's baseline (raw score before any tree) and trees, as scikit-learn's predictor nodes."""
+    members = []
+    for path in member_files(strategy, "pkl"):
+        model = pickle.loads(path.read_bytes())
+        trees = [
+            {
+                "feature": nodes["feature_idx"],
+                "threshold": nodes["num_threshold"],
+                "left": nodes["left"],
+                "right": nodes["right"],
+                "is_leaf": nodes["is_leaf"],
+                "value": nodes["value"],
+            }
+            for nodes in (predictor.nodes for (predictor,) in model._predictors)
         ]
-        x = ops.concatenate(imputed, axis=1) if len(imputed) > 1 else imputed[0]
-        x = (x - np.asarray(prep["mean"])) / np.asarray(prep["scale"])  # as scale does, whatever the spread
-        parts.append(ops.cast(ops.clip(x, -prep["clip"], prep["clip"]), "float32"))
-    for name in prep["indicators"]:
-        parts.append(ops.cast(ops.isnan(numbers[prep["numeric"].index(name)]), "float32"))
-    for entry in inputs:
-        if entry["type"] == "category":
-            lookup = keras.layers.StringLookup(
-                vocabulary=entry["vocabulary"],
-                num_oov_indices=1,
-                output_mode="one_hot",
-                name=f"{INTERNAL}levels_{entry['input']}",
-            )
-            parts.append(ops.reshape(lookup(tensors[entry["input"]]), (-1, entry["levels"] + 1)))
-    x = ops.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-    probabilities = []
-    for i, member in enumerate(members):
-        member.name = f"{INTERNAL}member_{i}"  # unique names inside the model
-        probability = ops.cast(member(x), "float64")
-        if shift:  # prior correction (fraudflow/operating.py): sigmoid(logit(p) + shift)
-            probability = ops.sigmoid(ops.log(probability) - ops.log1p(-probability) + shift)
-        probabilities.append(probability)
-    ensemble = ops.mean(ops.concatenate(probabilities, axis=1), axis=1, keepdims=True)
-    return keras.Model(tensors, ensemble, name="fraudflow")
-
-
-def export_saved_model(model: keras.Model, path):
-    """model.export() to a SavedModel directory that is byte-identical for identical models.
-
-    Keras lists the variables in the order of a set of object ids (it varies from run to run): they are put
-    in the model's own order. TensorFlow writes a random uuid into fingerprint.pb: it is cleared.
-    """
-    position = {id(variable.value): i for i, variable in enumerate(model.variables)}
-    list_variables = saved_model_export_archive._list_variables_used_by_fns
-
-    def in_model_order(functions):
-        return [sorted(group, key=lambda v: position[id(v)]) for group in list_variables(functions)]
-
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # no "Assets written to ..."
-    with mock.patch.object(saved_model_export_archive, "_list_variables_used_by_fns", in_model_order):
-        model.export(path, format="tf_saved_model", verbose=False)
-    (path / "assets").rmdir()  # empty (the model has no assets); DVC would not restore an empty folder anyway
-    fingerprint_file = path / "fingerprint.pb"
-    fingerprint = fingerprint_pb2.FingerprintDef.FromString(fingerprint_file.read_bytes())
-    fingerprint.ClearField("uuid")
-    fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
+        members.append({"baseline": float(model._baseline_prediction.ravel()[0]), "trees": trees})
+    return members
 
 
 def read_json(path: Path, stage: str) -> dict:
@@ -154,30 +90,62 @@ def read_json(path: Path, stage: str) -> dict:
         raise StageError(f"{path}: cannot read ({error}); run 'dvc repro {stage}'") from error
 
 
+def members(g: onnx_graph.Graph, features: str, strategy: str, n_features: int) -> tuple[str, int]:
+    """The strategy's members' probabilities as trained, (n, members), and how many members."""
+    entry = REGISTRY[strategy]
+    if entry.kind == NETWORK:
+        weights = network_weights(strategy, n_features)
+        return onnx_graph.network_members(g, features, weights), len(weights)
+    if entry.kind == TREES:
+        tables = tree_tables(strategy)
+        return onnx_graph.tree_members(g, features, tables), len(tables)
+    if entry.kind == LOGISTIC:
+        model = read_json(MODELS_DIR / f"{strategy}.json", entry.stage)
+        return onnx_graph.logistic_member(g, features, np.array(model["coefficients"]), model["intercept"]), 1
+    raise StageError(f"{strategy}: a {entry.kind} strategy has no members of its own")
+
+
+def model_inputs(prep: dict) -> list[dict]:
+    """model.json's input list: every raw column the model takes, its input's name (the column's) and type; for a
+    category column, its vocabulary (any other level is (other)) and the training levels folded into (other)."""
+    inputs = [{"column": c, "input": c, "type": "number"} for c in (prep["log"].get(n, n) for n in prep["numeric"])]
+    for name, levels in prep["categories"].items():
+        entry = {"column": name, "input": name, "type": "category", "levels": len(levels)}
+        inputs.append({**entry, "vocabulary": levels, "folded": prep["folded"][name]})
+    return inputs
+
+
+def build(strategy: str, prep: dict, inputs: list[dict], eps: float, shift: float) -> tuple:
+    """The strategy's ONNX model and its number of members: a blend combines its strategies' members (those of
+    weight 0 left out)."""
+    g = onnx_graph.Graph()
+    features = onnx_graph.preprocess(g, prep, inputs, eps)
+    n_features = len(prep["features"])
+    if REGISTRY[strategy].kind == BLEND:
+        blend = read_json(MODELS_DIR / f"{strategy}.json", REGISTRY[strategy].stage)
+        parts = [
+            (*members(g, features, name, n_features), weight) for name, weight in blend["strategies"].items() if weight
+        ]
+        probability, count = onnx_graph.blended_mean(g, parts, blend["intercept"], blend["members"]), blend["members"]
+    else:
+        probabilities, count = members(g, features, strategy, n_features)
+        probability = onnx_graph.calibrated_mean(g, probabilities, shift)
+    return onnx_graph.model(g, inputs, probability), count
+
+
 def main():
-    params = load_params("export")
-    networks = [s.name for s in REGISTRY.values() if s.kind == NETWORK]
-    chosen = params.get("strategy")
-    if chosen in REGISTRY and chosen not in networks:  # coefficients or trees: no network members
-        saved = "models/logistic.json" if chosen == "logistic" else f"models/{chosen}/member_<i>.pkl (scikit-learn)"
-        raise StageError(
-            f"params.yaml: param 'export.strategy' {chosen!r}: export packs a network strategy's members into one "
-            f"Keras model; use one of {', '.join(networks)}, or score with {saved} yourself"
-        )
-    strategy = require(params, "export", "strategy", lambda v: v in networks, f"one of {', '.join(networks)}")
+    names = [s.name for s in evaluated()]
+    strategy = require(load_params("export"), "export", "strategy", lambda v: v in names, f"one of {', '.join(names)}")
     eps = require(load_params("clean"), "clean", "eps", lambda v: is_number(v) and v > 0, "a number > 0")
     prep = load_preprocessing()
     rule = read_json(RULES_DIR / f"{strategy}.json", "evaluate")
     sha256 = read_json(RAW_RECORD, "download").get("sha256")
-    # The same layer names and (unused) dropout seeds whatever ran before: both are written to the files.
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(0)
-    members = load_members(strategy, len(prep["features"]))
     inputs = model_inputs(prep)
-    model = build(members, prep, inputs, eps, rule["calibration_logit_shift"])
+    model, count = build(strategy, prep, inputs, eps, rule["calibration_logit_shift"])
     card = {
         "strategy": strategy,
-        "members": len(members),
+        "members": count,
+        "format": FORMAT,
         "inputs": inputs,
         "log": sorted(prep["log"].values()),
         "missing": prep["missing"],
@@ -186,11 +154,10 @@ def main():
     }
     with atomic_output(EXPORT_DIR) as tmp:
         tmp.mkdir()
-        save_keras(model, tmp / "model.keras")
-        export_saved_model(model, tmp / "saved_model")
+        (tmp / MODEL_FILE.name).write_bytes(model.SerializeToString(deterministic=True))
         (tmp / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     detail = f"k {rule['k']:g}" if "k" in rule else f"threshold {rule['threshold']:g}"
-    log.info("export: wrote %s (%s, %d members, %s)", EXPORT_DIR, strategy, len(members), detail)
+    log.info("export: wrote %s (%s, %d members, %s)", EXPORT_DIR, strategy, count, detail)
 
 
 if __name__ == "__main__":

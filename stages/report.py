@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from fraudflow.common import StageError, run
-from fraudflow.strategies import evaluated
+from fraudflow.strategies import BLEND, evaluated, the_kind
 
 METRICS = Path("metrics")
 
@@ -148,6 +148,21 @@ def main():
         "at the tutorial's threshold: tp / fp / fn, precision, recall",
     ]
     print("\n" + table("Calibration, and the tutorial's fixed threshold: test split", header, calibration))
+    blend = read(METRICS / "train" / f"{the_kind(BLEND).name}.json")
+    rows = [[s, f"{w:.4f}"] for s, w in blend["weights"].items()] + [["(intercept)", f"{blend['intercept']:.4f}"]]
+    print(
+        "\n"
+        + table(
+            "The blend: its weights on the strategies' logits, fitted on the validation split",
+            ["strategy", "weight"],
+            rows,
+        )
+    )
+    recommended = read(METRICS / "summary.json")["recommended"]["strategy"]
+    print(
+        f"\n### Recommended: {recommended}\n\nThe least cost on the validation split, under the rule export "
+        "applies, among the strategies no other beats on the test split (paired verdicts above)."
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """score: `python -m stages.score INPUT OUTPUT` -- the exported model's probability and flag for new rows.
 
-INPUT is a CSV (plain or .gz) or Parquet file with the columns the model takes (models/export/model.json, "inputs"),
-validated as `clean` does, before TensorFlow is loaded; category levels not seen in training score as "(other)".
+INPUT is a CSV (plain or .gz) or Parquet file with the columns the model takes (export/model.json, "inputs"),
+validated as `clean` does, before the model is loaded (export/model.onnx, by ONNX Runtime); category levels not seen
+in training score as "(other)".
 OUTPUT (.csv, .csv.gz or .parquet) holds, row for row in input order, the input's other columns untouched
 (an id, Time, Class ...; text from a CSV), `probability` and `flagged`: 1 when probability > the exported
 threshold, or with a cost column (model.json's cost_column, which INPUT must then have, a number >= 0 in every
@@ -22,39 +23,35 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from fraudflow import inputs
-from fraudflow.common import CSV_SUFFIXES, EXPORT_DIR, StageError, atomic_output, log, quiet_tensorflow, run
+from fraudflow.common import CSV_SUFFIXES, EXPORT_DIR, StageError, atomic_output, log, run
 from fraudflow.costs import flagged
 from fraudflow.schema import MISSING_LEVEL, checked_categories, checked_costs, checked_numbers
 
-MODEL_FILE = EXPORT_DIR / "model.keras"
+MODEL_FILE = EXPORT_DIR / "model.onnx"
 CARD_FILE = EXPORT_DIR / "model.json"
 SCORE_COLUMNS = ("probability", "flagged")  # added to the output
 
 
 def load_card() -> dict:
-    """models/export/model.json: the model's inputs, missing-value policy and the rule that flags a row."""
+    """export/model.json: the model's inputs, missing-value policy and the rule that flags a row."""
     missing = [path for path in (CARD_FILE, MODEL_FILE) if not path.is_file()]
     if missing:
         raise StageError(f"{missing[0]}: not found; run 'dvc repro export' to make it")
     return json.loads(CARD_FILE.read_text())
 
 
-def load_predictor(card: dict):
-    """The exported model as a graph function of its named inputs (traced here, once); loads TensorFlow."""
-    with quiet_tensorflow():
-        import keras
-        import tensorflow as tf
+def load_predictor(card: dict, threads: int = 2):
+    """The exported model as a function of its named inputs, run by ONNX Runtime on `threads` threads."""
+    import onnxruntime
 
-    model = keras.saving.load_model(MODEL_FILE)
-    signature = {
-        entry["input"]: tf.TensorSpec([None, 1], tf.float64 if entry["type"] == "number" else tf.string)
-        for entry in card["inputs"]
-    }
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    session = onnxruntime.InferenceSession(MODEL_FILE, options, providers=["CPUExecutionProvider"])
 
-    def predict(inputs):
-        return model(inputs, training=False)
+    def predict(inputs: dict) -> np.ndarray:
+        return session.run(["probability"], inputs)[0]
 
-    return tf.function(predict).get_concrete_function(signature)
+    return predict
 
 
 def require_columns(names: list[str], path: Path, card: dict):

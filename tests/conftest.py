@@ -84,6 +84,14 @@ def set_cell(frame, column, row, value):
     return frame
 
 
+def drop_networks(path: Path, *names: str):
+    """Leave these network strategies out of params.yaml's `networks` (they then neither train nor count)."""
+    params = yaml.safe_load(path.read_text())
+    for name in names:
+        del params["networks"][name]
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def set_params(path: Path, **updates):
     """Change params in a params.yaml; keys are 'section__key' (double underscore), e.g. download__sha256=''."""
     params = yaml.safe_load(path.read_text())
@@ -95,8 +103,10 @@ def set_params(path: Path, **updates):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A scratch directory holding the repository's params.yaml, used as the working directory."""
+    """A scratch directory holding the repository's params.yaml (export.strategy: baseline, the strategy that
+    make_members trains), used as the working directory."""
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path / "params.yaml", export__strategy="baseline")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FRAUDFLOW_DATA_MIRROR", raising=False)
     monkeypatch.delenv("CREDITCARD_URL", raising=False)
@@ -140,6 +150,7 @@ FAST_PARAMS = {  # small, fast training for the pipeline tests
     "train_gbdt__max_trees": 30,
     "train_gbdt__patience": 5,
     "evaluate__bootstrap_resamples": 200,
+    "export__strategy": "baseline",  # the tests' reference; test_pipeline exports every strategy too
 }
 
 
@@ -343,7 +354,7 @@ def write_rule(strategy: str):
 
     shift = prior_shift(REGISTRY[strategy].balanced_odds, load_labels("train"), negative_rate())
     chosen = {"chosen": {"threshold": {"ensemble": CHOSEN_THRESHOLD}}, "value_rule": {"k": {"ensemble": CHOSEN_K}}}
-    card = evaluate.rule_card(strategy, chosen, shift, {"cost_false_positive": 5}, read_schema().cost)
+    card = evaluate.rule_card(strategy, chosen, shift, {"cost_false_positive": 5}, read_schema().cost, 50.0)
     write_json(RULES_DIR / f"{strategy}.json", card)
 
 
@@ -363,8 +374,10 @@ def raw_test_rows() -> pd.DataFrame:
 
 
 def model_feed(frame: pd.DataFrame, card: dict | None = None) -> dict:
-    """Rows of a raw table as the exported model's named inputs (models/export/model.json says which)."""
-    card = card or json.loads((Path("models") / "export" / "model.json").read_text())
+    """Rows of a raw table as the exported model's named inputs (export/model.json says which)."""
+    from fraudflow.common import EXPORT_DIR
+
+    card = card or json.loads((EXPORT_DIR / "model.json").read_text())
     feed = {}
     for entry in card["inputs"]:
         column = frame[entry["column"]]
@@ -381,6 +394,7 @@ def exported_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("exported")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    set_params(root / "params.yaml", export__strategy="baseline")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         run_data_stages()

@@ -2,19 +2,20 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import python_environment, set_params
+from conftest import REPO, python_environment, set_params
 from sklearn import metrics
 from test_stats import assert_close
 
 from fraudflow import costs, predictions, summary
-from fraudflow.common import COSTS_DIR, PREDICTIONS_DIR, RULES_DIR, SCALED_DIR, write_parquet
+from fraudflow.common import COSTS_DIR, PREDICTIONS_DIR, RULES_DIR, SCALED_DIR, load_params, write_parquet
 from fraudflow.operating import cost_threshold, prior_shift, shift_probabilities
-from fraudflow.strategies import REGISTRY, evaluated
+from fraudflow.strategies import BLEND, REGISTRY, evaluated
 from stages import evaluate, report
 
 SUMMARY_KEYS = {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lower", "mean_upper"}
@@ -98,7 +99,7 @@ def write_predictions(
                 frame[f"member_{member}"] = p[:, member]
             frames.append(frame)
             probabilities[strategy, split] = p
-        write_parquet(pa.Table.from_pandas(pd.concat(frames)), PREDICTIONS_DIR / f"{strategy}.parquet")
+        write_parquet(pa.Table.from_pandas(pd.concat(frames)), REGISTRY[strategy].predictions)
     return labels, probabilities, amounts
 
 
@@ -224,8 +225,10 @@ def test_a_negative_sample_is_corrected_for_the_baseline_logistic_regression_and
     set_params(project / "params.yaml", train__negative_rate=0.1)
     evaluate.main()
     sampled = {s: read_metrics(project, s) for s in names()}
-    at_real_odds = [s for s in names() if not REGISTRY[s].balanced_odds]
+    at_real_odds = [s for s in names() if not REGISTRY[s].balanced_odds and REGISTRY[s].kind != BLEND]
     assert at_real_odds == ["baseline", "focal", "logistic", "gbdt"]
+    # the blend, fitted on the validation split at the real odds, is not shifted
+    assert sampled["blend"]["brier"]["ensemble"] == whole["blend"]["brier"]["ensemble"]
     for strategy in at_real_odds:  # odds divided by 10: fewer flagged at the same threshold
         assert sampled[strategy]["brier"]["ensemble"] != whole[strategy]["brier"]["ensemble"]
         # Each member ranks the rows as before (the ensemble averages shifted probabilities: it may not)
@@ -239,9 +242,15 @@ def test_report_prints_the_readme_tables_from_the_metrics(project, capsys):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
     write_predictions(3)
     evaluate.main()
+    weights = {"baseline": 0.25, "gbdt": 0.75}  # what train_blend would have written
+    (project / "metrics" / "train").mkdir(parents=True)
+    (project / "metrics" / "train" / "blend.json").write_text(json.dumps({"weights": weights, "intercept": -0.5}))
     capsys.readouterr()
     report.main()
     printed = capsys.readouterr().out
+    assert "| gbdt | 0.7500 |" in printed and "| (intercept) | -0.5000 |" in printed
+    recommended = json.loads((project / "metrics" / "summary.json").read_text())["recommended"]["strategy"]
+    assert f"### Recommended: {recommended}" in printed
     baseline = read_metrics(project, "baseline")["chosen"]["cost_per_1000"]
     row = f"| baseline | {read_metrics(project, 'baseline')['chosen']['threshold']['ensemble']:.3f} | "
     assert (
@@ -263,7 +272,9 @@ def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(
     evaluate.main()
     headline = json.loads((project / summary.SUMMARY_FILE).read_text())
     differences = json.loads((project / "metrics" / "differences.json").read_text())
-    assert list(headline) == [*names(), *differences]
+    assert list(headline) == [*names(), *differences, "recommended"]
+    costs = {s: read_rule(project, s)["validation_cost_per_1000"] for s in names()}
+    assert headline["recommended"] == {"strategy": summary.recommend(differences, costs)}
     for strategy in names():
         detail = read_metrics(project, strategy)
         by_value = {}
@@ -310,10 +321,12 @@ def test_last_bit_changes_do_not_reach_the_summary(project):
             return {key: nudged(value, factor) for key, value in data.items()}
         return data * factor if isinstance(data, float) else data
 
-    headline = summary.summarise(results, differences)
-    assert summary.summarise(nudged(results, 1 + 1e-12), differences) == headline
-    assert summary.summarise(nudged(results, 1 - 1e-12), differences) == headline
-    assert summary.summarise(nudged(results, 1.01), differences) != headline  # a real change does reach it
+    costs = {s: read_rule(project, s)["validation_cost_per_1000"] for s in names()}
+    headline = summary.summarise(results, differences, costs)
+    assert json.loads((project / "metrics" / "summary.json").read_text()) == headline
+    assert summary.summarise(nudged(results, 1 + 1e-12), differences, costs) == headline
+    assert summary.summarise(nudged(results, 1 - 1e-12), differences, costs) == headline
+    assert summary.summarise(nudged(results, 1.01), differences, costs) != headline  # a real change does reach it
 
 
 @pytest.mark.parametrize(("width", "decimals"), [(37.1, 0), (99.9, 0), (100.0, 0), (3.7, 1), (0.37, 2), (0.0, 0)])
@@ -516,3 +529,43 @@ def test_predictions_without_members_are_refused(project):
     write_parquet(pa.Table.from_pandas(frame), PREDICTIONS_DIR / "weighted.parquet")
     with pytest.raises(evaluate.StageError, match="no member_<i> columns; run 'dvc repro train@weighted'"):
         evaluate.main()
+
+
+def verdicts(**pairs) -> dict:
+    """Hand-made metrics/differences.json entries: {'a-b': verdict on the value rule's cost}."""
+    return {pair.replace("_", "-"): {"value_rule": {"cost_per_1000": {"verdict": v}}} for pair, v in pairs.items()}
+
+
+@pytest.mark.parametrize(
+    ("differences", "costs", "recommended"),
+    [
+        # nothing distinguishable: the least validation cost
+        (verdicts(a_b="not distinguishable", a_c="not distinguishable", b_c="not distinguishable"), (30, 20, 25), "b"),
+        # b is cheapest on validation, but c beats it on test: of the others, the cheaper
+        (verdicts(a_b="not distinguishable", a_c="not distinguishable", b_c="c better"), (30, 20, 25), "c"),
+        # a beats b (first named), b beats c: a, whatever its validation cost
+        (verdicts(a_b="a better", a_c="not distinguishable", b_c="b better"), (30, 20, 25), "a"),
+        # a tie on validation: the first evaluated
+        (verdicts(a_b="not distinguishable", a_c="not distinguishable", b_c="not distinguishable"), (20, 20, 25), "a"),
+    ],
+)
+def test_the_recommendation_is_the_least_validation_cost_among_those_no_other_beats_on_test(
+    differences, costs, recommended
+):
+    assert summary.recommend(differences, dict(zip("abc", costs, strict=True))) == recommended
+
+
+def test_the_recommendation_without_a_cost_column_follows_the_flat_cost():
+    differences = {"a-b": {"chosen": {"cost_per_1000": {"verdict": "b better"}}}}
+    assert summary.recommend(differences, {"a": 10, "b": 20}) == "b"
+
+
+def test_the_committed_default_export_is_the_committed_recommendation(monkeypatch):
+    """params.yaml's export.strategy follows the committed results: the strategy metrics/summary.json recommends,
+    which is recommend's choice from the committed differences and validation costs."""
+    monkeypatch.chdir(REPO)
+    committed = json.loads(Path("metrics/summary.json").read_text())["recommended"]["strategy"]
+    assert load_params("export")["strategy"] == committed
+    costs = {s.name: json.loads((RULES_DIR / f"{s.name}.json").read_text()) for s in evaluated()}
+    costs = {name: rule["validation_cost_per_1000"] for name, rule in costs.items()}
+    assert summary.recommend(json.loads(Path("metrics/differences.json").read_text()), costs) == committed

@@ -1,19 +1,17 @@
-import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
 
-import keras
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
-import tensorflow as tf
 from conftest import (
     CHOSEN_K,
     CHOSEN_THRESHOLD,
     MODEL_COLUMNS,
+    drop_networks,
     make_members,
     model_feed,
     python_environment,
@@ -23,36 +21,49 @@ from conftest import (
     write_rule,
 )
 
-from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, StageError, rounded
+from fraudflow.common import EXPORT_DIR, RAW_CSV, StageError, rounded
+from fraudflow.inputs import fingerprint
 from fraudflow.operating import prior_shift, shift_probabilities
+from fraudflow.predictions import MemberColumns
 from fraudflow.scaled import load_labels
 from fraudflow.strategies import REGISTRY
-from stages import export
+from stages import export, score, train_blend, train_gbdt, train_logistic
+
+ALL = "'export.strategy' must be one of baseline, weighted, resampled, focal, logistic, gbdt, blend"
 
 
-def pipeline_test_probabilities() -> np.ndarray:
-    """The baseline ensemble's test probabilities: the mean of its members' (trained at the real odds: no shift)."""
-    predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet")
-    return predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]].mean(axis=1).to_numpy()
+def exported_probabilities(frame: pd.DataFrame) -> np.ndarray:
+    """The exported model's probabilities of raw rows, as stages.score computes them (ONNX Runtime)."""
+    card = score.load_card()
+    return score.load_predictor(card)(model_feed(frame, card)).ravel()
+
+
+def evaluated_probabilities(strategy: str) -> np.ndarray:
+    """What evaluate scores on the test split: the members' probabilities calibrated as the rule file says, their
+    mean."""
+    shift = json.loads((EXPORT_DIR / "model.json").read_text())["calibration_logit_shift"]
+    test = MemberColumns(strategy, "test", shift)
+    for _ in test:
+        pass
+    return test.calibrated.value()
 
 
 def test_model_on_raw_rows_reproduces_the_pipelines_test_predictions(exported):
-    model = keras.saving.load_model(EXPORT_DIR / "model.keras")
-    probabilities = model.predict(model_feed(raw_test_rows()), verbose=0)
-    assert probabilities.shape == (600, 1)
-    np.testing.assert_allclose(probabilities.ravel(), pipeline_test_probabilities(), rtol=0, atol=1e-6)
+    probabilities = exported_probabilities(raw_test_rows())
+    assert probabilities.shape == (600,)
+    np.testing.assert_allclose(probabilities, evaluated_probabilities("baseline"), rtol=0, atol=1e-6)
     # The members disagree: a model that left one out would miss the mean by far more than 1e-6.
-    predictions = pd.read_parquet(PREDICTIONS_DIR / "baseline.parquet")
-    members = predictions[[f"member_{i}" for i in range(3)]].to_numpy()
+    test = MemberColumns("baseline", "test", 0.0)
+    members = np.stack(list(test), axis=1)
     assert np.abs(members - members.mean(axis=1, keepdims=True)).min(axis=1).max() > 1e-3
 
 
-def test_saved_model_gives_the_same_numbers_as_the_keras_file(exported):
-    rows = model_feed(raw_test_rows())
-    keras_file = keras.saving.load_model(EXPORT_DIR / "model.keras").predict(rows, verbose=0)
-    serving = tf.saved_model.load(str(EXPORT_DIR / "saved_model")).signatures["serving_default"]
-    saved_model = serving(**{name: tf.constant(values) for name, values in rows.items()})["output_0"].numpy()
-    np.testing.assert_allclose(saved_model, keras_file, rtol=0, atol=1e-6)
+def test_the_onnx_file_takes_a_named_input_per_column(exported):
+    model = onnx.load(EXPORT_DIR / "model.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    inputs = {i.name: (i.type.tensor_type.elem_type, len(i.type.tensor_type.shape.dim)) for i in model.graph.input}
+    assert inputs == {name: (onnx.TensorProto.DOUBLE, 2) for name in MODEL_COLUMNS}
+    assert [output.name for output in model.graph.output] == ["probability"]
 
 
 def test_model_json_says_what_the_model_expects(exported):
@@ -60,16 +71,18 @@ def test_model_json_says_what_the_model_expects(exported):
     assert card == {
         "strategy": "baseline",
         "members": 3,
+        "format": export.FORMAT,
         "inputs": [{"column": name, "input": name, "type": "number"} for name in MODEL_COLUMNS],
         "log": ["Amount"],
         "missing": "error",
         "calibration_logit_shift": 0.0,
+        "validation_cost_per_1000": 50.0,
         "cost_column": "Amount",
         "k": CHOSEN_K,
         "cost_false_positive": 5,
         "k_chosen": "on the validation split, least sum of the missed positives' Amount + cost_false_positive * FP",
         "flagged": "probability / (1 - probability) * Amount > k * cost_false_positive",
-        "data_sha256": hashlib.sha256(RAW_CSV.read_bytes()).hexdigest(),
+        "data_sha256": fingerprint(RAW_CSV),
     }
 
 
@@ -77,7 +90,7 @@ def test_without_a_cost_column_model_json_holds_the_threshold(exported_dir, tmp_
     shutil.copytree(exported_dir, tmp_path / "flat", ignore=shutil.ignore_patterns("export"))
     monkeypatch.chdir(tmp_path / "flat")
     set_params(tmp_path / "flat" / "params.yaml", data__cost=None, evaluate__cost_false_negative=133)
-    write_rule("baseline")  # the flat cost's rule, as evaluate writes it
+    write_rule("baseline")  # evaluate's rule without a cost column
     export.main()
     card = json.loads((EXPORT_DIR / "model.json").read_text())
     assert "cost_column" not in card and "k" not in card
@@ -95,14 +108,73 @@ def test_weighted_members_are_calibrated_inside_the_model(exported_dir, tmp_path
     export.main()
     shift = prior_shift(REGISTRY["weighted"].balanced_odds, load_labels("train"), 1.0)
     assert shift < -1
-    predictions = pd.read_parquet(PREDICTIONS_DIR / "weighted.parquet")
-    members = predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]].to_numpy()
-    expected = shift_probabilities(members, shift).mean(axis=1)  # as evaluate calibrates and averages
-    model = keras.saving.load_model(EXPORT_DIR / "model.keras")
-    exported = model.predict(model_feed(raw_test_rows()), verbose=0).ravel()
-    np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-6)
-    # The shift as evaluate's rule file holds it (write_json: 10 significant digits), which the model applies
+    # as evaluate calibrates and averages the members (its rule file holds the shift to 10 digits)
+    members = np.stack(list(MemberColumns("weighted", "test", 0.0)), axis=1)
+    expected = shift_probabilities(members, shift).mean(axis=1)
+    np.testing.assert_allclose(exported_probabilities(raw_test_rows()), expected, rtol=0, atol=1e-6)
     assert json.loads((EXPORT_DIR / "model.json").read_text())["calibration_logit_shift"] == rounded(shift)
+
+
+@pytest.fixture(scope="module")
+def every_strategy(exported_dir, tmp_path_factory):
+    """The exported project with logistic regression, the trees and the blend trained as their stages do (the
+    networks: baseline only), and a rule file for each."""
+    root = tmp_path_factory.mktemp("every") / "project"
+    shutil.copytree(exported_dir, root, ignore=shutil.ignore_patterns("export"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        set_params(root / "params.yaml", train__members=3, train_gbdt__max_trees=40)
+        drop_networks(root / "params.yaml", "weighted", "resampled", "focal")  # the networks: baseline only
+        for stage in (train_logistic, train_gbdt, train_blend):
+            stage.main()
+        for strategy in ("logistic", "gbdt", "blend"):
+            write_rule(strategy)
+    return root
+
+
+@pytest.mark.parametrize("strategy", ["logistic", "gbdt", "blend"])
+def test_every_strategy_exports_to_a_model_that_gives_evaluates_probabilities(every_strategy, monkeypatch, strategy):
+    monkeypatch.chdir(every_strategy)
+    set_params(every_strategy / "params.yaml", export__strategy=strategy)
+    export.main()
+    card = json.loads((EXPORT_DIR / "model.json").read_text())
+    assert (card["strategy"], card["members"]) == (strategy, 1 if strategy == "logistic" else 3)
+    exported, expected = exported_probabilities(raw_test_rows()), evaluated_probabilities(strategy)
+    np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-6 if strategy == "blend" else 1e-12)
+    assert np.ptp(expected) > 0.1  # a model that scored every row alike would not pass
+
+
+def test_the_blends_weights_depend_on_the_validation_rows_only(every_strategy, tmp_path, monkeypatch):
+    """Other test labels (and so other test rows' predictions) change no weight; other validation labels do."""
+
+    def weights_with(labels_of) -> dict:
+        work = tmp_path / labels_of.__name__
+        shutil.copytree(every_strategy, work)
+        monkeypatch.chdir(work)
+        for path in (work / "data" / "predictions").glob("*.parquet"):
+            frame = pd.read_parquet(path)
+            frame["label"] = labels_of(frame)
+            frame.to_parquet(path, index=False)
+        train_blend.main()
+        return json.loads((work / "models" / "blend.json").read_text())
+
+    original = json.loads((every_strategy / "models" / "blend.json").read_text())
+    assert set(original["strategies"]) == {"baseline", "logistic", "gbdt"}
+
+    def test_labels_shuffled(frame):
+        test = frame["split"] == "test"
+        labels = frame["label"].to_numpy().copy()
+        labels[test] = np.random.default_rng(0).permutation(labels[test])
+        return labels
+
+    def validation_labels_shuffled(frame):
+        val = frame["split"] == "val"
+        labels = frame["label"].to_numpy().copy()
+        labels[val] = np.random.default_rng(0).permutation(labels[val])
+        return labels
+
+    assert weights_with(test_labels_shuffled) == original
+    assert weights_with(validation_labels_shuffled) != original
 
 
 def test_exported_files_are_byte_identical_across_runs(exported_dir, tmp_path):
@@ -113,7 +185,7 @@ def test_exported_files_are_byte_identical_across_runs(exported_dir, tmp_path):
         return {str(path.relative_to(directory)): path.read_bytes() for path in files}
 
     first, second = export_in(tmp_path / "first"), export_in(tmp_path / "second")
-    assert {"model.keras", "model.json", "saved_model.pb", "fingerprint.pb"} <= {name.split("/")[-1] for name in first}
+    assert {name.split("/")[-1] for name in first} == {"model.onnx", "model.json"}
     assert first.keys() == second.keys()
     assert [name for name in first if first[name] != second[name]] == []
 
@@ -138,27 +210,26 @@ def test_members_must_be_numbered_from_zero(project):
 
 def test_unknown_strategy_param_is_named(project):
     set_params(project / "params.yaml", export__strategy="smote")
-    with pytest.raises(
-        StageError, match=r"'export.strategy' must be one of baseline, weighted, resampled, focal, got 'smote'"
-    ):
+    with pytest.raises(StageError, match=rf"{ALL}, got 'smote'$"):
         export.main()
 
 
-@pytest.mark.parametrize(
-    ("strategy", "model"), [("gbdt", "models/gbdt/member_<i>.pkl"), ("logistic", "models/logistic.json")]
-)
-def test_a_strategy_without_network_members_is_refused_saying_what_to_use(project, strategy, model):
-    set_params(project / "params.yaml", export__strategy=strategy)
-    with pytest.raises(
-        StageError,
-        match=rf"'export.strategy' '{strategy}': .* use one of baseline, weighted, "
-        rf"resampled, focal, or score with {re.escape(model)}",
-    ) as error:
+def test_a_strategy_left_out_of_the_run_is_not_exportable(project):
+    set_params(project / "params.yaml", export__strategy="focal")
+    drop_networks(project / "params.yaml", "focal")
+    with pytest.raises(StageError, match=r"'export.strategy' must be one of baseline, weighted, resampled, logistic"):
         export.main()
-    assert "\n" not in str(error.value)
+
+
+def test_a_missing_rule_names_the_stage_that_writes_it(project):
+    run_data_stages(rows=500, frauds=10)
+    with pytest.raises(StageError, match=r"models/rules/baseline.json: cannot read .*; run 'dvc repro evaluate'"):
+        export.main()
 
 
 def test_a_member_of_another_shape_is_named(project):
+    import keras
+
     run_data_stages(rows=500, frauds=10)
     write_rule("baseline")
     keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(1)]).save(project / "m.keras")

@@ -7,16 +7,16 @@ import shutil
 import subprocess
 import sys
 
-import keras
 import numpy as np
+import onnx
+import onnxruntime
 import pandas as pd
 import pyarrow as pa
 import pytest
-import tensorflow as tf
 from conftest import MIXED_DATA, REPO, make_creditcard, make_mixed, project_repo, raw_test_rows, set_cell, set_params
 
-from fraudflow import preprocess
-from fraudflow.common import PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
+from fraudflow import onnx_graph, preprocess
+from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
 from fraudflow.strategies import evaluated
 from stages import clean, export, scale, score, split, train_logistic
 
@@ -49,7 +49,7 @@ def test_the_preprocessing_follows_the_data_section(mixed, monkeypatch):
     assert not any(name.startswith(("tx_id", "event_time", "comment", "outcome")) for name in prep["features"])
     assert np.load(SCALED_DIR / "train_features.npy").shape[1] == len(prep["features"]) == 4 + 1 + 6 + 1 + 4
     strategies = [entry.name for entry in evaluated()]
-    assert strategies == ["baseline", "weighted", "resampled", "focal", "logistic", "gbdt"]
+    assert strategies == ["baseline", "weighted", "resampled", "focal", "logistic", "gbdt", "blend"]
     for name in strategies:
         metrics = json.loads((mixed.cwd / "metrics" / "test" / f"{name}.json").read_text())
         assert 0 < metrics["average_precision"]["ensemble_lower"] < metrics["average_precision"]["ensemble"]
@@ -92,8 +92,8 @@ def test_an_unseen_level_and_missing_values_are_scored(mixed, monkeypatch, tmp_p
     np.testing.assert_allclose(pd.read_parquet(tmp_path / "rare_scores.parquet")["probability"], scores["probability"])
 
 
-def test_the_saved_model_takes_named_inputs_and_model_json_lists_them(mixed):
-    card = json.loads((mixed.cwd / "models" / "export" / "model.json").read_text())
+def test_the_exported_model_takes_named_inputs_and_model_json_lists_them(mixed):
+    card = json.loads((mixed.cwd / EXPORT_DIR / "model.json").read_text())
     kinds = {entry["column"]: (entry["type"], entry.get("levels")) for entry in card["inputs"]}
     assert kinds == {
         "amount_usd": ("number", None),
@@ -104,8 +104,10 @@ def test_the_saved_model_takes_named_inputs_and_model_json_lists_them(mixed):
         "channel": ("category", 4),
     }
     assert card["missing"] == "impute" and card["log"] == ["amount_usd"]
-    serving = tf.saved_model.load(str(mixed.cwd / "models" / "export" / "saved_model")).signatures["serving_default"]
-    assert set(serving.structured_input_signature[1]) == set(kinds)
+    model = onnx.load(mixed.cwd / EXPORT_DIR / "model.onnx")
+    types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    text, number = onnx.TensorProto.STRING, onnx.TensorProto.DOUBLE
+    assert types == {name: text if kind == "category" else number for name, (kind, _) in kinds.items()}
 
 
 def test_renamed_and_reordered_columns_give_the_same_predictions(tmp_path, monkeypatch):
@@ -335,15 +337,17 @@ def test_the_exported_preprocessing_equals_scales_whatever_the_spread_and_the_na
     for stage in (clean, split, scale):
         stage.main()
     prep = load_preprocessing()
-    keras.utils.set_random_seed(0)
-    member = keras.Sequential([keras.Input((len(prep["features"]),)), keras.layers.Dense(1, activation="sigmoid")])
     inputs = export.model_inputs(prep)
-    model = export.build([member], prep, inputs, eps=0.001, shift=0.0)
+    coefficients = np.random.default_rng(0).normal(size=len(prep["features"]))  # a logistic member reads them all
+    g = onnx_graph.Graph()
+    member = onnx_graph.logistic_member(g, onnx_graph.preprocess(g, prep, inputs, eps=0.001), coefficients, -0.5)
+    model = onnx_graph.model(g, inputs, onnx_graph.calibrated_mean(g, member, 0.0))
     test = pd.read_parquet(SPLIT_DIR / "test.parquet")
     feed = {
         entry["input"]: test[[entry["column"]]].to_numpy(object if entry["type"] == "category" else float)
         for entry in inputs
     }
-    expected = member.predict(np.load(SCALED_DIR / "test_features.npy"), verbose=0)
-    exported = model({name: tf.constant(values) for name, values in feed.items()}).numpy()
-    np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-6)
+    features = np.load(SCALED_DIR / "test_features.npy").astype(np.float64)
+    expected = 1 / (1 + np.exp(-(features @ coefficients - 0.5)))
+    exported = onnxruntime.InferenceSession(model.SerializeToString()).run(None, feed)[0].ravel()
+    np.testing.assert_allclose(exported, expected, rtol=1e-12, atol=0)

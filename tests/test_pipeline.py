@@ -5,6 +5,7 @@ import subprocess
 import sys
 from itertools import combinations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from conftest import (
 )
 
 from fraudflow.costs import flagged
+from fraudflow.predictions import MemberColumns
 from fraudflow.strategies import NETWORK, REGISTRY, colour
 
 DATA_STAGES = ["download", "clean", "split", "scale"]
@@ -74,7 +76,8 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
     assert list(files) == ["metrics/summary.json"]  # the only metrics file dvc.yaml declares
     headline = files["metrics/summary.json"]["data"]
     pairs = ["-".join(pair) for pair in combinations(EVALUATED, 2)]
-    assert sorted(headline) == sorted([*EVALUATED, *pairs])
+    assert sorted(headline) == sorted([*EVALUATED, *pairs, "recommended"])
+    assert headline["recommended"]["strategy"] in EVALUATED
     for strategy in EVALUATED:
         keys = {"ap", "roc_auc", "recall_at_fpr", "cost", "precision", "recall", "value_cost", "value_caught"}
         assert set(headline[strategy]) == keys
@@ -97,6 +100,32 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
         ap = test_metrics["average_precision"]
         assert headline[strategy]["ap"].startswith(f"{ap['ensemble']:.3f} [{ap['ensemble_lower']:.3f}, ")
     assert json.loads((repo.cwd / "metrics" / "split.json").read_text())["test"] == TEST_SPLIT
+
+
+def test_every_strategy_exports_a_model_that_scores_and_flags_the_test_rows_as_evaluate(repo, reproduced, monkeypatch):
+    """For each strategy: dvc repro export after setting export.strategy, then python -m stages.score on the raw test
+    rows gives evaluate's probabilities (its members calibrated and averaged) and flags the rows evaluate counts."""
+    monkeypatch.chdir(repo.cwd)
+    rows = raw_test_rows()
+    rows.to_csv(repo.cwd / "test_rows.csv", index=False)
+    params = repo.cwd / "params.yaml"
+    original = params.read_text()
+    for strategy in EVALUATED:
+        set_params(params, export__strategy=strategy)
+        assert ran(repo.run("dvc", "repro", "export")) <= {"export"}  # nothing for the strategy already exported
+        assert json.loads((repo.cwd / "export" / "model.json").read_text())["strategy"] == strategy
+        repo.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
+        scores = pd.read_csv(repo.cwd / "scores.csv")
+        rule = json.loads((repo.cwd / "models" / "rules" / f"{strategy}.json").read_text())
+        test = MemberColumns(strategy, "test", rule["calibration_logit_shift"])
+        for _ in test:
+            pass
+        np.testing.assert_allclose(scores["probability"], test.calibrated.value(), rtol=0, atol=1e-6, err_msg=strategy)
+        counted = json.loads((repo.cwd / "metrics" / "test" / f"{strategy}.json").read_text())["value_rule"]
+        flagged_rows = (scores["flagged"].sum(), (scores["flagged"] & scores["Class"]).sum())
+        assert flagged_rows == (counted["tp"]["ensemble"] + counted["fp"]["ensemble"], counted["tp"]["ensemble"])
+    params.write_text(original)
+    repo.run("dvc", "repro", "export")
 
 
 def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, reproduced):
@@ -160,19 +189,20 @@ def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced)
 
 
 def assert_headline_diff_about(strategy: str, diff: dict):
-    """`dvc metrics diff` lists only the strategy's headline numbers and the verdicts of pairs with it, each one
-    changed after rounding."""
+    """`dvc metrics diff` lists only the headline numbers of the strategy and of the blend (made of it), the
+    verdicts of pairs with either, and the recommendation, each one changed after rounding."""
     assert list(diff) == ["metrics/summary.json"]
     rows = diff["metrics/summary.json"]
     assert any(key.startswith(f"{strategy}.") for key in rows)
-    assert all(strategy in key.split(".")[0].split("-") for key in rows), rows
+    changed = {strategy, "blend", "recommended"}
+    assert all(changed & set(key.split(".")[0].split("-")) for key in rows), rows
     assert all(row["old"] != row["new"] for row in rows.values())
 
 
 def test_a_resampled_experiment_reruns_two_stages_and_diffs_only_resampled_headline_numbers(repo, reproduced):
     repo.commit("results")
     experiment = repo.run("dvc", "exp", "run", "-S", "networks.resampled.steps_per_epoch=4")
-    assert ran(experiment) == {"train@resampled", "evaluate"}
+    assert ran(experiment) == {"train@resampled", "train_blend", "evaluate", "export"}
     assert_headline_diff_about("resampled", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
@@ -196,12 +226,12 @@ def test_a_reference_param_change_reruns_only_its_stage_and_evaluate(repo, repro
     repo.commit("results")
     set_params(repo.cwd / "params.yaml", **change)
     assert repo.changed_stages() == {f"train_{stage}"}
-    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "evaluate"}
+    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "train_blend", "evaluate", "export"}
     assert_headline_diff_about(stage, json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
 def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(repo, reproduced, monkeypatch):
-    card_file = repo.cwd / "models" / "export" / "model.json"
+    card_file = repo.cwd / "export" / "model.json"
 
     def chosen(strategy):  # the k and threshold evaluate chose on validation
         result = json.loads((repo.cwd / "metrics" / "test" / f"{strategy}.json").read_text())
@@ -211,7 +241,7 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     assert (card["strategy"], card["k"], card["calibration_logit_shift"]) == ("baseline", chosen("baseline")[0], 0)
     assert (card["cost_column"], card["cost_false_positive"]) == ("Amount", 5)
     assert card["members"] == 2 and card["inputs"][-1]["column"] == "Amount"
-    assert (repo.cwd / "models" / "export" / "saved_model" / "saved_model.pb").exists()
+    assert (repo.cwd / "export" / "model.onnx").exists()
 
     set_params(repo.cwd / "params.yaml", export__strategy="weighted")
     assert repo.changed_stages() == {"export"}
@@ -274,10 +304,14 @@ def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_c
     repo.run("git", "checkout", "--", "params.yaml")
     back = repo.run("dvc", "repro")
     # trained again, to the same bytes; export may come back from DVC's run cache of the first repro
-    assert {"train@baseline", "evaluate"} <= ran(back) <= {"train@baseline", "evaluate", "export"}
+    assert (
+        {"train@baseline", "train_blend", "evaluate"}
+        <= ran(back)
+        <= {"train@baseline", "train_blend", "evaluate", "export"}
+    )
     assert predictions.read_bytes() == ours
     assert {p.name for p in (work / "models" / "baseline").iterdir()} == {"member_0.keras", "member_1.keras"}
-    assert (work / "models" / "export" / "model.json").exists()
+    assert (work / "export" / "model.json").exists()
     verified = subprocess.run(
         [sys.executable, "-m", "fraudflow.verify"], cwd=work, env=repo.env, capture_output=True, text=True
     )

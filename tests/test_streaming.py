@@ -103,7 +103,7 @@ def test_a_partitioned_parquet_folder_runs_through_the_pipeline(tmp_path):
     manifest = "".join(
         f"{hashlib.sha256((folder / path).read_bytes()).hexdigest()}  {path.as_posix()}\n" for path in copied
     )
-    card = json.loads((runner.cwd / "models" / "export" / "model.json").read_text())
+    card = json.loads((runner.cwd / "export" / "model.json").read_text())
     assert card["data_sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
     assert runner.changed_stages() == set()
 
