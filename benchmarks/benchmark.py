@@ -268,6 +268,7 @@ def scoring(root: Path, data: Path):
     project = Project(root / "score", data)
     project.run(["dvc", "repro", "scale"])
     (project.path / "models" / "baseline").mkdir(parents=True)
+    project.set_params(**{"export.strategy": "baseline"})  # the strategy RANDOM_MEMBERS makes
     project.run([sys.executable, "-c", RANDOM_MEMBERS])
     project.run([sys.executable, "-m", "stages.export"])
     raw = project.path / "data" / "raw" / "table.csv"

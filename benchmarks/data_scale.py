@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 PERIOD_SECONDS = 172_800  # creditcard.csv spans two days
 STAGES = ("download", "clean", "split", "scale")
 DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
-EVALUATED = ("baseline", "weighted", "resampled", "focal", "logistic", "gbdt")  # fraudflow.strategies's, not imported
+EVALUATED = ("baseline", "weighted", "resampled", "focal", "logistic", "gbdt", "blend")  # the registry's, not imported
 STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
 
 

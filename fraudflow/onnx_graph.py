@@ -4,18 +4,21 @@ gradient-boosted trees, or a blend of strategies) -> their calibrated probabilit
 
 Numbers come in as float64 (NaN: missing), categories as text. The features are float32, as scale writes them;
 each member's probability is computed as its stage computed it (networks in float32, logistic regression and trees
-in float64 on the float32 features), so the model gives evaluate's probabilities to about 1e-7 (networks) or 1e-15.
+in float64 on the float32 features): logistic regression's and the trees' to about 1e-15, the networks' to the last
+bit of a float32 (about 1e-7; a calibration shift or the blend's logits can enlarge that near p = 1, README).
 """
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from fraudflow.common import StageError
 from fraudflow.operating import LOGIT_CLIP
 
 OPSETS = {"": 21, "ai.onnx.ml": 5}  # ai.onnx.ml 5: TreeEnsemble with float64 splits and leaf values
 IR_VERSION = 10
 OUTPUT = "probability"
+INTERNAL = "fraudflow:"  # the graph's own value names start with it; an input (a column's name) must not
 # A tree node's children: where each goes in the TreeEnsemble's attributes (x <= split: the true branch, left)
 BRANCHES = (("left", "truenodeids", "trueleafs"), ("right", "falsenodeids", "falseleafs"))
 
@@ -28,7 +31,7 @@ class Graph:
 
     def name(self, hint: str) -> str:
         self.count += 1
-        return f"{hint}_{self.count}"
+        return f"{INTERNAL}{hint}_{self.count}"
 
     def const(self, value, dtype=np.float64) -> str:
         name = self.name("const")
@@ -126,10 +129,7 @@ def tree_members(g: Graph, features: str, members: list[dict]) -> str:
             for node in np.flatnonzero(~leaf):
                 a["featureids"].append(int(nodes["feature"][node]))
                 a["splits"].append(float(nodes["threshold"][node]))
-                for child, ids, leafs in (
-                    ("left", "truenodeids", "trueleafs"),
-                    ("right", "falsenodeids", "falseleafs"),
-                ):
+                for child, ids, leafs in BRANCHES:
                     target_node = int(nodes[child][node])
                     a[ids].append(int(position[target_node]))
                     a[leafs].append(int(leaf[target_node]))
@@ -166,7 +166,7 @@ def calibrated_mean(g: Graph, probabilities: str, shift: float) -> str:
 
 def blended_mean(g: Graph, parts: list[tuple[str, int, float]], intercept: float, members: int) -> str:
     """A blend's probability, (n, 1): member i is sigmoid(intercept + sum over strategies of weight *
-    logit(p)) of the strategies' member i (a strategy with fewer members gives its last), as stages/blend.py
+    logit(p)) of the strategies' member i (a strategy with fewer members gives its last), as stages/train_blend.py
     computes it; then their mean. parts: (the strategy's (n, its members) probabilities, its members, weight)."""
     logits = []
     for probabilities, _, _ in parts:
@@ -185,6 +185,9 @@ def blended_mean(g: Graph, parts: list[tuple[str, int, float]], intercept: float
 
 def model(g: Graph, inputs: list[dict], probability: str) -> onnx.ModelProto:
     """The graph's model: an input per raw column (float64 or text, shape (n, 1)), the probability as output."""
+    clash = [entry["column"] for entry in inputs if entry["input"].startswith(INTERNAL) or entry["input"] == OUTPUT]
+    if clash:
+        raise StageError(f"column '{clash[0]}': a name the exported model uses itself; rename the column")
     g.nodes.append(helper.make_node("Identity", [probability], [OUTPUT]))
     graph = helper.make_graph(
         g.nodes,

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fraudflow.common import atomic_output
 from fraudflow.inputs import is_text
 
 ROW_GROUP_ROWS = 1 << 17
@@ -40,6 +41,17 @@ class RowGroupWriter:
         if self.count and error[0] is None:
             self.writer.write_table(pa.concat_tables(self.pending), row_group_size=ROW_GROUP_ROWS)
         self.writer.close()
+
+
+def write_tables(path, tables):
+    """A Parquet file of a stream of tables, in RowGroupWriter's row groups (the schema is the first table's),
+    written atomically."""
+    with atomic_output(path) as tmp:
+        first = next(tables)
+        with RowGroupWriter(tmp, first.schema) as writer:
+            writer.write(first)
+            for table in tables:
+                writer.write(table)
 
 
 class NpyWriter:

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraudflow.common import SCALED_DIR, StageError, atomic_output, is_int, is_number, load_params, require
+from fraudflow.common import SCALED_DIR, StageError, is_int, is_number, load_params, require
 from fraudflow.inputs import batch_rows, exact_batches
-from fraudflow.outputs import RowGroupWriter
+from fraudflow.outputs import write_tables
 
 RANGE_BYTES = 1 << 24  # NpyRows.take reads its file in ranges of 16 MiB, letting each go once read
 PREDICTED_SPLITS = ("val", "test")
@@ -179,10 +179,4 @@ def write_predictions(path, predict):
                 block_ids = next(ids) if ids is not None else None
                 yield prediction_table(split, labels[start:stop], predict(features.rows(start, stop)), block_ids)
 
-    with atomic_output(path) as tmp:
-        blocks = tables()
-        first = next(blocks)
-        with RowGroupWriter(tmp, first.schema) as writer:
-            writer.write(first)
-            for table in blocks:
-                writer.write(table)
+    write_tables(path, tables())

@@ -77,6 +77,16 @@ def read_schema() -> Schema:
                 f"{PARAMS_FILE}: column '{column}' is named in data.columns and data.{seen[column]}; "
                 "data.columns lists features only"
             )
+    if schema.columns is not None:  # a feature named elsewhere must be among the features
+        features = [("log", schema.log), ("categorical", [] if schema.categorical == "auto" else schema.categorical)]
+        features.append(("cost", [schema.cost] if schema.cost and schema.cost not in schema.drop else []))
+        for role, columns in features:
+            for column in columns:
+                if column not in schema.columns:
+                    raise StageError(
+                        f"{PARAMS_FILE}: column '{column}' is named in data.{role} but not in data.columns; add it "
+                        "there (a cost column that is no feature goes in data.drop)"
+                    )
     for column in schema.ids:
         if column in RESERVED or column.startswith("member_"):
             raise StageError(f"{PARAMS_FILE}: data.ids: '{column}' is a name the predictions use; rename the column")

@@ -56,14 +56,8 @@ NETWORKS_SECTION = "networks"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def strategy(name: str) -> Strategy:
-    if name not in REGISTRY:
-        raise StageError(f"unknown strategy {name!r}; fraudflow/strategies.py knows {', '.join(REGISTRY)}")
-    return REGISTRY[name]
-
-
 def the_kind(kind: str) -> Strategy:
-    """The one strategy of a kind that has a stage of its own (LOGISTIC, TREES)."""
+    """The one strategy of a kind that has a stage of its own (LOGISTIC, TREES, BLEND)."""
     return next(s for s in REGISTRY.values() if s.kind == kind)
 
 

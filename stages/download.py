@@ -1,4 +1,4 @@
-"""download: fetch the raw table into data/raw and verify its sha256; record both in data/raw.json.
+"""download: fetch the raw table into data/raw and verify its sha256; record the sha256 in data/raw.json.
 
 The table is a CSV (plain or .gz; written as data/raw/table.csv), a Parquet file or a local folder of Parquet
 files as Spark, Dask, DuckDB, Polars or pyarrow write them (either written as data/raw/table.parquet), from a

@@ -123,6 +123,10 @@ def build(strategy: str, prep: dict, inputs: list[dict], eps: float, shift: floa
     n_features = len(prep["features"])
     if REGISTRY[strategy].kind == BLEND:
         blend = read_json(MODELS_DIR / f"{strategy}.json", REGISTRY[strategy].stage)
+        if not any(blend["strategies"].values()):
+            raise StageError(
+                f"{MODELS_DIR / strategy}.json: every weight is 0 (the blend is a constant); export another strategy"
+            )
         parts = [
             (*members(g, features, name, n_features), weight) for name, weight in blend["strategies"].items() if weight
         ]

@@ -52,7 +52,7 @@ def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, f
                 labels.write(batch_labels)
                 if ids:
                     id_writer.write(batch.select(ids))
-                if cost and costs:
+                if cost and costs is not None:
                     costs.write(frame[cost].to_numpy(np.float64))
                 elif cost:
                     positive_values.append(frame[cost].to_numpy(np.float64)[batch_labels == 1])

@@ -23,7 +23,6 @@ from fraudflow.common import (
     MODELS_DIR,
     PARAMS_FILE,
     StageError,
-    atomic_output,
     load_params,
     log,
     rounded,
@@ -32,9 +31,9 @@ from fraudflow.common import (
 )
 from fraudflow.inputs import exact_batches
 from fraudflow.operating import logit
-from fraudflow.outputs import RowGroupWriter
+from fraudflow.outputs import write_tables
 from fraudflow.predictions import BLOCK_ROWS, MemberColumns, member_columns, split_batches
-from fraudflow.scaled import PREDICTED_SPLITS
+from fraudflow.scaled import PREDICTED_SPLITS, train_members
 from fraudflow.strategies import BLEND, REGISTRY, evaluated, the_kind
 
 NAME = the_kind(BLEND).name
@@ -118,13 +117,7 @@ def write_predictions(strategies: list[str], weights: np.ndarray, intercept: flo
                     }
                 )
 
-    with atomic_output(the_kind(BLEND).predictions) as tmp:
-        blocks = tables()
-        head = next(blocks)
-        with RowGroupWriter(tmp, head.schema) as writer:
-            writer.write(head)
-            for table in blocks:
-                writer.write(table)
+    write_tables(the_kind(BLEND).predictions, tables())
 
 
 def main():
@@ -140,7 +133,7 @@ def main():
         labels = val.labels
         ensembles.append(logit(val.as_trained.value()))
     weights, intercept = fit(np.stack(ensembles, axis=1), labels)
-    members = max(len(member_columns(s)) for s in strategies)
+    members = train_members()  # as many as the other strategies have, whichever it weighs
     write_predictions(strategies, weights, intercept, members)
     model = {"strategies": dict(zip(strategies, weights.tolist(), strict=True)), "intercept": intercept}
     write_json(MODEL_FILE, model | {"members": members})

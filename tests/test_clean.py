@@ -225,3 +225,17 @@ def test_a_declared_column_in_another_role_is_refused(project):
     set_params(project / "params.yaml", data__columns=["V1", "Class"])
     with pytest.raises(StageError, match=r"column 'Class' is named in data.columns and data.label"):
         clean.main()
+
+
+@pytest.mark.parametrize(
+    ("params", "role"),
+    [
+        ({"data__columns": [f"V{i}" for i in range(1, 29)]}, "log"),  # Amount, a data.log column, left out
+        ({"data__columns": ["V1", "Amount"], "data__categorical": ["V3"]}, "categorical"),
+        ({"data__columns": ["V1", "V2"], "data__log": [], "data__cost": "Amount"}, "cost"),
+    ],
+)
+def test_a_feature_named_in_another_param_must_be_in_data_columns(project, params, role):
+    set_params(project / "params.yaml", **params)
+    with pytest.raises(StageError, match=rf"is named in data.{role} but not in data.columns; add it there"):
+        clean.main()

@@ -569,3 +569,8 @@ def test_the_committed_default_export_is_the_committed_recommendation(monkeypatc
     costs = {s.name: json.loads((RULES_DIR / f"{s.name}.json").read_text()) for s in evaluated()}
     costs = {name: rule["validation_cost_per_1000"] for name, rule in costs.items()}
     assert summary.recommend(json.loads(Path("metrics/differences.json").read_text()), costs) == committed
+
+
+def test_a_cycle_of_verdicts_leaves_the_least_validation_cost():
+    differences = verdicts(a_b="a better", a_c="c better", b_c="b better")  # every strategy beaten by another
+    assert summary.recommend(differences, {"a": 30, "b": 20, "c": 25}) == "b"

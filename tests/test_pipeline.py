@@ -199,7 +199,7 @@ def assert_headline_diff_about(strategy: str, diff: dict):
     assert all(row["old"] != row["new"] for row in rows.values())
 
 
-def test_a_resampled_experiment_reruns_two_stages_and_diffs_only_resampled_headline_numbers(repo, reproduced):
+def test_a_resampled_experiment_reruns_what_reads_it_and_diffs_only_resampled_and_blend_numbers(repo, reproduced):
     repo.commit("results")
     experiment = repo.run("dvc", "exp", "run", "-S", "networks.resampled.steps_per_epoch=4")
     assert ran(experiment) == {"train@resampled", "train_blend", "evaluate", "export"}
