@@ -133,7 +133,12 @@ def test_no_cost_column_keeps_no_raw_column(project):
 
 
 BAD_COSTS = {
-    "absent": ({"data__cost": "Price"}, None, r"missing column 'Price' \(named in data.cost\)" + FROM_URL),
+    # data.columns null: with the default list, a cost column it does not hold is refused first (tested below)
+    "absent": (
+        {"data__cost": "Price", "data__columns": None},
+        None,
+        r"missing column 'Price' \(named in data.cost\)" + FROM_URL,
+    ),
     "a category": (
         {"data__cost": "V3", "data__categorical": ["V3"]},
         None,
@@ -145,7 +150,7 @@ BAD_COSTS = {
         r"^params.yaml: param 'data.cost' must be a column name or null, got -5$",
     ),
     "the label": (
-        {"data__cost": "Class"},
+        {"data__cost": "Class", "data__columns": None},
         None,
         r"column 'Class' \(data.cost\) is",
     ),
