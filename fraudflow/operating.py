@@ -25,9 +25,8 @@ def prior_shift(balanced_odds: bool, train_labels: np.ndarray, negative_rate: fl
     return float(np.log(positives / (len(train_labels) - positives)))
 
 
-# logit() clips probabilities to [LOGIT_CLIP, 1 - LOGIT_CLIP]: 2^-24 is float32's spacing just below 1, so a
-# network's probability (float32) of 1.0 and the float32 just below it give the same logit, about 16.6: its logit
-# carries no more than its probability's resolution, whatever the last bit of its sigmoid.
+# logit() clips probabilities to [LOGIT_CLIP, 1 - LOGIT_CLIP], so every logit the blend combines is finite and at
+# most about 16.6 in size: one strategy's near-certain rows cannot outweigh the others' without bound.
 LOGIT_CLIP = 2.0**-24
 
 

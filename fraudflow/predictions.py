@@ -73,6 +73,12 @@ class MemberColumns:
             self.calibrated.add(calibrated)
             yield calibrated
 
+    def read_all(self) -> "MemberColumns":
+        """Reads every member's column once, for the ensemble's sums alone; returns itself."""
+        for _ in self:
+            pass
+        return self
+
 
 def strategy_test_blocks(strategy: str):
     """A strategy's test rows in blocks of BLOCK_ROWS rows: (labels, probabilities as trained)."""

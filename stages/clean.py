@@ -4,10 +4,9 @@ The raw table is data/raw/table.csv (a CSV) or data/raw/table.parquet (a Parquet
 wrote it. Rows keep their order; data.drop columns go, and with data.columns every column it does not list (and
 that has no other role); each data.log column becomes Log<name> = log(value + clean.eps) in its place; the cost
 column (data.cost) keeps its raw values, also beside Log<name> or when in data.drop (a cost then, not a feature);
-the time column becomes
-float64 (numbers as they are, dates as seconds since 1970), split orders rows by it; the label becomes 0/1 (1 for
-data.positive), last. The roles of the columns go into the file's metadata (fraudflow/schema.py). Memory does not
-grow with the rows.
+the time column becomes float64 (numbers as they are, dates as seconds since 1970), split orders rows by it; the
+label becomes 0/1 (1 for data.positive), last. The roles of the columns go into the file's metadata
+(fraudflow/schema.py). Memory does not grow with the rows.
 """
 
 from dataclasses import dataclass

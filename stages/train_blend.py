@@ -125,9 +125,7 @@ def main():
     started = time.perf_counter()
     ensembles, labels = [], None
     for strategy in strategies:  # one strategy's validation columns in memory at a time
-        val = MemberColumns(strategy, "val", 0.0)
-        for _ in val:  # reads each member's column once, summing the ensemble's probabilities
-            pass
+        val = MemberColumns(strategy, "val", 0.0).read_all()
         if labels is not None and not np.array_equal(labels, val.labels):
             raise StageError(f"{strategy}: other validation rows than {strategies[0]}'s; rerun 'dvc repro'")
         labels = val.labels

@@ -309,11 +309,12 @@ def load_scaled(split: str):
 def make_members(strategy: str = "baseline", count: int = 3):
     """What the train stage writes for a strategy, from small models trained briefly on the scaled data in the
     working directory: models/<strategy>/member_<i>.keras and data/predictions/<strategy>.parquet (the members'
-    probabilities on the val and test splits, computed from the saved files); and the rule file evaluate would write
-    for it, with CHOSEN_THRESHOLD and CHOSEN_K as chosen on validation."""
+    probabilities on the val and test splits, computed from the saved files as train computes them); and the rule
+    file evaluate would write for it, with CHOSEN_THRESHOLD and CHOSEN_K as chosen on validation."""
     import keras
 
     from fraudflow.common import MODELS_DIR, PREDICTIONS_DIR, save_keras
+    from fraudflow.members import member_predictor, stack
 
     features, labels = load_scaled("train")
     paths = [MODELS_DIR / strategy / f"member_{i}.keras" for i in range(count)]
@@ -331,11 +332,12 @@ def make_members(strategy: str = "baseline", count: int = 3):
         model.fit(features, labels, batch_size=256, epochs=2, verbose=0)
         save_keras(model, path)
     members = [keras.saving.load_model(path) for path in paths]
+    predict = member_predictor(stack(members, {"hidden_units": 16, "dropout": 0.5, "seed": 0}))
     parts = []
     for split in ("val", "test"):
         split_features, split_labels = load_scaled(split)
-        probabilities = [m.predict(split_features, verbose=0).ravel().astype(np.float64) for m in members]
-        columns = {f"member_{i}": p for i, p in enumerate(probabilities)}
+        probabilities = predict(split_features)
+        columns = {f"member_{i}": probabilities[:, i] for i in range(count)}
         parts.append(pd.DataFrame({"split": split, "label": split_labels, **columns}))
     PREDICTIONS_DIR.mkdir(parents=True, exist_ok=True)
     pd.concat(parts, ignore_index=True).to_parquet(PREDICTIONS_DIR / f"{strategy}.parquet", index=False)

@@ -50,7 +50,7 @@ def test_scoring_the_raw_test_rows_reproduces_the_pipelines_test_predictions(exp
     members = predictions.loc[predictions["split"] == "test", [f"member_{i}" for i in range(3)]]
     expected = members.mean(axis=1).to_numpy()  # the ensemble: the members' mean (baseline: trained at the real odds)
     scores = pd.read_csv(destination)
-    np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(scores["flagged"], amount_rule(scores["probability"], raw_test_rows()["Amount"]))
 
 
@@ -76,7 +76,7 @@ def test_ids_order_and_other_columns_are_kept(exported, tmp_path, monkeypatch, s
     # From a CSV they are carried as text (read back into Parquet as text), from Parquet with their types.
     np.testing.assert_array_equal(scores[["Time", "Class"]].astype(float), frame[["Time", "Class"]])
     expected = score.load_predictor(score.load_card())(model_feed(frame)).ravel()  # every row at once
-    np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-12)
     assert scores["flagged"].tolist() == amount_rule(scores["probability"], frame["Amount"]).tolist()
     assert 0 < scores["flagged"].sum() < 200
 
