@@ -1,4 +1,5 @@
-"""Benchmark the pipeline against the tutorial's code on a copy of the real data; prints one table per part.
+"""Benchmark the pipeline against the tutorial's code on a copy of the real data; prints each part's tables and
+writes them into benchmarks/results.md, the file the README and the docs take their measured numbers from.
 
     python benchmarks/benchmark.py --data ../shared/data/creditcard.csv.gz
 
@@ -12,10 +13,14 @@ could change the bytes, changed one at a time: a short training's bytes against 
 8, 9 and 10 (benchmarks/data_scale.py): the data stages on 1x, 16x and 64x the rows, CSV and Parquet, DVC's cache
 links, the CSV engines, and the whole `dvc repro` at each size with train.negative_rate 1.0 and 0.1 (0.1 only at
 64x); 11. the gradient-boosted-tree libraries (benchmarks/gbdt_libraries.py); 12. the exported model's format and
-scoring with it beside the previous Keras export (benchmarks/export_formats.py). `--only score`, `--only pins`,
-`--only scale`, `--only gbdt` or `--only export` runs just that part; `--scale 64` one size. Everything runs
-in scratch copies of the project, so the work tree is left alone. Needs the project's environment (`make repro`
-or `make test` creates it).
+scoring with it beside the previous Keras export, and the exported model of every strategy against evaluate on
+the raw test rows (benchmarks/export_formats.py). `--only score`, `--only pins`, `--only scale`, `--only gbdt` or
+`--only export` runs just that part; `--scale 64` one size. Everything runs in scratch copies of the project, so
+the work tree is left alone. Needs the project's environment (`make repro` or `make test` creates it).
+
+Results: benchmarks/results.md (benchmarks/results.py) holds a section per part (1, 2-4, 5, 6, 7, 8-10, 11, 12),
+each under a line saying when, on what machine, on which commit and by which command it was measured. Each part
+that finishes replaces its own section; the others, and the section of a part that failed, are kept.
 """
 
 import argparse
@@ -33,10 +38,14 @@ import export_formats
 import gbdt_libraries
 import numpy as np
 import pyarrow.csv as pacsv
+import results
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
+RESULTS = REPO / "benchmarks" / "results.md"
+MEASURED = [*PROJECT_FILES, ".dvc/plots", "benchmarks", ":(exclude)benchmarks/results.md"]  # the code measured
+PRINTED = []  # the tables print_table printed since the running part began: its section of RESULTS
 STRATEGIES = ("baseline", "weighted", "resampled")  # the tutorial's three (parts 1, 5: one epoch each)
 TUTORIAL_EPOCHS = (28, 13, 111)  # where the tutorial's own run stopped early
 STAGE_DONE = data_scale.STAGE_DONE  # a stage's last log line: its wall time and peak memory
@@ -126,13 +135,12 @@ def stages_ran(output: str) -> list[str]:
     return re.findall(r"^Running stage '([\w@]+)'", output, re.M)
 
 
-def print_table(title: str, header: list[str], rows: list[list]):
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(str(cell) for cell in row) + " |")
-    sys.stdout.flush()
+def print_table(title: str, header: list[str], rows: list[list], note: str):
+    """Prints a table under its title and the sentence `note` saying what it shows; PRINTED keeps the same text."""
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    PRINTED.append("\n".join([*lines, "", note]))
+    print(f"\n{PRINTED[-1]}", flush=True)
 
 
 def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int):
@@ -157,6 +165,8 @@ def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int
         f"1a. Members: 1 against {members} members of each strategy, same fixed epochs (build + fit)",
         ["strategy", "epochs", "1 member s", f"{members} members s", "ratio"],
         rows,
+        f"The ratio is {members} members' training time over one member's, each strategy at the same epochs in the "
+        "same run; the seconds are this machine's.",
     )
     output = project.run(
         [
@@ -187,6 +197,8 @@ def same_work(root: Path, data: Path, epochs: tuple[int, int, int], members: int
         "1b. Same work: one model per strategy, fixed epochs, no early stopping (model build + fit)",
         ["strategy", "epochs", "pipeline s", "tutorial code s", "pipeline / tutorial"],
         rows,
+        "The last column is the pipeline's time over the tutorial code's for the same epochs on the same data, "
+        "measured side by side (below 1: the pipeline is faster); the seconds are this machine's.",
     )
     shutil.rmtree(project.path)
 
@@ -211,10 +223,17 @@ def whole_pipeline(root: Path, data: Path):
         f"2. Whole pipeline from scratch, default params ({members} members; epochs: baseline / weighted / resampled)",
         ["stage", "wall s", "peak MB", "epochs"],
         rows,
+        "The pipeline / tutorial row is the whole `dvc repro` from scratch over the whole tutorial script on the same "
+        "split, run one after the other; the rows above are each stage's wall time and peak memory on this machine.",
     )
 
     noop_seconds, noop_output = project.run(["dvc", "repro"])
-    print_table("3. No-op dvc repro", ["wall s", "stages run"], [[f"{noop_seconds:.2f}", len(stages_ran(noop_output))]])
+    print_table(
+        "3. No-op dvc repro",
+        ["wall s", "stages run"],
+        [[f"{noop_seconds:.2f}", len(stages_ran(noop_output))]],
+        "The time `dvc repro` takes right after the run above, when nothing changed, and how many stages it ran.",
+    )
 
     steps = yaml.safe_load((project.path / "params.yaml").read_text())["networks"]["resampled"]["steps_per_epoch"]
     project.set_params(**{"networks.resampled.steps_per_epoch": steps + 1})
@@ -223,6 +242,7 @@ def whole_pipeline(root: Path, data: Path):
         f"4. Incremental: networks.resampled.steps_per_epoch {steps} -> {steps + 1}",
         ["wall s", "stages run"],
         [[f"{incremental_seconds:.1f}", ", ".join(stages_ran(incremental_output))]],
+        "The stages one changed network param reruns, and the time they take.",
     )
     shutil.rmtree(project.path)
 
@@ -248,7 +268,13 @@ def growth(root: Path, data: Path, factors: list[int]):
         shutil.rmtree(project.path)
         if source != data:
             source.unlink()
-    print_table("5. Growth: data stages and one epoch of each strategy", ["data", "stage", "wall s", "peak MB"], rows)
+    print_table(
+        "5. Growth: data stages and one epoch of each strategy",
+        ["data", "stage", "wall s", "peak MB"],
+        rows,
+        "Each stage's wall time and peak memory on each size of data (rows drawn from the real rows): read a stage "
+        "down the sizes for how its time and memory grow with the rows.",
+    )
 
 
 def repeated_csv(source: Path, times: int, destination: Path):
@@ -300,6 +326,8 @@ def scoring(root: Path, data: Path):
             "peak MB",
         ],
         rows,
+        "The rows per second scored once the model is loaded (the 2nd run is the steady state), and the whole "
+        "command's wall time and peak memory, on this machine.",
     )
     shutil.rmtree(project.path)
 
@@ -344,6 +372,8 @@ def pins(root: Path, data: Path, members: int = 2, epochs: int = 5):
         f"7. Pins: {members} baseline members, {epochs} epochs, one setting changed at a time (md5 of the predictions)",
         ["setting", "predictions md5", "training s"],
         rows,
+        "Whether each setting changes the bytes of the predictions against the pinned run (same or different), and "
+        "the training time under it.",
     )
     shutil.rmtree(project.path)
 
@@ -365,28 +395,49 @@ def main():
         "--scale", type=int, nargs="*", default=[1, 16, 64], help="part 8 and 10's factors (none: skip)"
     )
     parser.add_argument(
-        "--only", choices=["score", "pins", "scale", "gbdt", "export"], help="run only part 6, 7, 8 to 10, 11 or 12"
+        "--only",
+        choices=["score", "pins", "scale", "gbdt", "export"],
+        help="run only part 6, 7, 8 to 10, 11 or 12 (replaces its section of benchmarks/results.md only)",
     )
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: {args.data}: no such file")
     data = args.data.resolve()
+    command = ["python", str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]]
     with tempfile.TemporaryDirectory(prefix="fraudflow-bench-") as scratch:
-        if not args.only:
-            same_work(Path(scratch), data, tuple(args.epochs), args.members)
-            whole_pipeline(Path(scratch), data)
-            if args.growth:
-                growth(Path(scratch), data, args.growth)
-        if args.only in (None, "score"):
-            scoring(Path(scratch), data)
-        if args.only in (None, "pins"):
-            pins(Path(scratch), data)
-        if args.only in (None, "scale") and args.scale:
-            data_scale.scale(Path(scratch), data, args.scale, Project, print_table)
-        if args.only in (None, "gbdt"):
-            gbdt_libraries.compare(Path(scratch), data, Project, print_table)
-        if args.only in (None, "export"):
-            export_formats.formats(Path(scratch), data, Project, print_table)
+        root = Path(scratch)
+        parts = [  # (--only name, its section's title in RESULTS, run it or None: skipped); RESULTS keeps this order
+            (
+                None,
+                "1. Training against the tutorial's code",
+                lambda: same_work(root, data, tuple(args.epochs), args.members),
+            ),
+            (None, "2-4. The whole pipeline against the tutorial's script", lambda: whole_pipeline(root, data)),
+            (None, "5. Growth", (lambda: growth(root, data, args.growth)) if args.growth else None),
+            ("score", "6. Scoring", lambda: scoring(root, data)),
+            ("pins", "7. Pins", lambda: pins(root, data)),
+            (
+                "scale",
+                "8-10. Data at scale",
+                (lambda: data_scale.scale(root, data, args.scale, Project, print_table)) if args.scale else None,
+            ),
+            (
+                "gbdt",
+                "11. Gradient-boosted-tree libraries",
+                lambda: gbdt_libraries.compare(root, data, Project, print_table),
+            ),
+            (
+                "export",
+                "12. The export format, and the exported model against evaluate",
+                lambda: export_formats.formats(root, data, Project, print_table),
+            ),
+        ]
+        for only, title, run in parts:
+            if args.only in (None, only) and run:
+                PRINTED.clear()
+                measured = results.provenance(REPO, MEASURED, command)
+                run()
+                results.update(RESULTS, [t for _, t, _ in parts], title, "\n\n".join([measured, *PRINTED]))
 
 
 if __name__ == "__main__":

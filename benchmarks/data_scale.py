@@ -107,12 +107,24 @@ def repro_tables(runs: dict, print_table):
     rows = [[stage] + [f"{run[1][stage][0]:.1f} s, {run[1][stage][1]} MB" for run in runs.values()] for stage in stages]
     rows.append(["**dvc repro, whole**"] + [f"**{run[0] / 60:.1f} min**" for run in runs.values()])
     rows.append(["largest peak"] + [f"{max(mb for _, mb in run[1].values())} MB" for run in runs.values()])
-    print_table("10. Whole dvc repro at scale: each stage's wall time and peak memory", ["stage", *columns], rows)
+    print_table(
+        "10. Whole dvc repro at scale: each stage's wall time and peak memory",
+        ["stage", *columns],
+        rows,
+        "Each stage's wall time and peak memory in a whole `dvc repro` from scratch, a column per size and "
+        "train.negative_rate.",
+    )
     quality = [
         [strategy] + ["{:.3f} [{:.3f}, {:.3f}]".format(*run[2][strategy]) for run in runs.values()]
         for strategy in EVALUATED
     ]
-    print_table("10b. Test average precision of each ensemble [95 % interval]", ["strategy", *columns], quality)
+    print_table(
+        "10b. Test average precision of each ensemble [95 % interval]",
+        ["strategy", *columns],
+        quality,
+        "Each strategy's test average precision with its 95 % interval in the same runs: what a lower "
+        "train.negative_rate costs in quality at each size.",
+    )
 
 
 def scale(root: Path, data: Path, factors: list[int], project_class, print_table):
@@ -134,17 +146,22 @@ def scale(root: Path, data: Path, factors: list[int], project_class, print_table
         "8. Scale: the data stages on Nx the rows (python -m stages.<name>; time includes imports)",
         ["data", "rows", "input", "stage", "wall s", "s per million rows", "peak MB"],
         table,
+        "Read a stage's seconds per million rows and peak memory down the sizes: equal figures mean its time grows "
+        "linearly with the rows and its memory not at all.",
     )
     if 16 in factors:
         print_table(
             "8b. dvc repro download on the 16x CSV: DVC's cache link type (`dvc config cache.type ...`)",
             ["cache.type", "wall s", "disk taken GB (data/raw + .dvc/cache)"],
             links,
+            "The download stage's time and the disk its output takes with DVC's default cache link (copy) and "
+            "with hardlinks, side by side.",
         )
         print_table(
             "9. Engines: the 16x CSV to Parquet with clean's column types, streamed",
             ["engine", "wall s", "rows per s", "peak MB"],
             engine_rows,
+            "Rows per second and peak memory of each engine converting the same CSV, one after the other.",
         )
     repro_tables(runs, print_table)
     shutil.rmtree(project.path)

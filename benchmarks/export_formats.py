@@ -15,6 +15,11 @@ project from `git archive`): wall seconds and peak memory of each command.
 
 12c. train_gbdt's memory at 64x the rows (benchmarks/data_scale.py's data) with train.negative_rate 0.1: `dvc repro
 train_gbdt`, each stage's wall seconds and peak memory.
+
+12d. Exactness, in 12a's project: every evaluated strategy exported (`dvc repro export`), the real test split's raw
+rows (stages.split.raw_rows) scored by `python -m stages.score`, against evaluate: the largest difference from
+evaluate's calibrated ensemble probabilities, and the rows flagged (and positives among them) against the counts
+in metrics/test/<strategy>.json (value_rule, or chosen without a cost column). The target: within 1e-6, the same.
 """
 
 import json
@@ -30,6 +35,35 @@ import data_scale
 KERAS_REVISION = "7d12e46"  # the last revision whose export wrote models/export/model.keras
 ROWS = 284_807
 DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+# 12d, run in the project: the raw test rows written to sys.argv[1]; the strategies evaluated.
+TEST_ROWS = """
+import json, sys
+from fraudflow.strategies import evaluated
+from stages.split import raw_rows
+raw_rows("test").to_csv(sys.argv[1], index=False)
+print("result", json.dumps([s.name for s in evaluated()]))
+"""
+# 12d: strategy sys.argv[1]'s scores (sys.argv[2]) against evaluate's probabilities and counts.
+AGAINST_EVALUATE = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from fraudflow.predictions import MemberColumns
+strategy, scores = sys.argv[1], pd.read_csv(sys.argv[2])
+rule = json.loads(Path(f"models/rules/{strategy}.json").read_text())
+test = MemberColumns(strategy, "test", rule["calibration_logit_shift"]).read_all()
+metrics = json.loads(Path(f"metrics/test/{strategy}.json").read_text())
+counts = metrics.get("value_rule") or metrics["chosen"]
+flagged = scores["flagged"].to_numpy() == 1
+result = {
+    "difference": float(np.abs(scores["probability"].to_numpy() - test.calibrated.value()).max()),
+    "exported": [int(flagged.sum()), int(flagged[test.labels == 1].sum())],
+    "evaluate": [int(counts["tp"]["ensemble"] + counts["fp"]["ensemble"]), int(counts["tp"]["ensemble"])],
+}
+print("result", json.dumps(result))
+"""
+RESULT = re.compile(r"^result (.*)$", re.M)
 CANDIDATES = r"""
 import json, pickle, sys, time
 from pathlib import Path
@@ -148,6 +182,8 @@ def formats(root: Path, data: Path, project_class, print_table):
         f"12a. Export format candidates: {ROWS:,} rows of scaled features, 2 threads (second run)",
         ["model", "candidate", "seconds", "largest difference from the first", "MB"],
         rows,
+        "Each candidate's scoring time, side by side with the others on the same rows, and its largest difference "
+        "from the probabilities of the same model's first candidate (the reference).",
     )
     raw = project.path / "data" / "raw" / "table.csv"
     rows = []
@@ -162,10 +198,40 @@ def formats(root: Path, data: Path, project_class, print_table):
         f"12b. python -m stages.score on the raw CSV ({ROWS:,} rows -> CSV), side by side",
         ["exported model", "wall s", "peak MB"],
         rows,
+        "The scoring command's wall time and peak memory with each exported model, the ONNX exports of this revision "
+        "beside the Keras export they replaced, one after the other.",
     )
+    exact = exactness(project, root)
     shutil.rmtree(project.path)
     shutil.rmtree(keras.path)
     trees_at_scale(root, data, project_class, print_table)
+    print_table(
+        "12d. Exactness: each strategy's exported model on the raw test rows (python -m stages.score) against evaluate",
+        ["strategy", "max abs difference", "flagged rows (exported / evaluate)", "same flagged rows"],
+        exact,
+        "How far the exported model's probabilities are from evaluate's calibrated ensemble's on the same rows (the "
+        "target: within 1e-6), and whether it flags as many rows, and as many positives, as evaluate counted.",
+    )
+
+
+def exactness(project, root: Path) -> list[list]:
+    """Part 12d's rows: every evaluated strategy exported in turn, its raw test rows scored, against evaluate."""
+    rows_file, scores_file = root / "test_rows.csv", root / "test_scores.csv"
+    strategies = json.loads(RESULT.search(project.run(["python", "-c", TEST_ROWS, str(rows_file)])[1])[1])
+    rows = []
+    for strategy in strategies:
+        project.set_params(**{"export.strategy": strategy})
+        project.run(["dvc", "repro", "export"])
+        project.run(["python", "-m", "stages.score", str(rows_file), str(scores_file)])
+        output = project.run(["python", "-c", AGAINST_EVALUATE, strategy, str(scores_file)])[1]
+        r = json.loads(RESULT.search(output)[1])
+        counts = [f"{flagged:,} ({positives:,} positive)" for flagged, positives in (r["exported"], r["evaluate"])]
+        rows.append(
+            [strategy, f"{r['difference']:.1e}", " / ".join(counts), "yes" if r["exported"] == r["evaluate"] else "no"]
+        )
+    rows_file.unlink()
+    scores_file.unlink()
+    return rows
 
 
 def trees_at_scale(root: Path, data: Path, project_class, print_table, factor: int = 64, rate: float = 0.1):
@@ -180,6 +246,7 @@ def trees_at_scale(root: Path, data: Path, project_class, print_table, factor: i
         f"12c. train_gbdt at {factor}x ({rows:,} rows), train.negative_rate {rate}",
         ["stage", "wall s", "peak MB"],
         stages,
+        "Each stage's wall time and peak memory up to train_gbdt on the large data, train_gbdt's peak last.",
     )
     shutil.rmtree(project.path)
     csv_path.unlink()

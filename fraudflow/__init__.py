@@ -3,7 +3,7 @@
 Importing it (every stage does, first) pins the settings that change the bytes of the results, before numpy or
 TensorFlow is loaded. Each is set only where the environment does not set it already: a value you set yourself
 wins, and may change the results' last bits. What each pin costs and changes is measured by
-`benchmarks/benchmark.py --part pins`; what still differs between machines is in the README ("Reproducibility").
+`benchmarks/benchmark.py --only pins`; what still differs between machines is in docs/reproducibility.md.
 """
 
 import os

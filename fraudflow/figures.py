@@ -1,4 +1,4 @@
-"""The PNG figures evaluate writes: ROC (the tutorial's zoomed view), precision-recall and confusion matrices.
+"""The PNG figures evaluate writes: ROC (the tutorial's zoomed view), precision-recall and reliability.
 
 Each strategy's ensemble is a thick line; its members are thin lines of the same colour, showing the spread. Every
 function takes dicts keyed by strategy in the order evaluated, which gives their colours (fraudflow/strategies.py).
@@ -9,12 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from fraudflow.common import atomic_output  # noqa: E402
 from fraudflow.strategies import colour  # noqa: E402
-
-CONFUSION_COLUMNS = 3
 
 
 def save_figure(figure, path):
@@ -69,37 +66,6 @@ def draw_prc(curves: dict, results: dict, path):
         title="Precision-recall on the test split (thin lines: members)",
     )
     axes.legend(loc="lower left")
-    save_figure(figure, path)
-
-
-def draw_confusion(results: dict, path):
-    """The ensembles' 2x2 counts under the rule chosen on validation (with a cost column the value rule at its k,
-    else the threshold), at most CONFUSION_COLUMNS a row (so the figure fits the plots page); colour is the share
-    of the actual class, so the small cells show."""
-    columns = min(len(results), CONFUSION_COLUMNS)
-    rows = -(-len(results) // columns)
-    figure, all_axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.2 * rows), squeeze=False)
-    for axes in all_axes.flat[len(results) :]:
-        axes.set_axis_off()
-    for axes, (strategy, result) in zip(all_axes.flat[: len(results)], results.items(), strict=True):
-        rule = result.get("value_rule", result["chosen"])
-        counts = np.array([[rule[k]["ensemble"] for k in row] for row in (("tn", "fp"), ("fn", "tp"))])
-        share = counts / counts.sum(axis=1, keepdims=True)
-        axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        for (row, column), count in np.ndenumerate(counts):
-            colour = "white" if share[row, column] > 0.5 else "black"
-            text = f"{count:,}\n{100 * share[row, column]:.1f} %"
-            axes.text(column, row, text, ha="center", va="center", fontsize=13, color=colour)
-        axes.set(
-            xticks=[0, 1],
-            yticks=[0, 1],
-            xlabel="Predicted label",
-            ylabel="Actual label",
-            title=f"{strategy} @ k {rule['k']['ensemble']:.3g}"
-            if "k" in rule
-            else f"{strategy} @ {rule['threshold']['ensemble']:.3g}",
-        )
-    figure.suptitle("Test split, under each strategy's rule chosen on validation (@ its k or threshold)", y=1.02)
     save_figure(figure, path)
 
 

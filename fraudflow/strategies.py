@@ -4,7 +4,7 @@ Training, evaluate, the figures, the plots data, verify, report and export read 
 the `train` params plus its own section under `networks` in params.yaml (dvc.yaml's `train` stages are one per key
 there); logistic regression, the trees and the blend of the others have stages of their own. Adding a network
 strategy is an entry here, its section in params.yaml, and its training code if it trains differently
-(fraudflow/members.py); see the README, "Contributing".
+(fraudflow/members.py); see docs/contributing.md.
 """
 
 from dataclasses import dataclass

@@ -1,14 +1,17 @@
-"""The headline numbers: the few per strategy that `dvc metrics show`, `dvc metrics diff` and `dvc exp show`
-display (metrics/summary.json, the only file dvc.yaml declares as metrics), rounded to what their intervals
-justify, so a change in the last bits of a score is no change at all; and the paired verdicts.
+"""The headline numbers: a file per strategy with the few numbers that `dvc metrics show`, `dvc metrics diff` and
+`dvc exp show` display (metrics/headline/<strategy>.json, a row each), rounded to what their intervals justify,
+so a change in the last bits of a score is no change at all; the strategy to deploy (metrics/recommended.json,
+also a metrics file); and the paired verdicts (metrics/verdicts.json, an output).
 
-The full detail stays in metrics/test/, metrics/differences.json, metrics/train/ and metrics/split.json
-(`python -m stages.report` prints it as tables).
+The full detail stays in metrics/test/, metrics/differences.json, metrics/train/ and metrics/split.json; the
+report stage writes it all as docs/results.md.
 """
 
 import math
 
-SUMMARY_FILE = "metrics/summary.json"
+HEADLINE_DIR = "metrics/headline"
+RECOMMENDED_FILE = "metrics/recommended.json"
+VERDICTS_FILE = "metrics/verdicts.json"
 RATE_DECIMALS = 3  # AP, ROC AUC, recall, precision, value caught: test intervals are several hundredths wide
 
 
@@ -19,7 +22,7 @@ def cost_decimals(width: float) -> int:
 
 
 def with_interval(summary: dict, decimals: int) -> str:
-    """'value [lower, upper]' of the ensemble, as the README and stages.report print it."""
+    """'value [lower, upper]' of the ensemble, as the headline files and docs/results.md print it."""
     low, value, high = (summary[key] for key in ("ensemble_lower", "ensemble", "ensemble_upper"))
     return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
 
@@ -30,55 +33,82 @@ def deployed_cost(result: dict) -> dict:
     return result["value_rule"]["cost_per_1000"] if "value_rule" in result else result["chosen"]["cost_per_1000"]
 
 
+def beaten_by(differences: dict) -> dict:
+    """{strategy: the strategies that beat it on the test split}, by the paired verdict on the deployed rule's cost."""
+    beaten = {}
+    for pair, difference in differences.items():
+        first, second = pair.split("-")
+        verdict = deployed_cost(difference)["verdict"]
+        if verdict != "not distinguishable":
+            winner, loser = (first, second) if verdict == f"{first} better" else (second, first)
+            beaten.setdefault(loser, []).append(winner)
+    return beaten
+
+
 def recommend(differences: dict, validation_costs: dict) -> str:
     """The strategy to deploy: among those that no other beats on the test split (the paired verdict on the cost
     under the deployed rule, deployed_cost), the one of least cost on the validation split, where its rule was
     chosen (on ties, the first evaluated). validation_costs: {strategy: its validation cost per 1,000}, in the
     order evaluated."""
-    beaten = set()
-    for pair, difference in differences.items():
-        first, second = pair.split("-")
-        verdict = deployed_cost(difference)["verdict"]
-        if verdict != "not distinguishable":
-            beaten.add(second if verdict == f"{first} better" else first)
+    beaten = beaten_by(differences)
     candidates = [s for s in validation_costs if s not in beaten] or list(validation_costs)  # a cycle: every one
     return min(candidates, key=lambda s: validation_costs[s])
 
 
-def summarise(results: dict, differences: dict, validation_costs: dict) -> dict:
-    """{strategy: its headline numbers}, {'first-second': the verdicts on AP and cost} and {'recommended': the
-    strategy to deploy (recommend)}, from evaluate's results and differences (metrics/test/<strategy>.json,
-    metrics/differences.json) and the validation costs. Each key means one thing: cost, precision and recall are
-    the flat cost's threshold's; with a cost column, value_cost and value_caught are the value rule's (cost per
-    1,000, share of the positives' value flagged), with the verdict on value_cost."""
-    summary = {}
-    for strategy, result in results.items():
-        chosen = result["chosen"]
-        summary[strategy] = {
-            "ap": with_interval(result["average_precision"], RATE_DECIMALS),
-            "roc_auc": round(result["roc_auc"]["ensemble"], RATE_DECIMALS),
-            "recall_at_fpr": round(result["recall_at_fpr"]["ensemble"], RATE_DECIMALS),
-            "cost": cost_interval(chosen["cost_per_1000"]),
-            "precision": round(chosen["precision"]["ensemble"], RATE_DECIMALS),
-            "recall": round(chosen["recall"]["ensemble"], RATE_DECIMALS),
-        }
-        if "value_rule" in result:
-            by_value = result["value_rule"]
-            summary[strategy] |= {
-                "value_cost": cost_interval(by_value["cost_per_1000"]),
-                "value_caught": with_interval(by_value["caught"], RATE_DECIMALS),
-            }
+def headline(result: dict) -> dict:
+    """A strategy's headline numbers, from its metrics/test/<strategy>.json. Each key means one thing: cost,
+    precision and recall are the flat cost's threshold's; with a cost column, value_cost and value_caught are the
+    value rule's (cost per 1,000 rows, share of the positives' value flagged)."""
+    chosen = result["chosen"]
+    numbers = {
+        "ap": with_interval(result["average_precision"], RATE_DECIMALS),
+        "roc_auc": round(result["roc_auc"]["ensemble"], RATE_DECIMALS),
+        "recall_at_fpr": round(result["recall_at_fpr"]["ensemble"], RATE_DECIMALS),
+        "cost": cost_interval(chosen["cost_per_1000"]),
+        "precision": round(chosen["precision"]["ensemble"], RATE_DECIMALS),
+        "recall": round(chosen["recall"]["ensemble"], RATE_DECIMALS),
+    }
+    if "value_rule" in result:
+        numbers["value_cost"] = cost_interval(result["value_rule"]["cost_per_1000"])
+        numbers["value_caught"] = with_interval(result["value_rule"]["caught"], RATE_DECIMALS)
+    return numbers
+
+
+def verdicts(differences: dict) -> dict:
+    """{'first-second': the paired verdicts on AP, the flat cost and (with a cost column) the value rule's cost}."""
+    found = {}
     for pair, difference in differences.items():
-        summary[pair] = {
+        found[pair] = {
             "ap": difference["average_precision"]["verdict"],
             "cost": difference["chosen"]["cost_per_1000"]["verdict"],
         }
         if "value_rule" in difference:
-            summary[pair]["value_cost"] = difference["value_rule"]["cost_per_1000"]["verdict"]
-    summary["recommended"] = {"strategy": recommend(differences, validation_costs)}
-    return summary
+            found[pair]["value_cost"] = difference["value_rule"]["cost_per_1000"]["verdict"]
+    return found
 
 
 def cost_interval(summary: dict) -> str:
     """A cost per 1,000 with its interval, to two significant digits of the interval's width."""
     return with_interval(summary, cost_decimals(summary["ensemble_upper"] - summary["ensemble_lower"]))
+
+
+def headline_points(result: dict, recommended: bool) -> list[dict]:
+    """A strategy's rows of plots/headline.csv, the plots page's first chart: its test AP and its cost per 1,000
+    rows under the rule export applies, each with its interval and as the headline files print it."""
+    cost = deployed_cost(result)
+    rule = "value rule" if "value_rule" in result else "flat threshold"
+    rows = [
+        ("average precision", result["average_precision"], with_interval(result["average_precision"], RATE_DECIMALS)),
+        (f"cost per 1,000 test rows ({rule})", cost, cost_interval(cost)),
+    ]
+    return [
+        {
+            "metric": metric,
+            "value": entry["ensemble"],
+            "lower": entry["ensemble_lower"],
+            "upper": entry["ensemble_upper"],
+            "label": label,
+            "recommended": int(recommended),
+        }
+        for metric, entry, label in rows
+    ]

@@ -4,11 +4,11 @@
 
 TensorFlow's training outputs (the network strategies' models, predictions, histories and everything computed
 from them) differ from one machine to another: last bits at first, which training amplifies over the epochs
-(README, "Reproducibility"). Their git-tracked metrics are compared value by value: numbers within TOLERANCE
+(docs/reproducibility.md). Their git-tracked metrics are compared value by value: numbers within TOLERANCE
 (relative, or ABSOLUTE for values near zero such as differences between strategies), integers, text and verdicts
 (counts, epochs, "baseline better") exactly. Training histories must have the same members and epochs; their
-values, like the points of curves, images and the rounded headline numbers (metrics/summary.json), are reported,
-not checked: the detailed metrics check what they lead to.
+values, like the points of curves, images, the rounded headline numbers (metrics/headline/) and the results
+document (docs/results.md), are reported, not checked: the detailed metrics check what they lead to.
 In dvc.lock only their hashes may differ. Every other file (code, params, the data stages' and logistic
 regression's outputs, and what is computed only from them) must be byte-identical. Exits 1 if anything differs
 beyond that, naming the file and key.
@@ -28,10 +28,10 @@ import yaml
 from matplotlib import image
 
 from fraudflow.strategies import LOGISTIC, REGISTRY
-from fraudflow.summary import SUMMARY_FILE
+from fraudflow.summary import HEADLINE_DIR, RECOMMENDED_FILE, VERDICTS_FILE
 
-# Seen between two x86-64 machines (README): test metrics at most 1.4e-4 relative, differences between strategies
-# 2.6e-6 absolute.
+# Seen between two x86-64 machines (docs/reproducibility.md): test metrics at most 1.4e-4 relative, differences
+# between strategies 2.6e-6 absolute.
 TOLERANCE = 1e-3
 ABSOLUTE = 1e-5
 # Files written from TensorFlow's training (and the trees', whose float sums are not checked across processors
@@ -56,7 +56,11 @@ TRAINING_OUTPUTS = [
     "export",
     "export/*",
     "metrics/differences.json",
-    SUMMARY_FILE,
+    HEADLINE_DIR,
+    f"{HEADLINE_DIR}/*",
+    VERDICTS_FILE,
+    RECOMMENDED_FILE,
+    "docs/results.md",
     "plots/*.png",
     "dvc.lock",
 ]
@@ -202,7 +206,7 @@ class Comparison:
             self.lock(committed, fresh)
         elif any(fnmatch(path, pattern) for pattern in DRAWINGS):
             self.drawing(path, committed, fresh)
-        elif path == SUMMARY_FILE:  # rounded from metrics/test/ and differences.json, which are checked
+        elif fnmatch(path, f"{HEADLINE_DIR}/*"):  # rounded from metrics/test/, which is checked
             self.values(path, flatten(json.loads(committed)), flatten(json.loads(fresh)), lambda key: False)
         elif path.endswith(".json"):
             self.json(path, committed, fresh)

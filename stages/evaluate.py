@@ -1,5 +1,5 @@
 """evaluate: every strategy's test metrics with 95 % intervals at three operating points (four with a cost
-column), paired differences, their headline numbers (metrics/summary.json), curves and PNG figures.
+column), paired differences, headline numbers (metrics/headline/), verdicts, the recommendation, curves, figures.
 
 Probabilities are first corrected to the real positive rate wherever a model trained at other odds (prior
 correction: the strategies that train at balanced odds, fraudflow/strategies.py, and any model trained on a negative
@@ -36,7 +36,15 @@ from fraudflow.operating import cost_threshold, prior_shift, reliability
 from fraudflow.predictions import MemberColumns, test_blocks
 from fraudflow.scaled import load_labels, negative_rate
 from fraudflow.strategies import BLEND, REGISTRY, evaluated
-from fraudflow.summary import SUMMARY_FILE, summarise
+from fraudflow.summary import (
+    HEADLINE_DIR,
+    RECOMMENDED_FILE,
+    VERDICTS_FILE,
+    headline,
+    headline_points,
+    recommend,
+    verdicts,
+)
 
 METRICS_DIR = "metrics/test"
 DIFFERENCES_FILE = "metrics/differences.json"
@@ -248,8 +256,11 @@ def main():
         write_json(f"{METRICS_DIR}/{name}.json", result)
         card = rule_card(name, result, shifts[name], settings, column, validation_costs[name])
         write_json(RULES_DIR / f"{name}.json", card)
+        write_json(f"{HEADLINE_DIR}/{name}.json", headline(result))
         log_result(name, result, settings)
+    recommended = recommend(differences, validation_costs)
     for kind, frames in {
+        "headline": {s: pd.DataFrame(headline_points(r, s == recommended)) for s, r in results.items()},
         "roc": {s: d["curves"][0][0] for s, d in drawn.items()},
         "prc": {s: d["curves"][0][1] for s, d in drawn.items()},
         "confusion": {s: confusion_cells(result) for s, result in results.items()},
@@ -257,9 +268,9 @@ def main():
     }.items():
         write_csv(plot_table(frames), f"{PLOTS_DIR}/{kind}.csv")
     write_json(DIFFERENCES_FILE, differences)
-    summary = summarise(results, differences, validation_costs)
-    write_json(SUMMARY_FILE, summary)
-    log.info("evaluate: recommended strategy %s (summary.py's recommend)", summary["recommended"]["strategy"])
+    write_json(VERDICTS_FILE, verdicts(differences))
+    write_json(RECOMMENDED_FILE, {"strategy": recommended})
+    log.info("evaluate: recommended strategy %s (summary.py's recommend)", recommended)
     for pair, difference in differences.items():
         ap = difference["average_precision"]
         log.info(
@@ -271,7 +282,6 @@ def main():
     curves = {s: d["curves"] for s, d in drawn.items()}
     figures.draw_roc({s: (c[0][0], [m[0] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/roc.png")
     figures.draw_prc({s: (c[0][1], [m[1] for m in c[1]]) for s, c in curves.items()}, results, f"{PLOTS_DIR}/prc.png")
-    figures.draw_confusion(results, f"{PLOTS_DIR}/confusion.png")
     figures.draw_reliability({s: d["calibration"] for s, d in drawn.items()}, f"{PLOTS_DIR}/calibration.png")
 
 

@@ -362,17 +362,9 @@ def write_rule(strategy: str):
 
 def raw_test_rows() -> pd.DataFrame:
     """The raw CSV rows of the test split in the working directory, in the split's order (the file's)."""
-    from fraudflow import inputs
-    from fraudflow.common import CLEAN_PARQUET, RAW_CSV, SPLITS
-    from fraudflow.schema import roles_of
-    from stages import split
+    from stages.split import raw_rows
 
-    clean, settings = inputs.parquet_file(CLEAN_PARQUET, "clean"), split.read_settings()
-    roles = roles_of(clean.schema_arrow, CLEAN_PARQUET)
-    hashes, labels, times = split.row_state(clean, roles, settings["method"] == "time")
-    part = split.split_rows(labels, *split.duplicate_groups(hashes), times, settings)
-    raw = pd.read_csv(RAW_CSV, keep_default_na=False, na_values=[""])
-    return raw.iloc[np.flatnonzero(part == SPLITS.index("test"))]
+    return raw_rows("test")
 
 
 def model_feed(frame: pd.DataFrame, card: dict | None = None) -> dict:

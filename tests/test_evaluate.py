@@ -183,7 +183,7 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
     assert list(cost_k.columns) == ["k", "cost_per_1000", "chosen"] and cost_k["k"].is_monotonic_increasing
     gbdt_k = read_metrics(project, "gbdt")["value_rule"]["k"]["ensemble"]
     assert cost_k.loc[cost_k["chosen"] == 1, "k"].tolist() == pytest.approx([gbdt_k], rel=1e-9)  # written to 10 digits
-    for image in ("roc.png", "prc.png", "confusion.png", "calibration.png"):
+    for image in ("roc.png", "prc.png", "calibration.png"):
         assert (project / "plots" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Each strategy's calibration and rule, as chosen on validation, for export
@@ -208,8 +208,8 @@ def test_evaluate_read_in_small_blocks_writes_what_it_writes_in_one_block(projec
         written[block] = {path: path.read_text() for path in sorted((project / "metrics").rglob("*.json"))}
         written[block] |= {path: path.read_text() for path in sorted((project / RULES_DIR).glob("*.json"))}
         written[block] |= {path: path.read_text() for path in sorted((project / "plots").rglob("*.csv"))}
-    # per strategy its test metrics and its rule; the differences and the summary; four curves' files
-    assert written[7].keys() == written[700].keys() and len(written[7]) == 2 * len(names()) + 2 + 4
+    # per strategy its test metrics, headline and rule; the differences, verdicts, recommendation; five plots' files
+    assert written[7].keys() == written[700].keys() and len(written[7]) == 3 * len(names()) + 3 + 5
     for path, text in written[700].items():
         if path.suffix == ".json":  # the same sums, added in another order: equal to their last digits
             assert_close(json.loads(written[7][path]), json.loads(text))
@@ -238,43 +238,60 @@ def test_a_negative_sample_is_corrected_for_the_baseline_logistic_regression_and
         assert sampled[strategy] == whole[strategy]
 
 
-def test_report_prints_the_readme_tables_from_the_metrics(project, capsys):
+def test_report_writes_every_results_table_and_a_changed_metric_changes_it(project):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100)
     write_predictions(3)
     evaluate.main()
     weights = {"baseline": 0.25, "gbdt": 0.75}  # what train_blend would have written
     (project / "metrics" / "train").mkdir(parents=True)
     (project / "metrics" / "train" / "blend.json").write_text(json.dumps({"weights": weights, "intercept": -0.5}))
-    capsys.readouterr()
+    split = {
+        name: dict.fromkeys(("rows", "positives", "duplicate_groups", "rows_with_twin_in_other_split"), 1234)
+        for name in ("train", "val", "test")
+    }  # what split would have written
+    (project / "metrics" / "split.json").write_text(json.dumps(split))
+    (project / "data").mkdir(exist_ok=True)
+    (project / "data" / "raw.json").write_text(json.dumps({"sha256": "f" * 64}))
     report.main()
-    printed = capsys.readouterr().out
-    assert "| gbdt | 0.7500 |" in printed and "| (intercept) | -0.5000 |" in printed
-    recommended = json.loads((project / "metrics" / "summary.json").read_text())["recommended"]["strategy"]
-    assert f"### Recommended: {recommended}" in printed
+    written = (project / report.RESULTS_FILE).read_text()
+    assert "| gbdt | 0.7500 |" in written and "| (intercept) | -0.5000 |" in written
+    assert "| train | 1,234 | 1,234 |" in written and f"sha256 `{'f' * 64}`" in written
+    recommended = json.loads((project / summary.RECOMMENDED_FILE).read_text())["strategy"]
+    assert f"**Deploy `{recommended}`**" in written and f"| **{recommended}** |" in written
     baseline = read_metrics(project, "baseline")["chosen"]["cost_per_1000"]
     row = f"| baseline | {read_metrics(project, 'baseline')['chosen']['threshold']['ensemble']:.3f} | "
     assert (
         row + f"{baseline['ensemble']:.1f} [{baseline['ensemble_lower']:.1f}, {baseline['ensemble_upper']:.1f}]"
-        in printed
+        in written
     )
     by_value = read_metrics(project, "gbdt")["value_rule"]
     savings = by_value["savings"]
     row = f"| gbdt | {by_value['k']['ensemble']:.3g} | "
-    assert row in printed and f"| {savings['ensemble']:.3f} [{savings['ensemble_lower']:.3f}, " in printed
-    assert printed.count("| logistic |") == 4 and "one model" in printed
-    assert printed.count("| baseline − weighted |") == 2
+    assert row in written and f"| {savings['ensemble']:.3f} [{savings['ensemble_lower']:.3f}, " in written
+    assert written.count("| logistic |") == 5 and "one model" in written  # summary, flat, scores, value, calibration
+    assert written.count("| baseline − weighted |") == 2
+    assert "bootstrap_resamples: 100" in written  # the params the results came from
+    # a changed metric changes the document, and only where it is shown
+    detail = read_metrics(project, "baseline")
+    detail["average_precision"]["ensemble"] = 0.123456
+    (project / "metrics" / "test" / "baseline.json").write_text(json.dumps(detail))
+    report.main()
+    rewritten = (project / report.RESULTS_FILE).read_text()
+    assert rewritten != written and "| baseline | 0.123 [" in rewritten and "| baseline | 0.123 [" not in written
 
 
 @pytest.mark.parametrize(("column", "cost"), [("Amount", None), (None, 133), ("Amount", 133)])
-def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(project, column, cost):
+def test_the_headline_files_hold_each_strategys_numbers_rounded_the_verdicts_and_the_recommendation(
+    project, column, cost
+):
     set_params(project / "params.yaml", evaluate__bootstrap_resamples=100, evaluate__cost_false_negative=cost)
     write_predictions(3, column=column)
     evaluate.main()
-    headline = json.loads((project / summary.SUMMARY_FILE).read_text())
     differences = json.loads((project / "metrics" / "differences.json").read_text())
-    assert list(headline) == [*names(), *differences, "recommended"]
+    assert sorted(path.stem for path in (project / summary.HEADLINE_DIR).iterdir()) == sorted(names())
     costs = {s: read_rule(project, s)["validation_cost_per_1000"] for s in names()}
-    assert headline["recommended"] == {"strategy": summary.recommend(differences, costs)}
+    recommended = json.loads((project / summary.RECOMMENDED_FILE).read_text())
+    assert recommended == {"strategy": summary.recommend(differences, costs)}
     for strategy in names():
         detail = read_metrics(project, strategy)
         by_value = {}
@@ -283,7 +300,7 @@ def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(
                 "value_cost": interval(detail["value_rule"]["cost_per_1000"]),
                 "value_caught": interval(detail["value_rule"]["caught"], 3),
             }
-        assert headline[strategy] == {
+        assert json.loads((project / summary.HEADLINE_DIR / f"{strategy}.json").read_text()) == {
             "ap": interval(detail["average_precision"], 3),
             "roc_auc": round(detail["roc_auc"]["ensemble"], 3),
             "recall_at_fpr": round(detail["recall_at_fpr"]["ensemble"], 3),
@@ -292,12 +309,14 @@ def test_summary_holds_each_strategys_headline_numbers_rounded_and_the_verdicts(
             "recall": round(detail["chosen"]["recall"]["ensemble"], 3),
             **by_value,
         }
+    written = json.loads((project / summary.VERDICTS_FILE).read_text())
+    assert list(written) == list(differences)
     for pair, difference in differences.items():
-        verdicts = {"value_cost": difference["value_rule"]["cost_per_1000"]["verdict"]} if column else {}
-        assert headline[pair] == {
+        by_value = {"value_cost": difference["value_rule"]["cost_per_1000"]["verdict"]} if column else {}
+        assert written[pair] == {
             "ap": difference["average_precision"]["verdict"],
             "cost": difference["chosen"]["cost_per_1000"]["verdict"],
-            **verdicts,
+            **by_value,
         }
 
 
@@ -314,19 +333,20 @@ def test_last_bit_changes_do_not_reach_the_summary(project):
     write_predictions(3, rows=1999)  # 2,000 rows would put costs per 1,000 on halves, where rounding ties
     evaluate.main()
     results = {s: read_metrics(project, s) for s in names()}
-    differences = json.loads((project / "metrics" / "differences.json").read_text())
 
     def nudged(data, factor):  # every number moved in its last bits, as another processor moves them
         if isinstance(data, dict):
             return {key: nudged(value, factor) for key, value in data.items()}
         return data * factor if isinstance(data, float) else data
 
-    costs = {s: read_rule(project, s)["validation_cost_per_1000"] for s in names()}
-    headline = summary.summarise(results, differences, costs)
-    assert json.loads((project / "metrics" / "summary.json").read_text()) == headline
-    assert summary.summarise(nudged(results, 1 + 1e-12), differences, costs) == headline
-    assert summary.summarise(nudged(results, 1 - 1e-12), differences, costs) == headline
-    assert summary.summarise(nudged(results, 1.01), differences, costs) != headline  # a real change does reach it
+    def headlines(results):
+        return {s: summary.headline(result) for s, result in results.items()}
+
+    written = {s: json.loads((project / summary.HEADLINE_DIR / f"{s}.json").read_text()) for s in names()}
+    assert headlines(results) == written
+    assert headlines(nudged(results, 1 + 1e-12)) == written
+    assert headlines(nudged(results, 1 - 1e-12)) == written
+    assert headlines(nudged(results, 1.01)) != written  # a real change does reach it
 
 
 @pytest.mark.parametrize(("width", "decimals"), [(37.1, 0), (99.9, 0), (100.0, 0), (3.7, 1), (0.37, 2), (0.0, 0)])
@@ -561,10 +581,10 @@ def test_the_recommendation_without_a_cost_column_follows_the_flat_cost():
 
 
 def test_the_committed_default_export_is_the_committed_recommendation(monkeypatch):
-    """params.yaml's export.strategy follows the committed results: the strategy metrics/summary.json recommends,
+    """params.yaml's export.strategy follows the committed results: the strategy metrics/recommended.json names,
     which is recommend's choice from the committed differences and validation costs."""
     monkeypatch.chdir(REPO)
-    committed = json.loads(Path("metrics/summary.json").read_text())["recommended"]["strategy"]
+    committed = json.loads(Path(summary.RECOMMENDED_FILE).read_text())["strategy"]
     assert load_params("export")["strategy"] == committed
     costs = {s.name: json.loads((RULES_DIR / f"{s.name}.json").read_text()) for s in evaluated()}
     costs = {name: rule["validation_cost_per_1000"] for name, rule in costs.items()}

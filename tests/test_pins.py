@@ -18,7 +18,7 @@ MODULES = sorted(
     for path in (REPO / folder).glob("*.py")
     if path.stem != "__init__"
 )
-PURE_PYTHON = {"fraudflow.summary"}  # loads neither numpy nor TensorFlow: nothing to pin
+PURE_PYTHON = {"fraudflow.summary", "fraudflow.tables"}  # load neither numpy nor TensorFlow: nothing to pin
 # Imports a module with a finder that records, when numpy or tensorflow is first imported, the pinned variables.
 RECORD_IMPORTS = """
 import importlib, json, os, sys

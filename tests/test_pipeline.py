@@ -1,6 +1,8 @@
 """The real `dvc` commands on small data, in a temporary git repository holding a copy of the project."""
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from itertools import combinations
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import (
+    REPO,
     chart_contents,
     chart_specs,
     check_page,
@@ -48,7 +51,7 @@ def ran(output: str) -> set[str]:
 
 
 def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
-    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + ["evaluate", "export"])
+    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + ["evaluate", "report", "export"])
     work = repo.cwd
     assert (work / "data" / "raw" / "table.csv").stat().st_size > 0
     assert json.loads((work / "data" / "raw.json").read_text()).keys() == {"sha256"}
@@ -66,22 +69,24 @@ def test_second_repro_skips_every_stage(repo, reproduced):
     assert ran(again) == set()
     assert all(
         f"Stage '{stage}' didn't change, skipping" in again
-        for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate", "export"]
+        for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate", "report", "export"]
     )
 
 
 def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo, reproduced):
     shown = json.loads(repo.run("dvc", "metrics", "show", "--json"))
     files = next(iter(shown.values()))["data"]
-    assert list(files) == ["metrics/summary.json"]  # the only metrics file dvc.yaml declares
-    headline = files["metrics/summary.json"]["data"]
-    pairs = ["-".join(pair) for pair in combinations(EVALUATED, 2)]
-    assert sorted(headline) == sorted([*EVALUATED, *pairs, "recommended"])
-    assert headline["recommended"]["strategy"] in EVALUATED
+    # the metrics files dvc.yaml declares: a row per strategy, and the recommendation
+    assert sorted(files) == sorted([*(f"metrics/headline/{s}.json" for s in EVALUATED), "metrics/recommended.json"])
     for strategy in EVALUATED:
         keys = {"ap", "roc_auc", "recall_at_fpr", "cost", "precision", "recall", "value_cost", "value_caught"}
-        assert set(headline[strategy]) == keys
-    assert headline["baseline-weighted"]["ap"] in {"baseline better", "weighted better", "not distinguishable"}
+        assert set(files[f"metrics/headline/{strategy}.json"]["data"]) == keys
+    assert files["metrics/recommended.json"]["data"]["strategy"] in EVALUATED
+    verdicts = json.loads((repo.cwd / "metrics" / "verdicts.json").read_text())
+    assert list(verdicts) == ["-".join(pair) for pair in combinations(EVALUATED, 2)]
+    assert verdicts["baseline-weighted"]["ap"] in {"baseline better", "weighted better", "not distinguishable"}
+    table = repo.run("dvc", "metrics", "show").splitlines()
+    assert len(table) == len(EVALUATED) + 2 and max(map(len, table)) <= 200, table  # a header, a row per file
 
     detail = next(iter(json.loads(repo.run("dvc", "metrics", "show", "--json", "metrics/test")).values()))["data"]
     for strategy in EVALUATED:
@@ -98,7 +103,9 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
         for operating_point in ("chosen", "value_rule", "tutorial"):
             assert sum(test_metrics[operating_point][k]["ensemble"] for k in ("tp", "fp", "tn", "fn")) == 600
         ap = test_metrics["average_precision"]
-        assert headline[strategy]["ap"].startswith(f"{ap['ensemble']:.3f} [{ap['ensemble_lower']:.3f}, ")
+        assert files[f"metrics/headline/{strategy}.json"]["data"]["ap"].startswith(
+            f"{ap['ensemble']:.3f} [{ap['ensemble_lower']:.3f}, "
+        )
     assert json.loads((repo.cwd / "metrics" / "split.json").read_text())["test"] == TEST_SPLIT
 
 
@@ -131,13 +138,17 @@ def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, repro
     page = repo.cwd / "plots_page" / "index.html"
     specs = chart_specs(page)
     histories = [f"plots_history_{s}_csv" for s in sorted(STRATEGIES)]
-    assert list(specs) == ["roc", "precision_recall", "confusion", "cost_k", *histories]
+    assert list(specs) == ["headline", "roc", "precision_recall", "confusion", "cost_k", *histories]
     titles = [spec["title"]["text"] for spec in specs.values()]
-    assert titles[0].startswith("ROC curve on the test split") and "log scale" in titles[0]
-    assert titles[1].startswith("Precision-recall curve on the test split")
-    assert titles[2].startswith("Confusion matrices on the test split")
-    assert titles[3].startswith("Validation cost as k varies")
-    assert all(title.startswith("Training history: plots/history/") for title in titles[4:])
+    assert titles[0].startswith("Which strategy to deploy")
+    assert titles[1].startswith("ROC curve on the test split") and "log scale" in titles[1]
+    assert titles[2].startswith("Precision-recall curve on the test split")
+    assert titles[3].startswith("Confusion matrices on the test split")
+    assert titles[4].startswith("Validation cost as k varies")
+    assert all(title.startswith("Training history: plots/history/") for title in titles[5:])
+    recommended = json.loads((repo.cwd / "metrics" / "recommended.json").read_text())["strategy"]
+    marked = {row["strategy"] for row in specs["headline"]["data"]["values"] if row["recommended"] == "1"}
+    assert marked == {recommended}
     for name, spec in specs.items():  # every strategy's results in every chart; a history chart per network
         values = spec["data"]["values"]
         if name.startswith("plots_history_"):
@@ -146,7 +157,8 @@ def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, repro
             assert list(dict.fromkeys(row["strategy"] for row in values)) == EVALUATED
             assert {(row["strategy"], row["order"]) for row in values} == {(s, str(i)) for i, s in enumerate(EVALUATED)}
     html = page.read_text()
-    positions = [html.index(f"_plots_{figure}.png") for figure in ("confusion", "prc", "roc")]
+    assert "_plots_confusion.png" not in html  # the confusion chart is drawn once, interactive
+    positions = [html.index(f"_plots_{figure}.png") for figure in ("calibration", "prc", "roc")]
     assert html.index(f'id = "{histories[-1]}"') < min(positions)  # the PNG figures after the charts
     assert page.stat().st_size < 2_500_000
 
@@ -176,32 +188,40 @@ def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced)
     original = params.read_text()
     for change in ({"split__method": "time"}, {"split__group_duplicates": False}):
         set_params(params, **change)
-        assert repo.changed_stages() == {"split"}, change
+        assert repo.changed_stages() == {"split", "report"}, change  # report shows the params
         params.write_text(original)
     set_params(params, split__seed=7)
-    # dvc status compares each stage with its own dependencies: only split sees the change ...
-    assert repo.changed_stages() == {"split"}
+    # dvc status compares each stage with its own dependencies: only split (and report, which shows the params)
+    # sees the change ...
+    assert repo.changed_stages() == {"split", "report"}
     # ... and repro carries it on to every stage downstream, leaving download and clean cached.
-    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, "evaluate", "export"}
+    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, "evaluate", "report", "export"}
     assert repo.changed_stages() == set()
 
 
 def assert_headline_diff_about(strategy: str, diff: dict):
-    """`dvc metrics diff` lists only the headline numbers of the strategy and of the blend (made of it), the
-    verdicts of pairs with either, and the recommendation, each one changed after rounding."""
-    assert list(diff) == ["metrics/summary.json"]
-    rows = diff["metrics/summary.json"]
-    assert any(key.startswith(f"{strategy}.") for key in rows)
-    changed = {strategy, "blend", "recommended"}
-    assert all(changed & set(key.split(".")[0].split("-")) for key in rows), rows
-    assert all(row["old"] != row["new"] for row in rows.values())
+    """`dvc metrics diff` lists only the headline numbers of the strategy and of the blend (made of it) and the
+    recommendation, each one changed after rounding: at most 25 rows."""
+    headline = {f"metrics/headline/{s}.json" for s in (strategy, "blend")}
+    assert f"metrics/headline/{strategy}.json" in diff and set(diff) <= headline | {"metrics/recommended.json"}, diff
+    rows = [row for file in diff.values() for row in file.values()]
+    assert all(row["old"] != row["new"] for row in rows) and len(rows) <= 25
 
 
 def test_a_resampled_experiment_reruns_what_reads_it_and_diffs_only_resampled_and_blend_numbers(repo, reproduced):
     repo.commit("results")
     experiment = repo.run("dvc", "exp", "run", "-S", "networks.resampled.steps_per_epoch=4")
-    assert ran(experiment) == {"train@resampled", "train_blend", "evaluate", "export"}
+    assert ran(experiment) == {"train@resampled", "train_blend", "evaluate", "report", "export"}
     assert_headline_diff_about("resampled", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
+    # the documented way to read the experiments: the changed param, AP and the deployed cost, within 200 columns
+    recipe = re.search(
+        r"^dvc exp show --only-changed --drop .*$", (REPO / "docs" / "looking-at-results.md").read_text(), re.M
+    )
+    table = repo.run(*shlex.split(recipe[0])).splitlines()
+    header = table[1].split()
+    assert max(map(len, table)) <= 200, "\n".join(table)
+    assert header[0] == "Experiment" and "networks.resampled.steps_per_epoch" in header
+    assert {"metrics/headline/resampled.json:ap", "metrics/headline/resampled.json:value_cost"} <= set(header)
 
 
 @needs_chromium
@@ -212,7 +232,7 @@ def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path)
     result = check_page(page, tmp_path / "diff.png")
     assert result.returncode == 0, result.stdout + result.stderr
     drawn = chart_contents(page)
-    for chart in ("roc", "precision_recall", "confusion", "cost_k", "plots_history_resampled_csv"):
+    for chart in ("headline", "roc", "precision_recall", "confusion", "cost_k", "plots_history_resampled_csv"):
         assert {"HEAD", "workspace"} <= {text for _, text in drawn[chart]["texts"]}, chart  # panel headers
     assert len(drawn["roc"]["lines"]) == 2 * len(EVALUATED)
 
@@ -223,8 +243,8 @@ def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path)
 def test_a_reference_param_change_reruns_only_its_stage_and_evaluate(repo, reproduced, stage, change):
     repo.commit("results")
     set_params(repo.cwd / "params.yaml", **change)
-    assert repo.changed_stages() == {f"train_{stage}"}
-    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "train_blend", "evaluate", "export"}
+    assert repo.changed_stages() == {f"train_{stage}", "report"}
+    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "train_blend", "evaluate", "report", "export"}
     assert_headline_diff_about(stage, json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
@@ -249,8 +269,8 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     assert card["calibration_logit_shift"] < 0  # the weighted members are calibrated to the real positive rate
 
     set_params(repo.cwd / "params.yaml", evaluate__cost_false_positive=50)  # false alarms dearer: a higher threshold
-    assert repo.changed_stages() == {"evaluate"}  # no data stage reads evaluate's params
-    assert ran(repo.run("dvc", "repro")) == {"evaluate", "export"}
+    assert repo.changed_stages() == {"evaluate", "report"}  # no data stage reads evaluate's params
+    assert ran(repo.run("dvc", "repro")) == {"evaluate", "report", "export"}
     card = json.loads(card_file.read_text())
     assert (card["k"], card["cost_false_positive"]) == (chosen("weighted")[0], 50)
     assert ran(repo.run("dvc", "repro")) == set()
@@ -271,7 +291,7 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
 
     # A flat cost: clean keeps no Amount of its own; data/scaled, hence the training, stays as it is
     set_params(repo.cwd / "params.yaml", data__cost=None, evaluate__cost_false_negative=133)
-    assert ran(repo.run("dvc", "repro")) == {"clean", "split", "scale", "evaluate", "export"}
+    assert ran(repo.run("dvc", "repro")) == {"clean", "split", "scale", "evaluate", "report", "export"}
     card, result = (
         json.loads(card_file.read_text()),
         json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text()),
@@ -305,7 +325,7 @@ def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_c
     assert (
         {"train@baseline", "train_blend", "evaluate"}
         <= ran(back)
-        <= {"train@baseline", "train_blend", "evaluate", "export"}
+        <= {"train@baseline", "train_blend", "evaluate", "report", "export"}
     )
     assert predictions.read_bytes() == ours
     assert {p.name for p in (work / "models" / "baseline").iterdir()} == {"member_0.keras", "member_1.keras"}
@@ -329,10 +349,11 @@ def test_a_strategy_added_through_the_registry_alone_is_trained_and_compared_eve
     (repo.cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "train@tempered" in ran(repo.run("dvc", "repro"))
     assert (repo.cwd / "models" / "tempered" / "member_1.keras").exists()
-    headline = json.loads((repo.cwd / "metrics" / "summary.json").read_text())
-    assert {"tempered", "baseline-tempered", "tempered-gbdt"} <= set(headline)
+    assert (repo.cwd / "metrics" / "headline" / "tempered.json").exists()
+    verdicts = json.loads((repo.cwd / "metrics" / "verdicts.json").read_text())
+    assert {"baseline-tempered", "tempered-gbdt"} <= set(verdicts)
     assert json.loads((repo.cwd / "metrics" / "test" / "tempered.json").read_text())["average_precision"]["mean"] > 0
     roc = pd.read_csv(repo.cwd / "plots" / "roc.csv")
     assert list(dict.fromkeys(roc["strategy"]))[3:5] == ["focal", "tempered"]  # in registry order
-    report = repo.run("python", "-m", "stages.report")
+    report = (repo.cwd / "docs" / "results.md").read_text()
     assert report.count("| tempered |") >= 4 and "| baseline − tempered |" in report

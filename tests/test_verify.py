@@ -12,7 +12,7 @@ METRICS = {
     "average_precision": {"ensemble": 0.8190123456, "ensemble_lower": 0.7441, "difference": 0.0008013711},
     "chosen": {"tp": {"ensemble": 80}},
 }
-SUMMARY = {"baseline": {"ap": "0.819 [0.741, 0.881]", "roc_auc": 0.974}, "baseline-weighted": {"ap": "baseline better"}}
+HEADLINE = {"ap": "0.819 [0.741, 0.881]", "roc_auc": 0.974}
 HISTORY = "member,epoch,loss\n0,1,0.0103149\n0,2,0.00812\n"
 RULE = {"strategy": "baseline", "calibration_logit_shift": 0.0, "cost_column": "Amount", "k": 0.4466835922}
 ROC = "strategy,order,fpr,tpr\nbaseline,0,0.0,0.0\nbaseline,0,0.0012,0.8125\nweighted,1,0.0,0.0\n"
@@ -36,7 +36,8 @@ def committed(tmp_path, monkeypatch):
     files = {
         "metrics/test/baseline.json": json.dumps(METRICS),
         "metrics/split.json": json.dumps({"test": {"rows": 600}}),
-        "metrics/summary.json": json.dumps(SUMMARY),
+        "metrics/headline/baseline.json": json.dumps(HEADLINE),
+        "docs/results.md": "| baseline | 0.819 [0.741, 0.881] |\n",
         "plots/history/baseline.csv": HISTORY,
         "models/rules/baseline.json": json.dumps(RULE),
         "plots/roc.csv": ROC,
@@ -59,7 +60,7 @@ def change_json(path, update):
 
 def test_unchanged_results_match(committed, capsys):
     assert verify.main([]) == 0
-    assert "7 of 7 tracked files byte-identical with HEAD" in capsys.readouterr().out
+    assert "8 of 8 tracked files byte-identical with HEAD" in capsys.readouterr().out
 
 
 def test_a_last_bit_difference_passes_and_is_reported(committed, capsys):
@@ -120,13 +121,15 @@ def test_the_rule_chosen_on_validation_is_checked_and_every_strategys_curve_poin
     assert "plots/roc.csv: curve redrawn, 1 of 3 points differ" in capsys.readouterr().out
 
 
-def test_the_rounded_summary_is_reported_not_checked(committed, capsys):
+def test_the_rounded_headline_numbers_and_the_results_document_are_reported_not_checked(committed, capsys):
     """A last bit of another processor can move a rounded headline number across its rounding edge; the detailed
     metrics it is rounded from are the ones checked."""
-    change_json(committed / "metrics/summary.json", lambda d: d["baseline"].update(ap="0.820 [0.741, 0.881]"))
-    change_json(committed / "metrics/summary.json", lambda d: d["baseline"].update(roc_auc=0.975))
+    change_json(committed / "metrics/headline/baseline.json", lambda d: d.update(ap="0.820 [0.741, 0.881]"))
+    change_json(committed / "metrics/headline/baseline.json", lambda d: d.update(roc_auc=0.975))
+    (committed / "docs/results.md").write_text("| baseline | 0.820 [0.741, 0.881] |\n")
     assert verify.main([]) == 0
-    assert "metrics/summary.json: 2 values differ" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "metrics/headline/baseline.json: 2 values differ" in printed and "docs/results.md: bytes differ" in printed
 
 
 def test_history_values_are_reported_but_its_members_and_epochs_must_match(committed, capsys):
