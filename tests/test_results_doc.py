@@ -2,6 +2,7 @@
 results block is its summary (fraudflow.readme)."""
 
 import pytest
+import yaml
 from conftest import REPO
 
 from fraudflow import readme
@@ -48,3 +49,8 @@ def test_a_file_without_its_markers_is_a_one_line_error(project, capsys, damaged
     (project / damaged).write_text("# no markers\n")
     assert readme.main(["--check"]) == 1
     assert capsys.readouterr().err.startswith(f"error: {damaged}: no block between the lines ")
+
+
+def test_the_report_stage_depends_on_every_params_section_the_document_shows():
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]
+    assert [entry for entry in stage["params"] if isinstance(entry, str)] == list(report.RESULT_PARAMS)
