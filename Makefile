@@ -7,8 +7,10 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: repro test lint benchmark
 
+# dvc repro, then the README's results block from the report it wrote (python -m fraudflow.readme)
 repro: $(VENV)/installed
 	dvc repro
+	python -m fraudflow.readme
 
 test: $(VENV)/installed
 	python -m pytest

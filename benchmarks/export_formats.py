@@ -17,7 +17,7 @@ project from `git archive`): wall seconds and peak memory of each command.
 train_gbdt`, each stage's wall seconds and peak memory.
 
 12d. Exactness, in 12a's project: every evaluated strategy exported (`dvc repro export`), the real test split's raw
-rows (stages.split.raw_rows) scored by `python -m stages.score`, against evaluate: the largest difference from
+rows (fraudflow/raw_rows.py) scored by `python -m stages.score`, against evaluate: the largest difference from
 evaluate's calibrated ensemble probabilities, and the rows flagged (and positives among them) against the counts
 in metrics/test/<strategy>.json (value_rule, or chosen without a cost column). The target: within 1e-6, the same.
 """
@@ -39,7 +39,7 @@ DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
 TEST_ROWS = """
 import json, sys
 from fraudflow.strategies import evaluated
-from stages.split import raw_rows
+from fraudflow.raw_rows import raw_rows
 raw_rows("test").to_csv(sys.argv[1], index=False)
 print("result", json.dumps([s.name for s in evaluated()]))
 """

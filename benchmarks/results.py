@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import subprocess
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,7 +63,9 @@ def update(path: Path, titles: list[str], title: str, body: str):
     found = sections(path.read_text()) if path.exists() else {}
     found[title] = f"\n{body.strip()}\n\n"
     text = HEADER + "".join(f"\n## {t}\n{found[t].rstrip()}\n" for t in titles if t in found)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
-        file.write(text)
-    os.chmod(file.name, 0o644)
-    os.replace(file.name, path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

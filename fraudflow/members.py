@@ -197,9 +197,9 @@ def member_predictor(model):
     """A function features (rows, n) -> (rows, members) probabilities: every member scores every row.
 
     Scored in float64 with the model's float32 weights (cast exactly) on the float32 features, so the exported
-    model, which computes the same in double, agrees to about 1e-15 whatever the order of its sums. Compiled once;
-    the weights are read at each call (training scores validation after every epoch); rows go through in blocks of
-    PREDICT_BATCH.
+    model, which computes the same in double, agrees to double precision's rounding whatever the order of its sums.
+    Compiled once; the weights are read at each call (training scores validation after every epoch); rows go
+    through in blocks of PREDICT_BATCH.
     """
     members, n_features = model.input_shape[0], model.input_shape[-1]
     exact = keras.Sequential(

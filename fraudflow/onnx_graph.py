@@ -4,7 +4,8 @@ gradient-boosted trees, or a blend of strategies) -> their calibrated probabilit
 
 Numbers come in as float64 (NaN: missing), categories as text. The features are float32, as scale writes them;
 every member's probability is computed in float64 on them, as its stage computed it (the networks' float32 weights
-cast exactly, as members.member_predictor does), so the exported model agrees with evaluate to about 1e-15.
+cast exactly, as members.member_predictor does), so the exported model agrees with evaluate to double precision's
+rounding (the benchmark's exactness part measures it on the real data).
 """
 
 import numpy as np

@@ -21,10 +21,11 @@ def cost_decimals(width: float) -> int:
     return max(0, 1 - math.floor(math.log10(width))) if width > 0 else 0
 
 
-def with_interval(summary: dict, decimals: int) -> str:
-    """'value [lower, upper]' of the ensemble, as the headline files and docs/results.md print it."""
-    low, value, high = (summary[key] for key in ("ensemble_lower", "ensemble", "ensemble_upper"))
-    return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+def with_interval(summary: dict, decimals: int, sign: str = "") -> str:
+    """'value [lower, upper]' of the ensemble, as the headline files and docs/results.md print it (sign "+": with
+    the sign, for differences)."""
+    low, value, high = (f"{summary[k]:{sign}.{decimals}f}" for k in ("ensemble_lower", "ensemble", "ensemble_upper"))
+    return f"{value} [{low}, {high}]"
 
 
 def deployed_cost(result: dict) -> dict:

@@ -2,13 +2,12 @@
 and the training stages' (metrics/split.json, metrics/train/blend.json): pure functions of those dicts, each table
 under its title with a sentence saying what it shows. stages/report.py puts them together as docs/results.md."""
 
-from fraudflow.summary import beaten_by, cost_interval, deployed_cost
+from fraudflow.summary import beaten_by, cost_interval, deployed_cost, with_interval
 
 
 def value(summary: dict, digits: int = 3, sign: str = "") -> str:
     """The ensemble's value and its bootstrap interval."""
-    low, value, high = (f"{summary[key]:{sign}.{digits}f}" for key in ("ensemble_lower", "ensemble", "ensemble_upper"))
-    return f"{value} [{low}, {high}]"
+    return with_interval(summary, digits, sign)
 
 
 def spread(summary: dict, digits: int = 3, sign: str = "") -> str:

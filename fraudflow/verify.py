@@ -30,8 +30,8 @@ from matplotlib import image
 from fraudflow.strategies import LOGISTIC, REGISTRY
 from fraudflow.summary import HEADLINE_DIR, RECOMMENDED_FILE, VERDICTS_FILE
 
-# Seen between two x86-64 machines (docs/reproducibility.md): test metrics at most 1.4e-4 relative, differences
-# between strategies 2.6e-6 absolute.
+# Seen between two x86-64 machines (measured in an earlier session, before the docs were generated): test metrics
+# at most 1.4e-4 relative, differences between strategies 2.6e-6 absolute.
 TOLERANCE = 1e-3
 ABSOLUTE = 1e-5
 # Files written from TensorFlow's training (and the trees', whose float sums are not checked across processors

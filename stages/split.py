@@ -18,7 +18,6 @@ from sklearn.model_selection import train_test_split
 from fraudflow import inputs
 from fraudflow.common import (
     CLEAN_PARQUET,
-    RAW_CSV,
     SPLIT_DIR,
     SPLITS,
     StageError,
@@ -208,17 +207,6 @@ def split_rows(labels: np.ndarray, groups: np.ndarray, sizes: np.ndarray, times:
     if s["group"]:
         return grouped_random_split(labels, groups, sizes, s["test_size"], s["val_size"], s["stratify"], s["seed"])
     return random_split(labels, s["test_size"], s["val_size"], s["stratify"], s["seed"])
-
-
-def raw_rows(name: str = "test") -> pd.DataFrame:
-    """The raw CSV's rows (data/raw/table.csv in the working directory) that this stage puts in split `name`, in
-    the split's order (the file's), as pandas reads them: what to score to compare with evaluate's predictions."""
-    clean, settings = inputs.parquet_file(CLEAN_PARQUET, "clean"), read_settings()
-    roles = roles_of(clean.schema_arrow, CLEAN_PARQUET)
-    hashes, labels, times = row_state(clean, roles, settings["method"] == "time")
-    part = split_rows(labels, *duplicate_groups(hashes), times, settings)
-    raw = pd.read_csv(RAW_CSV, keep_default_na=False, na_values=[""])
-    return raw.iloc[np.flatnonzero(part == SPLITS.index(name))]
 
 
 def main():

@@ -266,8 +266,9 @@ def chart_specs(page: Path) -> dict:
     return {chart_id: json.loads(spec) for spec, chart_id in found}
 
 
-def chart_contents(page: Path) -> dict:
-    """What every chart on the page draws (see CHART_CONTENTS_JS), by chart id: headless Chromium, no network."""
+def chart_contents(page: Path, script: str | None = None) -> dict:
+    """What every chart on the page draws (what `script` returns, by default CHART_CONTENTS_JS), by chart id:
+    headless Chromium, no network."""
     check_page_module = load_script(CHECK_PAGE)
     browser = check_page_module.Browser(check_page_module.find_chromium(), timeout=60)
     try:
@@ -275,7 +276,7 @@ def chart_contents(page: Path) -> dict:
         session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         browser.send("Page.enable", session=session)
         browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session)
-        expression = f"({CHART_CONTENTS_JS})({json.dumps(chart_specs(page))})"
+        expression = f"({script or CHART_CONTENTS_JS})({json.dumps(chart_specs(page))})"
         for _ in range(100):  # the libraries are in the page's head: wait until they are loaded
             reply = browser.send(
                 "Runtime.evaluate",
@@ -362,7 +363,7 @@ def write_rule(strategy: str):
 
 def raw_test_rows() -> pd.DataFrame:
     """The raw CSV rows of the test split in the working directory, in the split's order (the file's)."""
-    from stages.split import raw_rows
+    from fraudflow.raw_rows import raw_rows
 
     return raw_rows("test")
 

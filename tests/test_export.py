@@ -49,7 +49,7 @@ def test_model_on_raw_rows_reproduces_the_pipelines_test_predictions(exported):
     probabilities = exported_probabilities(raw_test_rows())
     assert probabilities.shape == (600,)
     np.testing.assert_allclose(probabilities, evaluated_probabilities("baseline"), rtol=0, atol=1e-12)
-    # The members disagree: a model that left one out would miss the mean by far more than 1e-6.
+    # The members disagree: a model that left one out would miss the mean by far more than 1e-12.
     test = MemberColumns("baseline", "test", 0.0)
     members = np.stack(list(test), axis=1)
     assert np.abs(members - members.mean(axis=1, keepdims=True)).min(axis=1).max() > 1e-3

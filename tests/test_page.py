@@ -426,11 +426,8 @@ SCENE_JS = r"""async (specs) => {
 
 
 def scene(page: Path) -> dict:
-    """Every drawn item of every chart on the page (SCENE_JS), by chart id: conftest.chart_contents's browser run
-    with SCENE_JS in place of the JavaScript it evaluates."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(chart_contents.__globals__, "CHART_CONTENTS_JS", SCENE_JS)
-        return chart_contents(page)
+    """Every drawn item of every chart on the page (SCENE_JS), by chart id."""
+    return chart_contents(page, SCENE_JS)
 
 
 def headline_panels(items: list[dict]) -> list[dict]:
