@@ -102,8 +102,8 @@ def network_members(g: Graph, features: str, members: list[list[np.ndarray]]) ->
 def logistic_member(g: Graph, features: str, coefficients: np.ndarray, intercept: float) -> str:
     """(n, 1) float64 probabilities of logistic regression."""
     x = g.op("Cast", features, to=TensorProto.DOUBLE)
-    logit = g.op("Add", g.op("MatMul", x, g.const(np.reshape(coefficients, (-1, 1)))), g.const([intercept]))
-    return g.op("Sigmoid", logit)
+    score = g.op("Add", g.op("MatMul", x, g.const(np.reshape(coefficients, (-1, 1)))), g.const([intercept]))
+    return g.op("Sigmoid", score)
 
 
 def tree_members(g: Graph, features: str, members: list[dict]) -> str:
@@ -157,11 +157,15 @@ def tree_members(g: Graph, features: str, members: list[dict]) -> str:
     return g.op("Sigmoid", g.op("Add", raw, g.const([m["baseline"] for m in members])))
 
 
+def logit(g: Graph, probabilities: str) -> str:
+    """log(p) - log(1 - p), as fraudflow/operating.py computes it."""
+    return g.op("Sub", g.op("Log", probabilities), g.op("Log", g.op("Sub", g.const([1.0]), probabilities)))
+
+
 def calibrated_mean(g: Graph, probabilities: str, shift: float) -> str:
     """The members' mean of sigmoid(logit(p) + shift), as evaluate calibrates and averages them, (n, 1)."""
     if shift:
-        logit = g.op("Sub", g.op("Log", probabilities), g.op("Log", g.op("Sub", g.const([1.0]), probabilities)))
-        probabilities = g.op("Sigmoid", g.op("Add", logit, g.const([shift])))
+        probabilities = g.op("Sigmoid", g.op("Add", logit(g, probabilities), g.const([shift])))
     return g.op("ReduceMean", probabilities, g.const([1], np.int64), keepdims=1)
 
 
@@ -171,8 +175,7 @@ def blended_mean(g: Graph, parts: list[tuple[str, int, float]], intercept: float
     computes it; then their mean. parts: (the strategy's (n, its members) probabilities, its members, weight)."""
     logits = []
     for probabilities, _, _ in parts:
-        p = g.op("Clip", probabilities, g.const(LOGIT_CLIP), g.const(1 - LOGIT_CLIP))
-        logits.append(g.op("Sub", g.op("Log", p), g.op("Log", g.op("Sub", g.const([1.0]), p))))
+        logits.append(logit(g, g.op("Clip", probabilities, g.const(LOGIT_CLIP), g.const(1 - LOGIT_CLIP))))
     weights = np.zeros((sum(count for _, count, _ in parts), members))
     start = 0
     for _, count, weight in parts:

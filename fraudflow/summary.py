@@ -34,6 +34,11 @@ def deployed_cost(result: dict) -> dict:
     return result["value_rule"]["cost_per_1000"] if "value_rule" in result else result["chosen"]["cost_per_1000"]
 
 
+def deployed_rule(result: dict) -> str:
+    """The name of the rule export applies, whose cost deployed_cost gives."""
+    return "value rule" if "value_rule" in result else "flat threshold"
+
+
 def beaten_by(differences: dict) -> dict:
     """{strategy: the strategies that beat it on the test split}, by the paired verdict on the deployed rule's cost."""
     beaten = {}
@@ -97,10 +102,9 @@ def headline_points(result: dict, recommended: bool) -> list[dict]:
     """A strategy's rows of plots/headline.csv, the plots page's first chart: its test AP and its cost per 1,000
     rows under the rule export applies, each with its interval and as the headline files print it."""
     cost = deployed_cost(result)
-    rule = "value rule" if "value_rule" in result else "flat threshold"
     rows = [
         ("average precision", result["average_precision"], with_interval(result["average_precision"], RATE_DECIMALS)),
-        (f"cost per 1,000 test rows ({rule})", cost, cost_interval(cost)),
+        (f"cost per 1,000 test rows ({deployed_rule(result)})", cost, cost_interval(cost)),
     ]
     return [
         {

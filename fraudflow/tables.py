@@ -2,7 +2,7 @@
 and the training stages' (metrics/split.json, metrics/train/blend.json): pure functions of those dicts, each table
 under its title with a sentence saying what it shows. stages/report.py puts them together as docs/results.md."""
 
-from fraudflow.summary import beaten_by, cost_interval, deployed_cost, with_interval
+from fraudflow.summary import beaten_by, cost_interval, deployed_cost, deployed_rule, with_interval
 
 
 def value(summary: dict, digits: int = 3, sign: str = "") -> str:
@@ -27,7 +27,7 @@ def table(title: str, says: str, header: list[str], rows: list[list[str]]) -> st
 def headline(test: dict, differences: dict, validation_costs: dict, recommended: str) -> str:
     """The recommendation and the table it comes from."""
     beaten = beaten_by(differences)
-    rule = "the value rule" if all("value_rule" in m for m in test.values()) else "the flat threshold"
+    rule = f"the {deployed_rule(next(iter(test.values())))}"  # every strategy has the same
     rows = [
         [
             f"**{s}**" if s == recommended else s,
