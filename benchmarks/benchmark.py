@@ -14,11 +14,12 @@ could change the bytes, changed one at a time: a short training's bytes against 
 links, the CSV engines, and the whole `dvc repro` at each size with train.negative_rate 1.0 and 0.1 (0.1 only at
 64x); 11. the gradient-boosted-tree libraries (benchmarks/gbdt_libraries.py); 12. the exported model's format and
 scoring with it beside the previous Keras export, and the exported model of every strategy against evaluate on
-the raw test rows (benchmarks/export_formats.py). `--only score`, `--only pins`, `--only scale`, `--only gbdt` or
-`--only export` runs just that part; `--scale 64` one size. Everything runs in scratch copies of the project, so
-the work tree is left alone. Needs the project's environment (`make repro` or `make test` creates it).
+the raw test rows (benchmarks/export_formats.py); 13. reason codes: the method against occlusion and exact SHAP, and
+scoring with and without them (benchmarks/reasons.py). `--only score`, `--only pins`, `--only scale`, `--only gbdt`,
+`--only export` or `--only reasons` runs just that part; `--scale 64` one size. Everything runs in scratch copies of
+the project, so the work tree is left alone. Needs the project's environment (`make repro` or `make test` creates it).
 
-Results: benchmarks/results.md (benchmarks/results.py) holds a section per part (1, 2-4, 5, 6, 7, 8-10, 11, 12),
+Results: benchmarks/results.md (benchmarks/results.py) holds a section per part (1, 2-4, 5, 6, 7, 8-10, 11, 12, 13),
 each under a line saying when, on what machine, on which commit and by which command it was measured. Each part
 that finishes replaces its own section; the others, and the section of a part that failed, are kept.
 """
@@ -38,6 +39,7 @@ import export_formats
 import gbdt_libraries
 import numpy as np
 import pyarrow.csv as pacsv
+import reasons
 import results
 import yaml
 
@@ -396,8 +398,8 @@ def main():
     )
     parser.add_argument(
         "--only",
-        choices=["score", "pins", "scale", "gbdt", "export"],
-        help="run only part 6, 7, 8 to 10, 11 or 12 (replaces its section of benchmarks/results.md only)",
+        choices=["score", "pins", "scale", "gbdt", "export", "reasons"],
+        help="run only part 6, 7, 8 to 10, 11, 12 or 13 (replaces its section of benchmarks/results.md only)",
     )
     args = parser.parse_args()
     if not args.data.is_file():
@@ -430,6 +432,11 @@ def main():
                 "export",
                 "12. The export format, and the exported model against evaluate",
                 lambda: export_formats.formats(root, data, Project, print_table),
+            ),
+            (
+                "reasons",
+                "13. Reason codes",
+                lambda: reasons.methods_and_scoring(root, data, Project, print_table),
             ),
         ]
         for only, title, run in parts:

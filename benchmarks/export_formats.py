@@ -74,7 +74,7 @@ import onnxruntime
 from onnx import TensorProto, helper
 from fraudflow import onnx_graph
 from fraudflow.common import quiet_tensorflow
-from stages import export
+from fraudflow import fitted
 
 with quiet_tensorflow():
     import keras
@@ -108,12 +108,12 @@ def onnx_session(g, probabilities, count):
 
 
 # the trees: scikit-learn (reference), TensorFlow ops, ONNX
-members = [pickle.loads(p.read_bytes()) for p in export.member_files("gbdt", "pkl")]
+members = [pickle.loads(p.read_bytes()) for p in fitted.member_files("gbdt", "pkl")]
 seconds, reference = timed(lambda: np.stack([m.predict_proba(x)[:, 1] for m in members], axis=1))
-pickles = sum(p.stat().st_size for p in export.member_files("gbdt", "pkl"))
+pickles = sum(p.stat().st_size for p in fitted.member_files("gbdt", "pkl"))
 results.append(["trees", "scikit-learn predict_proba (pickles)", seconds, 0.0, pickles])
 
-tables = export.tree_tables("gbdt")
+tables = fitted.tree_tables("gbdt")
 arrays, roots, offset = {k: [] for k in ("feature", "threshold", "left", "right", "value")}, [], 0
 for member in tables:
     for nodes in member["trees"]:  # every tree's nodes in one set of arrays; a leaf's children are itself
@@ -159,7 +159,7 @@ seconds, out = timed(run)
 results.append(["trees", "ONNX TreeEnsemble (ONNX Runtime)", seconds, float(np.abs(out - reference).max()), size])
 
 # the baseline network's members: Keras (reference), ONNX
-files = export.member_files("baseline", "keras")
+files = fitted.member_files("baseline", "keras")
 networks = [keras.saving.load_model(p) for p in files]
 seconds, reference = timed(lambda: np.concatenate([m.predict(x, batch_size=16384, verbose=0) for m in networks], 1))
 results.append(["baseline network", "Keras (TensorFlow)", seconds, 0.0, sum(p.stat().st_size for p in files)])

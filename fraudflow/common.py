@@ -30,11 +30,13 @@ CLEAN_PARQUET = Path("data/clean/table.parquet")
 SPLIT_DIR = Path("data/split")
 SCALED_DIR = Path("data/scaled")
 PREPROCESSING_FILE = SCALED_DIR / "preprocessing.json"  # what scale fitted (fraudflow/preprocess.py)
+PROFILE_FILE = Path("data/profile/profile.json")  # the training split's profile (fraudflow/profile.py), from scale
 COSTS_DIR = Path("data/costs")  # the cost column's values of the val and test rows, for evaluate (stages/scale.py)
 MODELS_DIR = Path("models")
 RULES_DIR = MODELS_DIR / "rules"  # each strategy's calibration and flagging rule, chosen by evaluate
 PREDICTIONS_DIR = Path("data/predictions")
 BLEND_DIR = Path("data/blend")  # the blend's predictions, apart from the predictions it is made of
+IMPORTANCE_FILE = Path("metrics/importance.json")  # each strategy's mean |contribution| per column (stages/explain.py)
 EXPORT_DIR = Path("export")  # the model to deploy: stages/export.py
 
 # What save_keras writes instead of the save time, so identical models give identical files.

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -104,6 +105,14 @@ def csv_block_at(path: Path, first_row: int, schema: pa.Schema | None) -> pa.Rec
         return next(csv_blocks(path, schema, "", skip_rows=first_row), None)
     except pa.ArrowInvalid:
         return None
+
+
+def numbers_if_possible(column):
+    """The column as float64 when Arrow can convert every value, else as it is (validation then decides)."""
+    try:
+        return pc.cast(column, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column
 
 
 def exact_batches(batches, rows: int):

@@ -44,6 +44,16 @@ class Graph:
         return output
 
 
+def model_inputs(prep: dict) -> list[dict]:
+    """model.json's input list: every raw column the model takes, its input's name (the column's) and type; for a
+    category column, its vocabulary (any other level is (other)) and the training levels folded into (other)."""
+    inputs = [{"column": c, "input": c, "type": "number"} for c in (prep["log"].get(n, n) for n in prep["numeric"])]
+    for name, levels in prep["categories"].items():
+        entry = {"column": name, "input": name, "type": "category", "levels": len(levels)}
+        inputs.append({**entry, "vocabulary": levels, "folded": prep["folded"][name]})
+    return inputs
+
+
 def preprocess(g: Graph, prep: dict, inputs: list[dict], eps: float) -> str:
     """Float32 features (n, features) from the raw columns, as fraudflow/preprocess.py's transform of clean's output:
     log(x + eps) for data.log columns, imputation and its indicators, scaling, clipping, one-hot over the training
@@ -187,28 +197,46 @@ def blended_mean(g: Graph, parts: list[tuple[str, int, float]], intercept: float
     return g.op("ReduceMean", blended, g.const([1], np.int64), keepdims=1)
 
 
-def model(g: Graph, inputs: list[dict], probability: str) -> onnx.ModelProto:
-    """The graph's model: an input per raw column (float64 or text, shape (n, 1)), the probability as output."""
-    clash = [entry["column"] for entry in inputs if entry["input"].startswith(INTERNAL) or entry["input"] == OUTPUT]
+def model(
+    g: Graph, inputs: list[dict], value: str, output: str = OUTPUT, width: int = 1, opsets=None
+) -> onnx.ModelProto:
+    """The graph's model: an input per raw column (float64 or text, shape (n, 1); an entry with a "width", float64
+    (n, width)), `value` as the float64 output `output`, (n, width)."""
+    clash = [entry["column"] for entry in inputs if entry["input"].startswith(INTERNAL) or entry["input"] == output]
     if clash:
         raise StageError(f"column '{clash[0]}': a name the exported model uses itself; rename the column")
-    g.nodes.append(helper.make_node("Identity", [probability], [OUTPUT]))
+    g.nodes.append(helper.make_node("Identity", [value], [output]))
     graph = helper.make_graph(
         g.nodes,
         "fraudflow",
         [
             helper.make_tensor_value_info(
-                entry["input"], TensorProto.DOUBLE if entry["type"] == "number" else TensorProto.STRING, [None, 1]
+                entry["input"],
+                TensorProto.STRING if entry["type"] == "category" else TensorProto.DOUBLE,
+                [None, entry.get("width", 1)],
             )
             for entry in inputs
         ],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.DOUBLE, [None, 1])],
+        [helper.make_tensor_value_info(output, TensorProto.DOUBLE, [None, width])],
         initializer=g.constants,
     )
+    opsets = opsets or OPSETS
     built = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid(domain, version) for domain, version in OPSETS.items()]
+        graph, opset_imports=[helper.make_opsetid(domain, version) for domain, version in opsets.items()]
     )
     built.ir_version = IR_VERSION
     built.producer_name = "fraudflow"
     onnx.checker.check_model(built, full_check=True)
     return built
+
+
+def runner(model, output: str, threads: int = 2):
+    """An ONNX model (a ModelProto or a file) as a function of its named inputs returning `output`, run by ONNX
+    Runtime on `threads` threads."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return lambda inputs: session.run([output], inputs)[0]

@@ -64,10 +64,16 @@ def fit(read, roles: dict, clip: float, max_categories: int) -> dict:
 
 
 def medians(read, numeric: list[str], present: np.ndarray) -> list[float]:
-    """Each column's exact median (as pandas computes it: the mean of the two middle values for an even count), by
-    radix selection over the values' sortable 64-bit keys: four streaming passes, each fixing 16 more bits of the
-    two middle values, holding 2 x 65,536 counts per column."""
-    ranks = np.stack([(present - 1) // 2, present // 2]).astype(np.int64)  # (2, columns), among the present values
+    """Each column's exact median, as pandas computes it: the mean of the two middle values for an even count."""
+    low, high = values_at_ranks(read, numeric, np.stack([(present - 1) // 2, present // 2]))
+    return [float((a + b) / 2) for a, b in zip(low, high, strict=True)]
+
+
+def values_at_ranks(read, numeric: list[str], ranks: np.ndarray) -> np.ndarray:
+    """The values at these 0-based ranks (rows: ranks, columns: the numeric columns) among each column's present
+    values in ascending order, exactly, by radix selection over the values' sortable 64-bit keys: four streaming
+    passes, each fixing 16 more bits of every wanted value, holding 65,536 counts per rank and column."""
+    ranks = np.array(ranks, dtype=np.int64)
     prefix = np.zeros(ranks.shape, dtype=np.uint64)  # the key bits fixed so far
     for shift in (48, 32, 16, 0):
         counts = np.zeros((*ranks.shape, 1 << 16), dtype=np.int64)
@@ -75,17 +81,16 @@ def medians(read, numeric: list[str], present: np.ndarray) -> list[float]:
             for column, name in enumerate(numeric):
                 values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
                 keys = sortable(values[~np.isnan(values)])
-                for middle in range(2):
-                    chosen = keys if shift == 48 else keys[(keys >> np.uint64(shift + 16)) == prefix[middle, column]]
+                for rank in range(len(ranks)):
+                    chosen = keys if shift == 48 else keys[(keys >> np.uint64(shift + 16)) == prefix[rank, column]]
                     digits = ((chosen >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)
-                    counts[middle, column] += np.bincount(digits, minlength=1 << 16)
+                    counts[rank, column] += np.bincount(digits, minlength=1 << 16)
         below = counts.cumsum(axis=2)
-        for middle, column in np.ndindex(ranks.shape):
-            digit = int(np.searchsorted(below[middle, column], ranks[middle, column], side="right"))
-            ranks[middle, column] -= below[middle, column, digit - 1] if digit else 0
-            prefix[middle, column] = (prefix[middle, column] << np.uint64(16)) | np.uint64(digit)
-    low, high = unsortable(prefix)
-    return [float((a + b) / 2) for a, b in zip(low, high, strict=True)]
+        for rank, column in np.ndindex(ranks.shape):
+            digit = int(np.searchsorted(below[rank, column], ranks[rank, column], side="right"))
+            ranks[rank, column] -= below[rank, column, digit - 1] if digit else 0
+            prefix[rank, column] = (prefix[rank, column] << np.uint64(16)) | np.uint64(digit)
+    return unsortable(prefix)
 
 
 SIGN = np.uint64(1 << 63)

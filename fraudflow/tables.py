@@ -2,7 +2,15 @@
 and the training stages' (metrics/split.json, metrics/train/blend.json): pure functions of those dicts, each table
 under its title with a sentence saying what it shows. stages/report.py puts them together as docs/results.md."""
 
-from fraudflow.summary import beaten_by, cost_interval, deployed_cost, deployed_rule, with_interval
+from fraudflow.summary import (
+    RATE_DECIMALS,
+    beaten_by,
+    cost_decimals,
+    cost_interval,
+    deployed_cost,
+    deployed_rule,
+    with_interval,
+)
 
 
 def value(summary: dict, digits: int = 3, sign: str = "") -> str:
@@ -198,3 +206,60 @@ def blend_table(blend: dict) -> str:
     rows = [[s, f"{w:.4f}"] for s, w in blend["weights"].items()] + [["(intercept)", f"{blend['intercept']:.4f}"]]
     says = "Non-negative weights on the strategies' logits, fitted on the validation split only (a weight 0: unused)."
     return table("The blend's weights", says, ["strategy", "weight"], rows)
+
+
+def width(summary: dict) -> float:
+    """An interval's width (of the ensemble's bootstrap interval)."""
+    return summary["ensemble_upper"] - summary["ensemble_lower"]
+
+
+def label_free_table(test: dict) -> str:
+    """The deployed rule's precision, share of the positives' cost caught and cost per 1,000 test rows estimated
+    from the probabilities alone beside the measured ones."""
+    rows = []
+    for s, m in test.items():
+        measured, estimated = m.get("value_rule", m["chosen"]), m["label_free"]
+        measured_caught = measured["caught"] if "value_rule" in m else measured["recall"]
+        row = [s]
+        for key, truth, digits in [
+            ("precision", measured["precision"], RATE_DECIMALS),
+            ("caught", measured_caught, RATE_DECIMALS),
+            ("cost_per_1000", measured["cost_per_1000"], cost_decimals(width(measured["cost_per_1000"]))),
+        ]:
+            estimate = estimated[key]
+            if estimate["estimate"] is None:
+                row += ["none", value(truth, digits)]
+                continue
+            as_ensemble = {"ensemble": estimate["estimate"], "ensemble_lower": estimate["lower"]}
+            as_ensemble["ensemble_upper"] = estimate["upper"]
+            covered = estimate["lower"] <= truth["ensemble"] <= estimate["upper"]
+            row += [with_interval(as_ensemble, digits), value(truth, digits) + ("" if covered else " (outside)")]
+        rows.append(row)
+    rule = deployed_rule(next(iter(test.values())))
+    header = ["strategy"] + [
+        f"{name}: {kind}"
+        for name in ("precision", "caught", "cost per 1,000")
+        for kind in ("estimated without labels", "measured")
+    ]
+    says = (
+        f"At the {rule} chosen on validation: each number estimated from the test rows' calibrated probabilities "
+        "alone (as `python -m fraudflow.monitor` estimates a scored file's; the interval is the labels' randomness "
+        "given calibrated probabilities), beside the same number measured from the labels (the bootstrap interval); "
+        "(outside): the measured value lies outside the estimate's interval. Caught: the share of the positives' "
+        "cost in flagged rows (without a cost column, the recall)."
+    )
+    return table("Estimated without labels against measured: test split", says, header, rows)
+
+
+def importance_table(importance: dict, top: int = 10) -> str:
+    """The first `top` columns of stages/explain.py's ranking (the largest mean importance over the strategies), a
+    column per strategy."""
+    found, ranked = importance["strategies"], importance["ranked"][:top]
+    rows = [[c, *(f"{found[s][c]:.3f}" for s in found)] for c in ranked]
+    says = (
+        f"Each column's mean absolute contribution to the strategy's logit over the {importance['rows']:,} validation "
+        "rows (the reason codes' measure, `python -m stages.score --reasons`): how far it moves a typical row's "
+        "score from the reference row's, in either direction; not a cause. The columns of largest mean over the "
+        "strategies first."
+    )
+    return table(f"Which columns matter: the {len(ranked)} of largest contribution", says, ["column", *found], rows)

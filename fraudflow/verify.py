@@ -56,6 +56,7 @@ TRAINING_OUTPUTS = [
     "export",
     "export/*",
     "metrics/differences.json",
+    "metrics/importance.json",  # from every strategy's models
     HEADLINE_DIR,
     f"{HEADLINE_DIR}/*",
     VERDICTS_FILE,
@@ -65,8 +66,9 @@ TRAINING_OUTPUTS = [
     "dvc.lock",
 ]
 # Points of curves (a probability that moves across a calibration bin's edge moves a row between bins; one across
-# k * cost_false_positive changes a validation cost) and pixels.
-DRAWINGS = ["plots/roc.csv", "plots/prc.csv", "plots/costk.csv", "*.png"]
+# k * cost_false_positive changes a validation cost), the columns ranked by importance (a near tie may swap two) and
+# pixels.
+DRAWINGS = ["plots/roc.csv", "plots/prc.csv", "plots/costk.csv", "plots/importance.csv", "*.png"]
 HISTORIES = "plots/history/*"
 EPOCHS = ("member", "epoch")  # the history columns that must match exactly
 

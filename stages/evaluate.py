@@ -6,14 +6,16 @@ correction: the strategies that train at balanced odds, fraudflow/strategies.py,
 sample); each model's cost-minimising threshold is chosen on the validation split and applied unchanged to the test
 split. With a cost column (data.cost; scale passes its values in data/costs/), each missed positive costs its own
 row's value: each model's k of the value rule p / (1 - p) * value > k * cost_false_positive (fraudflow/costs.py) is
-chosen on validation too. Each strategy's calibration and rule go to models/rules/<strategy>.json for export.
+chosen on validation too. Each strategy's calibration and rule go to models/rules/<strategy>.json for export, with
+the validation probabilities' bins (fraudflow/monitoring.py's score_profile, for monitoring); and the deployed
+rule's precision, caught share and cost on the test split estimated from the probabilities alone (label_free in
+metrics/test/<strategy>.json), beside what the labels measure.
 """
 
 import json
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics
 
 from fraudflow import figures
 from fraudflow.common import (
@@ -31,7 +33,9 @@ from fraudflow.common import (
     write_json,
 )
 from fraudflow.compare import compare
-from fraudflow.costs import chosen_k, cost_curve, k_grid
+from fraudflow.costs import chosen_k, cost_curve, flagged, k_grid
+from fraudflow.curves import confusion_cells, plot_table, pr_points, roc_points
+from fraudflow.monitoring import LabelFree, score_profile
 from fraudflow.operating import cost_threshold, prior_shift, reliability
 from fraudflow.predictions import MemberColumns, test_blocks
 from fraudflow.scaled import load_labels, negative_rate
@@ -132,37 +136,7 @@ def operating_points(strategy: str, shift: float, settings: dict, costs: dict) -
     curve = pd.DataFrame(
         {"k": ks, "cost_per_1000": cost_curve(val.labels, ensemble, values, cost_fp, ks), "chosen": (ks == k) * 1}
     )
-    return {"chosen": {"ensemble": point} | members, "curve": curve}
-
-
-def thin(curve: pd.DataFrame, max_points: int) -> pd.DataFrame:
-    """At most max_points rows, evenly spaced, always keeping the first and the last."""
-    if len(curve) <= max_points:
-        return curve
-    return curve.iloc[np.unique(np.linspace(0, len(curve) - 1, max_points).round().astype(int))]
-
-
-def roc_points(labels, probabilities, max_points: int) -> pd.DataFrame:
-    fpr, tpr, _ = metrics.roc_curve(labels, probabilities, drop_intermediate=True)
-    return thin(pd.DataFrame({"fpr": fpr, "tpr": tpr}), max_points)
-
-
-def pr_points(labels, probabilities, max_points: int) -> pd.DataFrame:
-    """The precision-recall curve reduced to its corners: the first and last point of every recall level."""
-    precision, recall, _ = metrics.precision_recall_curve(labels, probabilities)
-    curve = pd.DataFrame({"recall": recall, "precision": precision})
-    corners = curve[~curve["recall"].duplicated(keep="first") | ~curve["recall"].duplicated(keep="last")]
-    return thin(corners, max_points)
-
-
-def confusion_cells(result: dict) -> pd.DataFrame:
-    """The ensemble's 2x2 confusion matrix under the rule that flags rows (with a cost column the value rule at
-    its k, else the threshold), chosen on validation, as four rows of counts."""
-    cells = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}
-    rule = result.get("value_rule", result["chosen"])
-    return pd.DataFrame(
-        [{"actual": a, "predicted": p, "count": rule[key]["ensemble"]} for (a, p), key in cells.items()]
-    )
+    return {"chosen": {"ensemble": point} | members, "curve": curve, "scores": score_profile(ensemble)}
 
 
 def write_csv(frame: pd.DataFrame, path):
@@ -171,7 +145,8 @@ def write_csv(frame: pd.DataFrame, path):
 
 
 def curves_and_positives(strategy: str, shift: float, n: int) -> dict:
-    """What evaluate draws of one strategy's test split, its labels, and its positives' scores for compare."""
+    """What evaluate draws of one strategy's test split, its labels, its positives' scores for compare, and its
+    calibrated probabilities."""
     test = MemberColumns(strategy, "test", shift)
     labels, members, positives = test.labels, [], {}
     positive = labels == 1
@@ -187,7 +162,23 @@ def curves_and_positives(strategy: str, shift: float, n: int) -> dict:
             "calibrated": reliability(labels, mean),
         },
         "positives": {"ensemble": mean[positive]} | positives,
+        "probabilities": mean,
     }
+
+
+def estimated_without_labels(probabilities: np.ndarray, point: dict, costs: dict, settings: dict) -> dict:
+    """The deployed rule's precision, share of the positives' cost caught and cost per 1,000 test rows estimated
+    from the calibrated probabilities alone, with intervals, as fraudflow/monitor.py estimates a scored file's."""
+    cost_fp = settings["cost_false_positive"]
+    if costs["column"]:
+        values = costs["test"]
+        flags = flagged(probabilities, values, point["value_rule.k"], cost_fp)
+    else:
+        values = np.full(len(probabilities), float(costs["flat"]))
+        flags = probabilities > point["chosen.threshold"]
+    estimate = LabelFree()
+    estimate.add(probabilities, flags, values)
+    return estimate.result(cost_fp)
 
 
 def validation_cost(curve: pd.DataFrame) -> float:
@@ -195,15 +186,21 @@ def validation_cost(curve: pd.DataFrame) -> float:
     return float(curve.loc[curve["chosen"] == 1, "cost_per_1000"].iloc[0])
 
 
-def rule_card(strategy: str, result: dict, shift: float, settings: dict, column: str | None, cost: float) -> dict:
+def rule_card(
+    strategy: str, result: dict, shift: float, settings: dict, column: str | None, cost: float, scores: dict
+) -> dict:
     """models/rules/<strategy>.json: how the strategy's ensemble is calibrated, which rows it flags, as chosen on the
-    validation split, and that rule's cost there (export writes it into model.json)."""
+    validation split, that rule's cost there, and the validation probabilities' decile shares (export writes it all
+    into model.json)."""
     card = {"strategy": strategy, "calibration_logit_shift": shift, "validation_cost_per_1000": cost}
     if column is None:
         return card | {
             "threshold": result["chosen"]["threshold"]["ensemble"],
+            "cost_false_negative": settings["cost_false_negative"],
+            "cost_false_positive": settings["cost_false_positive"],
             "threshold_chosen": "on the validation split, least cost_false_negative * FN + cost_false_positive * FP",
             "flagged": "probability > threshold",
+            "score_profile": scores,
         }
     return card | {
         "cost_column": column,
@@ -211,19 +208,8 @@ def rule_card(strategy: str, result: dict, shift: float, settings: dict, column:
         "cost_false_positive": settings["cost_false_positive"],
         "k_chosen": f"on the validation split, least sum of the missed positives' {column} + cost_false_positive * FP",
         "flagged": f"probability / (1 - probability) * {column} > k * cost_false_positive",
+        "score_profile": scores,
     }
-
-
-def plot_table(frames: dict) -> pd.DataFrame:
-    """One plot's data, {strategy: its rows} in the order evaluated, as one table with the strategy's name and
-    place in that order (`order`, which gives its colour in the charts) first."""
-    return pd.concat(
-        [
-            frame.assign(strategy=s, order=i)[["strategy", "order", *frame]]
-            for i, (s, frame) in enumerate(frames.items())
-        ],
-        ignore_index=True,
-    )
 
 
 def main():
@@ -234,7 +220,7 @@ def main():
     if column:
         log.info("evaluate: a missed positive costs its row's %s (flat cost: %.2f)", column, costs["flat"])
     train_labels, rate = load_labels("train"), negative_rate()
-    labels, strategies, drawn, shifts = None, {}, {}, {}
+    labels, strategies, drawn, shifts, estimates = None, {}, {}, {}, {}
     entries = {s.name: s for s in evaluated()}
     for name, entry in entries.items():  # a few columns of one strategy's splits in memory at a time
         # the blend is fitted on the validation split, at the real odds: no shift
@@ -245,6 +231,8 @@ def main():
             raise StageError(f"{entry.predictions}: other test rows than the others; rerun 'dvc repro'")
         labels = drawn[name].pop("labels")
         check_rows(costs, "test", labels, name)
+        point = strategies[name]["chosen"]["ensemble"]
+        estimates[name] = estimated_without_labels(drawn[name].pop("probabilities"), point, costs, settings)
         strategies[name]["positives"] = drawn[name]["positives"]
     counts = {s: len(p["chosen"]) - 1 for s, p in strategies.items() if entries[s].has_members}
     if len(set(counts.values())) > 1:
@@ -253,8 +241,10 @@ def main():
     results, differences = compare(test_blocks(shifts, costs.get("test")), strategies, len(labels), settings)
     validation_costs = {s: validation_cost(p["curve"]) for s, p in strategies.items()}
     for name, result in results.items():
+        result["label_free"] = estimates[name]
         write_json(f"{METRICS_DIR}/{name}.json", result)
-        card = rule_card(name, result, shifts[name], settings, column, validation_costs[name])
+        scores = strategies[name]["scores"]
+        card = rule_card(name, result, shifts[name], settings, column, validation_costs[name], scores)
         write_json(RULES_DIR / f"{name}.json", card)
         write_json(f"{HEADLINE_DIR}/{name}.json", headline(result))
         log_result(name, result, settings)

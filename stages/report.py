@@ -1,7 +1,8 @@
 """report: docs/results.md, every results table from the metrics, each under its title with what it says: the
-recommendation first, then the split, the operating points, scores, paired differences, calibration, the blend,
-and the data's sha256 and the params the results came from. Its summary (between fraudflow.readme's SUMMARY
-markers) is also README.md's results block: `python -m fraudflow.readme` copies it there, and checks it.
+recommendation first, then the split, the operating points, scores, paired differences, calibration, the estimates
+without labels against the measured numbers, which columns matter, the blend, and the data's sha256 and the params
+the results came from. Its summary (between fraudflow.readme's SUMMARY markers) is also README.md's results block:
+`python -m fraudflow.readme` copies it there, and checks it.
 """
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from fraudflow import tables
-from fraudflow.common import PARAMS_FILE, RULES_DIR, StageError, atomic_output, run
+from fraudflow.common import IMPORTANCE_FILE, PARAMS_FILE, RULES_DIR, StageError, atomic_output, run
 from fraudflow.readme import RESULTS_FILE, SUMMARY
 from fraudflow.strategies import BLEND, evaluated, the_kind
 from fraudflow.summary import RECOMMENDED_FILE
@@ -53,6 +54,8 @@ def document() -> str:
         tables.differences_table(differences),
         *([tables.value_rule_tables(test, differences)] if all("value_rule" in m for m in test.values()) else []),
         tables.calibration_table(test, params["evaluate"]["threshold"]),
+        tables.label_free_table(test),
+        tables.importance_table(read(IMPORTANCE_FILE)),
         tables.blend_table(read(METRICS / "train" / f"{the_kind(BLEND).name}.json")),
         "## The params these results came from\n\n```yaml\n"
         + yaml.safe_dump({key: params[key] for key in RESULT_PARAMS}, sort_keys=False)

@@ -4,7 +4,9 @@ Writes data/scaled/: <split>_features.npy (float32), <split>_labels.npy (int8), 
 columns, when there are any) and preprocessing.json (what was fitted, as data); and apart from them, so a change of
 data.cost retrains nothing, data/costs/: costs.json (the cost column's name and the mean value of the training
 split's positives, or a null column) and, with a cost column, val.npy and test.npy (float64, its values in the
-rows' order), which evaluate reads. Every pass streams the splits in batches, so memory does not grow with the rows.
+rows' order), which evaluate reads; and data/profile/profile.json, the training split's profile
+(fraudflow/profile.py: its columns' decile shares and its features' means) that export writes into model.json for
+monitoring and reason codes. Every pass streams the splits in batches, so memory does not grow with the rows.
 """
 
 import json
@@ -18,6 +20,7 @@ from fraudflow import inputs, preprocess
 from fraudflow.common import (
     COSTS_DIR,
     PREPROCESSING_FILE,
+    PROFILE_FILE,
     SCALED_DIR,
     SPLIT_DIR,
     SPLITS,
@@ -29,12 +32,14 @@ from fraudflow.common import (
     run,
 )
 from fraudflow.outputs import NpyWriter, RowGroupWriter
+from fraudflow.profile import Profiler, decile_edges, present_counts
 from fraudflow.schema import max_categories, roles_of
 
 
-def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, folder, costs) -> list:
-    """Write one split's features, labels and ids, batch by batch. With a cost column, its values go to `costs` (a
-    NpyWriter), or with costs None its positive rows' values are returned."""
+def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, folder, costs, profiler=None) -> list:
+    """Write one split's features, labels and ids, batch by batch, each batch into `profiler` too when given. With a
+    cost column, its values go to `costs` (a NpyWriter), or with costs None its positive rows' values are
+    returned."""
     rows, ids, cost, positive_values = split.metadata.num_rows, roles["ids"], roles.get("cost"), []
     with ExitStack() as stack:
         features = stack.enter_context(
@@ -47,7 +52,10 @@ def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, f
         with inputs.progress(rows, "rows", f"scale {name}") as bar:
             for batch in split.iter_batches(inputs.batch_rows()):
                 frame = batch.to_pandas()
-                features.write(preprocess.transform(frame, prep))
+                block = preprocess.transform(frame, prep)
+                features.write(block)
+                if profiler:
+                    profiler.add(frame, block)
                 batch_labels = frame[roles["label"]].to_numpy(np.int8)
                 labels.write(batch_labels)
                 if ids:
@@ -60,9 +68,9 @@ def transform_split(split: pq.ParquetFile, roles: dict, prep: dict, name: str, f
     return positive_values
 
 
-def write_splits(splits: dict, roles: dict, prep: dict, scaled, costs_folder):
+def write_splits(splits: dict, roles: dict, prep: dict, scaled, costs_folder, profiler: Profiler):
     """Every split's scaled files into `scaled`; costs.json and, with a cost column, the val and test splits' values
-    into `costs_folder`."""
+    into `costs_folder`; the training split into `profiler`."""
     cost = roles.get("cost")
     for name, split in splits.items():
         with ExitStack() as stack:
@@ -72,7 +80,7 @@ def write_splits(splits: dict, roles: dict, prep: dict, scaled, costs_folder):
                 if cost and name != "train"
                 else None
             )
-            found = transform_split(split, roles, prep, name, scaled, values)
+            found = transform_split(split, roles, prep, name, scaled, values, profiler if name == "train" else None)
         if name == "train":
             positive_values = found
     summary = {"column": cost, "train_positive_mean": float(np.concatenate(positive_values).mean()) if cost else None}
@@ -90,11 +98,14 @@ def main():
         return splits["train"].iter_batches(inputs.batch_rows(), columns=columns)
 
     prep = preprocess.fit(read_train, roles, clip, limit)
+    profiler = Profiler(decile_edges(read_train, prep["numeric"], present_counts(read_train, prep["numeric"])), prep)
     with atomic_output(SCALED_DIR) as tmp, atomic_output(COSTS_DIR) as costs_tmp:
         tmp.mkdir()
         costs_tmp.mkdir()
-        write_splits(splits, roles, prep, tmp, costs_tmp)
+        write_splits(splits, roles, prep, tmp, costs_tmp, profiler)
         (tmp / PREPROCESSING_FILE.name).write_text(json.dumps(prep, indent=2) + "\n")
+        with atomic_output(PROFILE_FILE) as profile_tmp:
+            profile_tmp.write_text(json.dumps(profiler.result(), indent=2) + "\n")
     log.info(
         "scale: wrote %s (%d features from %d numeric and %d category columns, clipped to [-%g, %g])",
         SCALED_DIR,

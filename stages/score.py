@@ -1,12 +1,18 @@
-"""score: `python -m stages.score INPUT OUTPUT` -- the exported model's probability and flag for new rows.
+"""score: `python -m stages.score INPUT OUTPUT [--reasons N]` -- the exported model's probability and flag for new
+rows, and optionally the columns that pushed each score up most.
 
 INPUT is a CSV (plain or .gz) or Parquet file with the columns the model takes (export/model.json, "inputs"),
 validated as `clean` does, before the model is loaded (export/model.onnx, by ONNX Runtime); category levels not seen
 in training score as "(other)".
-OUTPUT (.csv, .csv.gz or .parquet) holds, row for row in input order, the input's other columns untouched
-(an id, Time, Class ...; text from a CSV), `probability` and `flagged`: 1 when probability > the exported
+OUTPUT (.csv, .csv.gz or .parquet) holds, row for row in input order, the input's columns (from a CSV, the model's
+numbers as numbers and every other column as its text: an id, Time, Class ...), then `probability` and `flagged`
+(so that `python -m fraudflow.monitor` can watch the file): 1 when probability > the exported
 threshold, or with a cost column (model.json's cost_column, which INPUT must then have, a number >= 0 in every
 row) when probability / (1 - probability) * its value > k * cost_false_positive, as evaluate scored it; else 0.
+With --reasons N, also reason_1 ... reason_N, the columns that pushed the row's score up most, each with
+reason_<i>_contribution, its contribution (> 0) to the logit against the reference row (export/reasons.onnx,
+fraudflow/onnx_reasons.py; model.json's reasons.reference_logit); largest first, empty where fewer columns pushed
+the score up.
 Both files are streamed in batches, so memory does not grow with their size.
 """
 
@@ -22,14 +28,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from fraudflow import inputs
+from fraudflow import inputs, onnx_graph
 from fraudflow.common import CSV_SUFFIXES, EXPORT_DIR, StageError, atomic_output, log, run
 from fraudflow.costs import flagged
 from fraudflow.schema import MISSING_LEVEL, checked_categories, checked_costs, checked_numbers
 
 MODEL_FILE = EXPORT_DIR / "model.onnx"
+REASONS_FILE = EXPORT_DIR / "reasons.onnx"
 CARD_FILE = EXPORT_DIR / "model.json"
-SCORE_COLUMNS = ("probability", "flagged")  # added to the output
 
 
 def load_card() -> dict:
@@ -41,17 +47,37 @@ def load_card() -> dict:
 
 
 def load_predictor(card: dict, threads: int = 2):
-    """The exported model as a function of its named inputs, run by ONNX Runtime on `threads` threads."""
-    import onnxruntime
+    """export/model.onnx as a function of its named inputs: (n, 1) probabilities."""
+    return onnx_graph.runner(MODEL_FILE, "probability", threads)
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = threads
-    session = onnxruntime.InferenceSession(MODEL_FILE, options, providers=["CPUExecutionProvider"])
 
-    def predict(inputs: dict) -> np.ndarray:
-        return session.run(["probability"], inputs)[0]
+def load_explainer(card: dict, threads: int = 2):
+    """export/reasons.onnx as a function of the model's named inputs: (n, columns) contributions to the logit."""
+    if not REASONS_FILE.is_file():
+        raise StageError(f"{REASONS_FILE}: not found; run 'dvc repro export' to make it")
+    return onnx_graph.runner(REASONS_FILE, "contributions", threads)
 
-    return predict
+
+def reason_fields(count: int) -> list[tuple[str, pa.DataType]]:
+    """The output's reason columns: reason_<i> (a column's name) and reason_<i>_contribution, i = 1 .. count."""
+    return [
+        field
+        for i in range(1, count + 1)
+        for field in ((f"reason_{i}", pa.string()), (f"reason_{i}_contribution", pa.float64()))
+    ]
+
+
+def top_reasons(contributions: np.ndarray, names: list[str], count: int) -> list[pa.Array]:
+    """Per row, the `count` columns of largest contribution > 0 (ties: the model's column order), as reason_fields;
+    empty (null) where fewer columns pushed the score up."""
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :count]
+    arrays = []
+    for i in range(order.shape[1]):
+        value = np.take_along_axis(contributions, order[:, i : i + 1], axis=1)[:, 0]
+        up = value > 0
+        arrays.append(pa.array(np.asarray(names, dtype=object)[order[:, i]], pa.string(), mask=~up))
+        arrays.append(pa.array(value, pa.float64(), mask=~up))
+    return arrays
 
 
 def require_columns(names: list[str], path: Path, card: dict):
@@ -100,18 +126,18 @@ def prefetched(iterator):
 def model_inputs(batch, card: dict, path, first_row: int) -> tuple[dict, np.ndarray]:
     """The model's named inputs, (n, 1) arrays validated as clean does (errors name the row in the file), and
     per row whether a category column holds a level unseen in training (it scores as (other))."""
-    inputs, unseen = {}, np.zeros(batch.num_rows, dtype=bool)
+    feed, unseen = {}, np.zeros(batch.num_rows, dtype=bool)
     for entry in card["inputs"]:
         name = entry["column"]
         if entry["type"] == "number":
-            raw = numbers_if_possible(batch.column(name)).to_pandas()
+            raw = inputs.numbers_if_possible(batch.column(name)).to_pandas()
             values = checked_numbers(raw, path, name, name in card["log"], card["missing"], first_row).to_numpy()
         else:
             raw = pc.cast(batch.column(name), pa.string()).to_pandas()
             values = checked_categories(raw, path, name, card["missing"], first_row).to_numpy()
             unseen |= ~np.isin(values, [*entry["vocabulary"], *entry["folded"], MISSING_LEVEL])
-        inputs[entry["input"]] = values.reshape(-1, 1)
-    return inputs, unseen
+        feed[entry["input"]] = values.reshape(-1, 1)
+    return feed, unseen
 
 
 def cost_values(batch, card: dict, path, first_row: int) -> np.ndarray | None:
@@ -119,7 +145,7 @@ def cost_values(batch, card: dict, path, first_row: int) -> np.ndarray | None:
     if "cost_column" not in card:
         return None
     name = card["cost_column"]
-    return checked_costs(numbers_if_possible(batch.column(name)).to_pandas(), path, name, first_row).to_numpy()
+    return checked_costs(inputs.numbers_if_possible(batch.column(name)).to_pandas(), path, name, first_row).to_numpy()
 
 
 def flags(probability: np.ndarray, costs: np.ndarray | None, card: dict) -> np.ndarray:
@@ -127,14 +153,6 @@ def flags(probability: np.ndarray, costs: np.ndarray | None, card: dict) -> np.n
     if costs is None:
         return (probability > card["threshold"]).astype(np.int8)
     return flagged(probability, costs, card["k"], card["cost_false_positive"]).astype(np.int8)
-
-
-def numbers_if_possible(column):
-    """The column as float64 when Arrow can convert every value, else as it is (validate then decides)."""
-    try:
-        return pc.cast(column, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return column
 
 
 @contextmanager
@@ -148,27 +166,35 @@ def open_writer(path: Path, schema: pa.Schema):
             yield writer
 
 
-def score(source: Path, destination: Path, card: dict, load_predict=load_predictor) -> tuple[int, int]:
-    """Stream source through the model into destination (written atomically); the model is loaded once the first
-    batch is valid. Returns the number of rows and of rows with a category level unseen in training."""
+def score(
+    source: Path, destination: Path, card: dict, load_predict=load_predictor, reasons: int = 0
+) -> tuple[int, int]:
+    """Stream source through the model into destination (written atomically), with `reasons` reason columns; the
+    models are loaded once the first batch is valid. Returns the number of rows and of rows with a category level
+    unseen in training."""
+    if not 0 <= reasons <= len(card["inputs"]):
+        raise StageError(f"--reasons: expected 0 to {len(card['inputs'])} (the columns the model takes), got {reasons}")
     read = parquet_input if source.name.endswith(".parquet") else csv_input
     schema, batches = read(source, card)
-    taken = [name for name in SCORE_COLUMNS if name in schema.names]
+    added = [("probability", pa.float64()), ("flagged", pa.int8()), *reason_fields(reasons)]
+    taken = [name for name, _ in added if name in schema.names]
     if taken:
         raise StageError(f"{source}: has a column '{taken[0]}', which the output would repeat")
-    columns = {entry["column"] for entry in card["inputs"]}
-    kept = [schema.field(name) for name in schema.names if name not in columns]
-    output_schema = pa.schema([*kept, ("probability", pa.float64()), ("flagged", pa.int8())])
+    names = [entry["column"] for entry in card["inputs"]]
+    output_schema = pa.schema([*schema, *added])
     rows = unseen_rows = 0
-    predict = None
+    predict = explain = None
     with atomic_output(destination) as tmp, open_writer(tmp, output_schema) as writer:
         for batch in prefetched(inputs.exact_batches(batches, inputs.batch_rows())):
             costs = cost_values(batch, card, source, rows)  # first, as clean checks it first
             values, unseen = model_inputs(batch, card, source, rows)
             predict = predict or load_predict(card)
             probability = np.asarray(predict(values)).ravel()
-            scored = [*(batch.column(field.name) for field in kept), pa.array(probability)]
+            scored = [*batch.columns, pa.array(probability)]
             scored.append(pa.array(flags(probability, costs, card)))
+            if reasons:
+                explain = explain or load_explainer(card)
+                scored += top_reasons(np.asarray(explain(values)), names, reasons)
             writer.write_table(pa.Table.from_arrays(scored, schema=output_schema))
             rows += batch.num_rows
             unseen_rows += int(unseen.sum())
@@ -181,6 +207,9 @@ def main():
     parser = argparse.ArgumentParser(prog="python -m stages.score", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="rows to score: .csv, .csv.gz or .parquet")
     parser.add_argument("output", type=Path, help="scores: .csv, .csv.gz or .parquet")
+    parser.add_argument(
+        "--reasons", type=int, default=0, metavar="N", help="add the N columns that pushed each row's score up most"
+    )
     args = parser.parse_args()
     suffixes = (*CSV_SUFFIXES, ".parquet")
     for path in (args.input, args.output):
@@ -191,7 +220,7 @@ def main():
     if not args.output.parent.is_dir():
         raise StageError(f"{args.output}: folder '{args.output.parent}' does not exist")
     card = load_card()
-    rows, unseen = score(args.input, args.output, card)
+    rows, unseen = score(args.input, args.output, card, reasons=args.reasons)
     if unseen:
         which = "1 row" if unseen == 1 else f"{unseen} rows"
         log.info("score: %s had a category level unseen in training; scored as (other)", which)

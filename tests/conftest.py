@@ -347,9 +347,12 @@ def make_members(strategy: str = "baseline", count: int = 3):
 
 def write_rule(strategy: str):
     """models/rules/<strategy>.json as evaluate writes it (its rule_card), with CHOSEN_THRESHOLD and CHOSEN_K as
-    chosen on validation, the strategy's calibration and params.yaml's data.cost."""
+    chosen on validation, the strategy's calibration, params.yaml's data.cost and its validation predictions'
+    profile."""
     from fraudflow.common import RULES_DIR, write_json
+    from fraudflow.monitoring import score_profile
     from fraudflow.operating import prior_shift
+    from fraudflow.predictions import MemberColumns
     from fraudflow.scaled import load_labels, negative_rate
     from fraudflow.schema import read_schema
     from fraudflow.strategies import REGISTRY
@@ -357,7 +360,12 @@ def write_rule(strategy: str):
 
     shift = prior_shift(REGISTRY[strategy].balanced_odds, load_labels("train"), negative_rate())
     chosen = {"chosen": {"threshold": {"ensemble": CHOSEN_THRESHOLD}}, "value_rule": {"k": {"ensemble": CHOSEN_K}}}
-    card = evaluate.rule_card(strategy, chosen, shift, {"cost_false_positive": 5}, read_schema().cost, 50.0)
+    settings = {"cost_false_positive": 5, "cost_false_negative": 100}
+    if REGISTRY[strategy].predictions.exists():
+        validation = MemberColumns(strategy, "val", shift).read_all().calibrated.value()
+    else:  # no predictions (export fails before it reads the profile): made-up probabilities
+        validation = np.linspace(0.001, 0.999, 999)
+    card = evaluate.rule_card(strategy, chosen, shift, settings, read_schema().cost, 50.0, score_profile(validation))
     write_json(RULES_DIR / f"{strategy}.json", card)
 
 

@@ -12,8 +12,16 @@ from conftest import REPO, python_environment, set_params
 from sklearn import metrics
 from test_stats import assert_close
 
-from fraudflow import costs, predictions, summary
-from fraudflow.common import COSTS_DIR, PREDICTIONS_DIR, RULES_DIR, SCALED_DIR, load_params, write_parquet
+from fraudflow import costs, curves, predictions, summary
+from fraudflow.common import (
+    COSTS_DIR,
+    IMPORTANCE_FILE,
+    PREDICTIONS_DIR,
+    RULES_DIR,
+    SCALED_DIR,
+    load_params,
+    write_parquet,
+)
 from fraudflow.operating import cost_threshold, prior_shift, shift_probabilities
 from fraudflow.strategies import BLEND, REGISTRY, evaluated
 from stages import evaluate, report
@@ -23,7 +31,7 @@ SUMMARY_KEYS = {"ensemble", "ensemble_lower", "ensemble_upper", "mean", "mean_lo
 
 def test_thin_keeps_endpoints_and_caps_points():
     curve = pd.DataFrame({"x": np.arange(1000)})
-    thinned = evaluate.thin(curve, 300)
+    thinned = curves.thin(curve, 300)
     assert len(thinned) == 300
     assert thinned["x"].iloc[0] == 0 and thinned["x"].iloc[-1] == 999
 
@@ -32,7 +40,7 @@ def test_pr_points_keep_every_recall_level():
     rng = np.random.default_rng(0)
     labels = (rng.random(20_000) < 0.01).astype(int)
     probabilities = np.clip(rng.normal(0.2 + 0.5 * labels, 0.15), 0, 1)
-    points = evaluate.pr_points(labels, probabilities, max_points=10_000)
+    points = curves.pr_points(labels, probabilities, max_points=10_000)
     assert len(points) <= 2 * (labels.sum() + 1)
     _, full_recall, _ = metrics.precision_recall_curve(labels, probabilities)
     assert set(points["recall"]) == set(full_recall)
@@ -133,6 +141,7 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
         "value_rule",
         "tutorial",
         "uncalibrated",
+        "label_free",
     }
     assert set(baseline["chosen"]) == {"threshold", "tp", "fp", "tn", "fn", "precision", "recall", "cost_per_1000"}
     extra = {"savings", "caught", "k", "threshold_cost_per_1000", "saved_per_1000"}
@@ -141,6 +150,14 @@ def test_stage_writes_intervals_operating_points_differences_and_figures(project
     assert set(baseline["uncalibrated"]) == {"log_loss", "brier"}
     assert set(baseline["roc_auc"]) == SUMMARY_KEYS and set(baseline["chosen"]["recall"]) == SUMMARY_KEYS
     ensemble = probabilities["baseline", "test"].mean(axis=1)  # the members' mean (the files hold members only)
+    # estimated without labels at the deployed rule: the expected positives and the flagged rows' mean probability
+    label_free, counted = baseline["label_free"], baseline["value_rule"]
+    assert label_free["expected_positives"] == pytest.approx(ensemble.sum())
+    assert label_free["flagged"] == counted["tp"]["ensemble"] + counted["fp"]["ensemble"] > 0
+    top = np.sort(ensemble)[::-1][: label_free["flagged"]]  # not the flagged rows, but bounds their mean
+    assert ensemble.mean() < label_free["precision"]["estimate"] <= top.mean() + 1e-12
+    profile = read_rule(project, "baseline")["score_profile"]
+    assert sum(profile["shares"]) == pytest.approx(1) and profile["edges"] == sorted(set(profile["edges"]))
     ap = baseline["average_precision"]
     assert ap["ensemble"] == pytest.approx(metrics.average_precision_score(labels["test"], ensemble))
     assert ap["ensemble_lower"] < ap["ensemble"] < ap["ensemble_upper"]
@@ -252,8 +269,20 @@ def test_report_writes_every_results_table_and_a_changed_metric_changes_it(proje
     (project / "metrics" / "split.json").write_text(json.dumps(split))
     (project / "data").mkdir(exist_ok=True)
     (project / "data" / "raw.json").write_text(json.dumps({"sha256": "f" * 64}))
+    columns = [f"V{i}" for i in range(1, 12)]  # what explain would have written: V11 matters most, then V10 ...
+    found = {s: {c: (i + 1) * (j + 1) / 100 for j, c in enumerate(columns)} for i, s in enumerate(names())}
+    order = [f"V{i}" for i in range(11, 0, -1)]
+    importance = {"split": "validation", "rows": 4321, "ranked": order, "strategies": found}
+    (project / IMPORTANCE_FILE).write_text(json.dumps(importance))
     report.main()
     written = (project / report.RESULTS_FILE).read_text()
+    importance = written[written.index("## Which columns matter") :].split("\n\n")[2].splitlines()
+    assert importance[0] == "| column | " + " | ".join(names()) + " |" and "4,321 validation rows" in written
+    assert [line.split(" | ")[0] for line in importance[2:]] == [f"| V{i}" for i in range(11, 1, -1)]  # top 10
+    assert importance[2].endswith(f" | {len(names()) * 11 / 100:.3f} |")
+    # the estimates without labels beside the measured numbers, a row per strategy
+    estimated = read_metrics(project, "gbdt")["label_free"]["precision"]
+    assert f"| gbdt | {estimated['estimate']:.3f} [{estimated['lower']:.3f}, {estimated['upper']:.3f}] | " in written
     assert "| gbdt | 0.7500 |" in written and "| (intercept) | -0.5000 |" in written
     assert "| train | 1,234 | 1,234 |" in written and f"sha256 `{'f' * 64}`" in written
     recommended = json.loads((project / summary.RECOMMENDED_FILE).read_text())["strategy"]
@@ -268,7 +297,8 @@ def test_report_writes_every_results_table_and_a_changed_metric_changes_it(proje
     savings = by_value["savings"]
     row = f"| gbdt | {by_value['k']['ensemble']:.3g} | "
     assert row in written and f"| {savings['ensemble']:.3f} [{savings['ensemble_lower']:.3f}, " in written
-    assert written.count("| logistic |") == 5 and "one model" in written  # summary, flat, scores, value, calibration
+    # summary, flat, scores, value, calibration, estimated without labels, and the importance table's header
+    assert written.count("| logistic |") == 7 and "one model" in written
     assert written.count("| baseline − weighted |") == 2
     assert "bootstrap_resamples: 100" in written  # the params the results came from
     # a changed metric changes the document, and only where it is shown

@@ -65,6 +65,18 @@ def test_the_onnx_file_takes_a_named_input_per_column(exported):
 
 def test_model_json_says_what_the_model_expects(exported):
     card = json.loads((EXPORT_DIR / "model.json").read_text())
+    reasons, profile = card.pop("reasons"), card.pop("profile")
+    assert reasons == {
+        "model": "reasons.onnx",
+        "reference_logit": reasons["reference_logit"],
+        "method": export.REASONS_METHOD,
+    }
+    assert list(profile["columns"]) == MODEL_COLUMNS and profile["rows"] == len(load_labels("train"))
+    for name, bins in profile["columns"].items():  # the training split's deciles: about a tenth in each bin
+        assert bins["type"] == "number" and len(bins["shares"]) == len(bins["edges"]) + 2 == 11, name
+        assert sum(bins["shares"]) == pytest.approx(1) and max(bins["shares"]) < 0.15 and bins["shares"][-1] == 0
+        assert ("log_eps" in bins) == (name == "Amount")
+    assert profile["scores"]["split"] == "validation" and sum(profile["scores"]["shares"]) == pytest.approx(1)
     assert card == {
         "strategy": "baseline",
         "members": 3,
@@ -182,7 +194,7 @@ def test_exported_files_are_byte_identical_across_runs(exported_dir, tmp_path):
         return {str(path.relative_to(directory)): path.read_bytes() for path in files}
 
     first, second = export_in(tmp_path / "first"), export_in(tmp_path / "second")
-    assert {name.split("/")[-1] for name in first} == {"model.onnx", "model.json"}
+    assert {name.split("/")[-1] for name in first} == {"model.onnx", "reasons.onnx", "model.json"}
     assert first.keys() == second.keys()
     assert [name for name in first if first[name] != second[name]] == []
 

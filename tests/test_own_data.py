@@ -18,7 +18,7 @@ from conftest import MIXED_DATA, REPO, make_creditcard, make_mixed, project_repo
 from fraudflow import onnx_graph, preprocess
 from fraudflow.common import EXPORT_DIR, PREDICTIONS_DIR, RAW_CSV, SCALED_DIR, SPLIT_DIR, StageError, load_preprocessing
 from fraudflow.strategies import evaluated
-from stages import clean, export, scale, score, split, train_logistic
+from stages import clean, scale, score, split, train_logistic
 
 # make_mixed's data section: its own columns (no data.columns list), amount_usd the cost of a missed positive (and
 # evaluate.cost_false_negative null: the flat cost is the mean amount_usd of the training split's positives)
@@ -69,7 +69,7 @@ def test_scores_of_the_raw_test_rows_equal_evaluates_and_carry_the_ids(mixed, mo
     assert predictions.filter(regex=r"^member_\d+$").shape[1] == 2  # FAST_PARAMS' members
     np.testing.assert_allclose(scores["probability"], ensemble, rtol=0, atol=1e-6)
     assert scores["tx_id"].tolist() == predictions["tx_id"].tolist() == rows["tx_id"].tolist()
-    assert list(scores.columns) == ["tx_id", "event_time", "comment", "outcome", "probability", "flagged"]
+    assert list(scores.columns) == [*rows.columns, "probability", "flagged"]  # every input column, then the scores
 
 
 def test_an_unseen_level_and_missing_values_are_scored(mixed, monkeypatch, tmp_path):
@@ -308,7 +308,7 @@ def test_auto_categories_keep_the_files_text_so_scoring_sees_the_same_levels(pro
         stage.main()
     prep = load_preprocessing()
     assert sorted(prep["categories"]["flag"]) == ["false", "true"]
-    card = {"inputs": export.model_inputs(prep), "log": ["amount_usd"], "missing": "impute"}
+    card = {"inputs": onnx_graph.model_inputs(prep), "log": ["amount_usd"], "missing": "impute"}
     batch = pa.Table.from_pandas(frame.head(50).astype({"flag": str}))
     _, unseen = score.model_inputs(batch, card, "new.csv", 0)
     assert not unseen.any()
@@ -337,7 +337,7 @@ def test_the_exported_preprocessing_equals_scales_whatever_the_spread_and_the_na
     for stage in (clean, split, scale):
         stage.main()
     prep = load_preprocessing()
-    inputs = export.model_inputs(prep)
+    inputs = onnx_graph.model_inputs(prep)
     coefficients = np.random.default_rng(0).normal(size=len(prep["features"]))  # a logistic member reads them all
     g = onnx_graph.Graph()
     member = onnx_graph.logistic_member(g, onnx_graph.preprocess(g, prep, inputs, eps=0.001), coefficients, -0.5)
@@ -351,3 +351,31 @@ def test_the_exported_preprocessing_equals_scales_whatever_the_spread_and_the_na
     expected = 1 / (1 + np.exp(-(features @ coefficients - 0.5)))
     exported = onnxruntime.InferenceSession(model.SerializeToString()).run(None, feed)[0].ravel()
     np.testing.assert_allclose(exported, expected, rtol=1e-12, atol=0)
+
+
+def test_reason_codes_credit_each_column_with_its_features_one_hot_blocks_and_missing_indicators(mixed, monkeypatch):
+    """Logistic regression on the mixed table: a column's contribution is the sum over its features (a category's
+    one-hot block, a number's missing-value indicator, a data.log column's log feature) of coefficient x (scaled
+    feature - training mean)."""
+    monkeypatch.chdir(mixed.cwd)
+    params = mixed.cwd / "params.yaml"
+    original = params.read_text()
+    set_params(params, export__strategy="logistic")
+    mixed.run("dvc", "repro", "export")
+    params.write_text(original)  # the module's other tests see the project as it was (export aside)
+    card = score.load_card()
+    rows = raw_test_rows()
+    feed, _ = score.model_inputs(pa.Table.from_pandas(rows), card, "test rows", 0)
+    contributions = np.asarray(score.load_explainer(card)(feed))
+    prep = load_preprocessing()
+    model = json.loads((mixed.cwd / "models" / "logistic.json").read_text())
+    means = np.array(json.loads((mixed.cwd / "data" / "profile" / "profile.json").read_text())["feature_means"])
+    by_feature = np.array(model["coefficients"]) * (np.load(SCALED_DIR / "test_features.npy") - means)
+    owners = {"Logamount_usd": "amount_usd", "x2_missing": "x2"}
+    columns = [entry["column"] for entry in card["inputs"]]
+    assert columns == ["amount_usd", "x1", "x2", "x3", "merchant", "channel"]
+    for i, column in enumerate(columns):
+        features = [j for j, f in enumerate(prep["features"]) if owners.get(f, f.split("=")[0]) == column]
+        assert len(features) == {"x2": 2, "merchant": 6, "channel": 5}.get(column, 1)
+        np.testing.assert_allclose(contributions[:, i], by_feature[:, features].sum(axis=1), atol=1e-9, err_msg=column)
+    assert rows["channel"].isna().any() and rows["x2"].isna().any()

@@ -125,7 +125,9 @@ LEGEND = [[strategy, colour(position)] for position, strategy in enumerate(STRAT
 MEMBERS, EPOCHS = 2, 4
 COUNTS = {"tn": 56855, "fp": 8, "fn": 26, "tp": 72}  # baseline's on the real data; the others differ
 CELLS = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}  # (actual, predicted)
-CHARTS = ["headline", "roc", "precision_recall", "confusion", "cost_k"]  # then a training history per network strategy
+# then a training history per network strategy
+CHARTS = ["headline", "roc", "precision_recall", "confusion", "cost_k", "importance"]
+IMPORTANCE_COLUMNS = ["V14", "Amount", "V4"]  # the made-up importance's columns, in their rank's order
 RECOMMENDED = STRATEGIES[len(STRATEGIES) // 2]  # neither the first nor the last: the mark must come from the data
 COST_FN, COST_FP = 133, 5  # every made-up row's value is COST_FN
 HISTORY_TITLES = [
@@ -282,6 +284,11 @@ def made_up(tmp_path_factory):
     write_csv(plots / "prc.csv", plot_rows({s: prc_frame(*scores[s]) for s in STRATEGIES}))
     write_csv(plots / "confusion.csv", plot_rows(cells))
     write_csv(plots / "costk.csv", plot_rows(costs))
+    importance = {  # the made-up mean |contribution| of each column: strategy i's are i + 1 times the first's
+        s: {"column": IMPORTANCE_COLUMNS, "rank": [1, 2, 3], "importance": [(i + 1) * v for v in (0.9, 0.5, 0.25)]}
+        for i, s in enumerate(STRATEGIES)
+    }
+    write_csv(plots / "importance.csv", plot_rows(importance))
     for number, strategy in enumerate(TRAINED):  # training losses 10, 100, ... times the baseline's
         history = [
             {
@@ -306,6 +313,7 @@ def made_up(tmp_path_factory):
         "counts": counts,
         "costs": costs,
         "headline": headline,
+        "importance": importance,
         "plots": plots,
         "figures": png_colours,
     }
@@ -632,6 +640,25 @@ def test_cost_k_draws_each_cost_curve_on_a_log_k_axis_with_its_chosen_k_and_the_
         assert [dot["x"], dot["y"]] in line["points"]  # on its strategy's curve
     assert [(rule["x"], rule["y"], rule["y2"]) for rule in cost_k["rules"]] == [(x_of(1), 0, 320)]  # k = 1, full height
     assert cost_k["rules"][0]["dash"] and "k = 1 (Bayes rule)" in texts(cost_k, "mark")
+
+
+@needs_chromium
+def test_importance_prints_each_strategys_value_per_column_in_rank_order_in_cells_of_their_colour(made_up):
+    items = scene(made_up["page"])["importance"]
+    cells = [item for item in items if item["role"] == "mark" and item["type"] == "rect"]
+    values = [item for item in items if item["role"] == "mark" and item["type"] == "text"]
+    assert len(cells) == len(values) == len(STRATEGIES) * len(IMPORTANCE_COLUMNS)
+    labels = [item for item in items if item["role"] == "axis-label"]
+    across = sorted((item for item in labels if item["text"] in STRATEGIES), key=lambda item: item["x"])
+    down = sorted((item for item in labels if item["text"] in IMPORTANCE_COLUMNS), key=lambda item: item["y"])
+    assert [item["text"] for item in across] == STRATEGIES  # strategies across the top, in the order evaluated
+    assert [item["text"] for item in down] == IMPORTANCE_COLUMNS  # columns down the side, by rank
+    assert len({item["y"] for item in across}) == 1 and max(item["y"] for item in across) < min(c["y"] for c in cells)
+    by_place = sorted(values, key=lambda item: (item["y"], item["x"]))  # row by row, left to right
+    expected = [made_up["importance"][s]["importance"][row] for row in range(3) for s in STRATEGIES]
+    assert [float(item["text"]) for item in by_place] == pytest.approx(expected, abs=0.005)
+    darkest = min(cells, key=lambda item: sum(float(v) for v in re.findall(r"[\d.]+", item["fill"])[:3]))  # rgb()
+    assert (darkest["x"], darkest["y"]) == (max(c["x"] for c in cells), min(c["y"] for c in cells))  # the largest
 
 
 @needs_chromium

@@ -17,6 +17,7 @@ from conftest import (
     chart_specs,
     check_page,
     make_creditcard,
+    model_feed,
     needs_chromium,
     project_repo,
     raw_test_rows,
@@ -24,13 +25,16 @@ from conftest import (
 )
 
 from fraudflow.costs import flagged
+from fraudflow.operating import LOGIT_CLIP
 from fraudflow.predictions import MemberColumns
 from fraudflow.strategies import NETWORK, REGISTRY, colour
+from stages import score
 
 DATA_STAGES = ["download", "clean", "split", "scale"]
 EVALUATED = list(REGISTRY)  # the default params train every registered strategy
 STRATEGIES = [s.name for s in REGISTRY.values() if s.kind == NETWORK]  # which have a training history
 TRAIN_STAGES = [s.stage for s in REGISTRY.values()]
+LATE_STAGES = ["evaluate", "explain", "report", "export"]  # after the training stages
 # The synthetic data has no duplicate rows, so the grouped split has the stratified split's counts and no twins.
 TEST_SPLIT = {"rows": 600, "positives": 12, "duplicate_groups": 0, "rows_with_twin_in_other_split": 0}
 
@@ -51,7 +55,7 @@ def ran(output: str) -> set[str]:
 
 
 def test_repro_runs_every_stage_and_writes_outputs(repo, reproduced):
-    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + ["evaluate", "report", "export"])
+    assert ran(reproduced) == set(DATA_STAGES + TRAIN_STAGES + LATE_STAGES)
     work = repo.cwd
     assert (work / "data" / "raw" / "table.csv").stat().st_size > 0
     assert json.loads((work / "data" / "raw.json").read_text()).keys() == {"sha256"}
@@ -68,8 +72,7 @@ def test_second_repro_skips_every_stage(repo, reproduced):
     again = repo.run("dvc", "repro")
     assert ran(again) == set()
     assert all(
-        f"Stage '{stage}' didn't change, skipping" in again
-        for stage in DATA_STAGES + TRAIN_STAGES + ["evaluate", "report", "export"]
+        f"Stage '{stage}' didn't change, skipping" in again for stage in DATA_STAGES + TRAIN_STAGES + LATE_STAGES
     )
 
 
@@ -129,6 +132,25 @@ def test_every_strategy_exports_a_model_that_scores_and_flags_the_test_rows_as_e
         counted = json.loads((repo.cwd / "metrics" / "test" / f"{strategy}.json").read_text())["value_rule"]
         flagged_rows = (scores["flagged"].sum(), (scores["flagged"] & scores["Class"]).sum())
         assert flagged_rows == (counted["tp"]["ensemble"] + counted["fp"]["ensemble"], counted["tp"]["ensemble"])
+        # every column's contribution: they sum to the members' mean logit minus the reference (a blend's members:
+        # its own logits), whose members' probabilities the predictions hold as trained
+        card = json.loads((repo.cwd / "export" / "model.json").read_text())
+        contributions = np.asarray(score.load_explainer(card)(model_feed(rows, card)))
+        total = contributions.sum(axis=1)
+        repo.run("python", "-m", "stages.score", "test_rows.csv", "reasons.csv", "--reasons", "3")
+        first = pd.read_csv(repo.cwd / "reasons.csv")[["reason_1", "reason_1_contribution"]]
+        largest = contributions.max(axis=1)
+        np.testing.assert_allclose(first["reason_1_contribution"], np.where(largest > 0, largest, np.nan), rtol=1e-12)
+        member_logits = [np.log(p) - np.log1p(-p) for p in MemberColumns(strategy, "test", 0.0)]
+        mean_logit = np.mean(member_logits, axis=0) + rule["calibration_logit_shift"]
+        exact = np.ones(len(rows), dtype=bool)  # a blend's rows where no part's probability was clipped (LOGIT_CLIP)
+        for part in (
+            json.loads((repo.cwd / "models" / "blend.json").read_text())["strategies"] if strategy == "blend" else []
+        ):
+            exact &= np.all([(p > LOGIT_CLIP) & (p < 1 - LOGIT_CLIP) for p in MemberColumns(part, "test", 0.0)], axis=0)
+        assert exact.mean() > 0.9, strategy
+        got = total[exact] + card["reasons"]["reference_logit"]
+        np.testing.assert_allclose(got, mean_logit[exact], rtol=0, atol=1e-4, err_msg=strategy)
     params.write_text(original)
     repo.run("dvc", "repro", "export")
 
@@ -138,14 +160,15 @@ def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, repro
     page = repo.cwd / "plots_page" / "index.html"
     specs = chart_specs(page)
     histories = [f"plots_history_{s}_csv" for s in sorted(STRATEGIES)]
-    assert list(specs) == ["headline", "roc", "precision_recall", "confusion", "cost_k", *histories]
+    assert list(specs) == ["headline", "roc", "precision_recall", "confusion", "cost_k", "importance", *histories]
     titles = [spec["title"]["text"] for spec in specs.values()]
     assert titles[0].startswith("Which strategy to deploy")
     assert titles[1].startswith("ROC curve on the test split") and "log scale" in titles[1]
     assert titles[2].startswith("Precision-recall curve on the test split")
     assert titles[3].startswith("Confusion matrices on the test split")
     assert titles[4].startswith("Validation cost as k varies")
-    assert all(title.startswith("Training history: plots/history/") for title in titles[5:])
+    assert titles[5].startswith("Which columns matter")
+    assert all(title.startswith("Training history: plots/history/") for title in titles[6:])
     recommended = json.loads((repo.cwd / "metrics" / "recommended.json").read_text())["strategy"]
     marked = {row["strategy"] for row in specs["headline"]["data"]["values"] if row["recommended"] == "1"}
     assert marked == {recommended}
@@ -195,7 +218,7 @@ def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced)
     # sees the change ...
     assert repo.changed_stages() == {"split", "report"}
     # ... and repro carries it on to every stage downstream, leaving download and clean cached.
-    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, "evaluate", "report", "export"}
+    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, *LATE_STAGES}
     assert repo.changed_stages() == set()
 
 
@@ -211,7 +234,7 @@ def assert_headline_diff_about(strategy: str, diff: dict):
 def test_a_resampled_experiment_reruns_what_reads_it_and_diffs_only_resampled_and_blend_numbers(repo, reproduced):
     repo.commit("results")
     experiment = repo.run("dvc", "exp", "run", "-S", "networks.resampled.steps_per_epoch=4")
-    assert ran(experiment) == {"train@resampled", "train_blend", "evaluate", "report", "export"}
+    assert ran(experiment) == {"train@resampled", "train_blend", *LATE_STAGES}
     assert_headline_diff_about("resampled", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
     # the documented way to read the experiments: the changed param, AP and the deployed cost, within 200 columns
     recipe = re.search(
@@ -244,7 +267,7 @@ def test_a_reference_param_change_reruns_only_its_stage_and_evaluate(repo, repro
     repo.commit("results")
     set_params(repo.cwd / "params.yaml", **change)
     assert repo.changed_stages() == {f"train_{stage}", "report"}
-    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "train_blend", "evaluate", "report", "export"}
+    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "train_blend", *LATE_STAGES}
     assert_headline_diff_about(stage, json.loads(repo.run("dvc", "metrics", "diff", "--json")))
 
 
@@ -270,7 +293,7 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
 
     set_params(repo.cwd / "params.yaml", evaluate__cost_false_positive=50)  # false alarms dearer: a higher threshold
     assert repo.changed_stages() == {"evaluate", "report"}  # no data stage reads evaluate's params
-    assert ran(repo.run("dvc", "repro")) == {"evaluate", "report", "export"}
+    assert ran(repo.run("dvc", "repro")) == set(LATE_STAGES)  # explain: its dependency models/ holds models/rules/
     card = json.loads(card_file.read_text())
     assert (card["k"], card["cost_false_positive"]) == (chosen("weighted")[0], 50)
     assert ran(repo.run("dvc", "repro")) == set()
@@ -291,7 +314,7 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
 
     # A flat cost: clean keeps no Amount of its own; data/scaled, hence the training, stays as it is
     set_params(repo.cwd / "params.yaml", data__cost=None, evaluate__cost_false_negative=133)
-    assert ran(repo.run("dvc", "repro")) == {"clean", "split", "scale", "evaluate", "report", "export"}
+    assert ran(repo.run("dvc", "repro")) == {"clean", "split", "scale", *LATE_STAGES}
     card, result = (
         json.loads(card_file.read_text()),
         json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text()),
@@ -322,11 +345,7 @@ def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_c
     repo.run("git", "checkout", "--", "params.yaml")
     back = repo.run("dvc", "repro")
     # trained again, to the same bytes; export may come back from DVC's run cache of the first repro
-    assert (
-        {"train@baseline", "train_blend", "evaluate"}
-        <= ran(back)
-        <= {"train@baseline", "train_blend", "evaluate", "report", "export"}
-    )
+    assert {"train@baseline", "train_blend", "evaluate"} <= ran(back) <= {"train@baseline", "train_blend", *LATE_STAGES}
     assert predictions.read_bytes() == ours
     assert {p.name for p in (work / "models" / "baseline").iterdir()} == {"member_0.keras", "member_1.keras"}
     assert (work / "export" / "model.json").exists()

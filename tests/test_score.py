@@ -71,10 +71,13 @@ def test_ids_order_and_other_columns_are_kept(exported, tmp_path, monkeypatch, s
     write_any(frame, source)
     assert score_file(source, destination) == 200
     scores = read_any(destination)
-    assert list(scores.columns) == ["id", "Time", "Class", "probability", "flagged"]
+    assert list(scores.columns) == [*frame.columns, "probability", "flagged"]
     assert scores["id"].tolist() == frame["id"].tolist()
-    # From a CSV they are carried as text (read back into Parquet as text), from Parquet with their types.
+    # From a CSV the others are carried as text (read back into Parquet as text), from Parquet with their types;
+    # the model's columns as the numbers it read.
     np.testing.assert_array_equal(scores[["Time", "Class"]].astype(float), frame[["Time", "Class"]])
+    model_columns = [column for column in frame.columns if column not in ("id", "Time", "Class")]
+    np.testing.assert_array_equal(scores[model_columns].to_numpy(float), frame[model_columns].to_numpy(float))
     expected = score.load_predictor(score.load_card())(model_feed(frame)).ravel()  # every row at once
     np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-12)
     assert scores["flagged"].tolist() == amount_rule(scores["probability"], frame["Amount"]).tolist()
