@@ -1,19 +1,20 @@
 """score: `python -m stages.score INPUT OUTPUT [--reasons N]` -- the exported model's probability and flag for new
 rows, and optionally the columns that pushed each score up most.
 
-INPUT is a CSV (plain or .gz) or Parquet file with the columns the model takes (export/model.json, "inputs"),
-validated as `clean` does, before the model is loaded (export/model.onnx, by ONNX Runtime); category levels not seen
-in training score as "(other)".
+INPUT is a CSV (plain or .gz), a Parquet file or a folder of them, with the columns the model takes
+(export/model.json, "inputs"), validated as `clean` does, before the model is loaded (export/model.onnx, by ONNX
+Runtime); category levels not seen in training score as "(other)".
 OUTPUT (.csv, .csv.gz or .parquet) holds, row for row in input order, the input's columns (from a CSV, the model's
 numbers as numbers and every other column as its text: an id, Time, Class ...), then `probability` and `flagged`
-(so that `python -m fraudflow.monitor` can watch the file): 1 when probability > the exported
-threshold, or with a cost column (model.json's cost_column, which INPUT must then have, a number >= 0 in every
-row) when probability / (1 - probability) * its value > k * cost_false_positive, as evaluate scored it; else 0.
+(so that `python -m fraudflow.monitor` can watch the file): 1 when probability > the exported threshold, or with a
+cost column (model.json's cost_column, which INPUT must then have, a number >= 0 in every row) when
+probability / (1 - probability) * its value > k * cost_false_positive, as evaluate scored it; else 0. For a folder
+INPUT, OUTPUT may be a folder too: each Parquet file scored into the same path under it, file by file.
 With --reasons N, also reason_1 ... reason_N, the columns that pushed the row's score up most, each with
 reason_<i>_contribution, its contribution (> 0) to the logit against the reference row (export/reasons.onnx,
 fraudflow/onnx_reasons.py; model.json's reasons.reference_logit); largest first, empty where fewer columns pushed
 the score up.
-Both files are streamed in batches, so memory does not grow with their size.
+Input and output are streamed in batches, so memory does not grow with their size.
 """
 
 import argparse
@@ -166,15 +167,27 @@ def open_writer(path: Path, schema: pa.Schema):
             yield writer
 
 
-def score(
-    source: Path, destination: Path, card: dict, load_predict=load_predictor, reasons: int = 0
-) -> tuple[int, int]:
-    """Stream source through the model into destination (written atomically), with `reasons` reason columns; the
-    models are loaded once the first batch is valid. Returns the number of rows and of rows with a category level
-    unseen in training."""
+def check_reasons(reasons: int, card: dict):
+    """--reasons: at most one per column the model takes."""
     if not 0 <= reasons <= len(card["inputs"]):
         raise StageError(f"--reasons: expected 0 to {len(card['inputs'])} (the columns the model takes), got {reasons}")
-    read = parquet_input if source.name.endswith(".parquet") else csv_input
+
+
+def score(
+    source: Path,
+    destination: Path,
+    card: dict,
+    load_predict=load_predictor,
+    reasons: int = 0,
+    load_explain=load_explainer,
+    empty_ok: bool = False,
+) -> tuple[int, int]:
+    """Stream source (a file, or a Parquet folder read as one table) through the model into destination (written
+    atomically), with `reasons` reason columns; the models are loaded once the first batch is valid. Returns the
+    number of rows and of rows with a category level unseen in training. A source without rows fails, unless
+    empty_ok: then destination holds no row."""
+    check_reasons(reasons, card)
+    read = parquet_input if source.is_dir() or source.name.endswith(".parquet") else csv_input
     schema, batches = read(source, card)
     added = [("probability", pa.float64()), ("flagged", pa.int8()), *reason_fields(reasons)]
     taken = [name for name, _ in added if name in schema.names]
@@ -193,39 +206,96 @@ def score(
             scored = [*batch.columns, pa.array(probability)]
             scored.append(pa.array(flags(probability, costs, card)))
             if reasons:
-                explain = explain or load_explainer(card)
+                explain = explain or load_explain(card)
                 scored += top_reasons(np.asarray(explain(values)), names, reasons)
             writer.write_table(pa.Table.from_arrays(scored, schema=output_schema))
             rows += batch.num_rows
             unseen_rows += int(unseen.sum())
-        if rows == 0:
+        if rows == 0 and not empty_ok:
             raise inputs.header_only(source)
     return rows, unseen_rows
 
 
+def kept(load):
+    """load(card), run on the first call only: one model for every file of a folder."""
+    made = []
+
+    def once(card):
+        if not made:
+            made.append(load(card))
+        return made[0]
+
+    return once
+
+
+def score_folder(source: Path, destination: Path, card: dict, reasons: int = 0) -> tuple[int, int]:
+    """Score each Parquet file of the folder `source` into the same path under the folder `destination` (written
+    atomically, as a whole), partition by partition as Spark writes a folder: a bad row is named by its file and
+    its row there, and a file without rows gives one without rows. Returns score's counts, summed."""
+    predict, explain = kept(load_predictor), kept(load_explainer)
+    rows = unseen = 0
+    with atomic_output(destination) as tmp:
+        for file in inputs.parquet_files(source):
+            target = tmp / file.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            counts = score(file, target, card, predict, reasons, explain, empty_ok=True)
+            rows, unseen = rows + counts[0], unseen + counts[1]
+    return rows, unseen
+
+
 def main():
     parser = argparse.ArgumentParser(prog="python -m stages.score", description=__doc__.splitlines()[0])
-    parser.add_argument("input", type=Path, help="rows to score: .csv, .csv.gz or .parquet")
-    parser.add_argument("output", type=Path, help="scores: .csv, .csv.gz or .parquet")
+    parser.add_argument("input", type=Path, help="rows to score: .csv, .csv.gz, .parquet or a folder of Parquet files")
+    parser.add_argument(
+        "output",
+        type=Path,
+        help="scores: .csv, .csv.gz or .parquet; or, for a folder, a folder (a file per input file)",
+    )
     parser.add_argument(
         "--reasons", type=int, default=0, metavar="N", help="add the N columns that pushed each row's score up most"
     )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: this process (default); spark: a Parquet folder into a Parquet folder on Spark",
+    )
+    parser.add_argument("--master", default="local[*]", help="with --engine spark: the cluster (default %(default)s)")
     args = parser.parse_args()
+    if args.engine == "spark":
+        return score_on_spark(args)
     suffixes = (*CSV_SUFFIXES, ".parquet")
-    for path in (args.input, args.output):
-        if not path.name.endswith(suffixes):
-            raise StageError(f"{path}: expected a file name ending in {', '.join(suffixes)}")
-    if not args.input.is_file():
+    if not args.input.exists():
         raise StageError(f"{args.input}: file not found")
+    if not args.input.is_dir() and not args.input.name.endswith(suffixes):
+        raise StageError(f"{args.input}: expected a folder or a file name ending in {', '.join(suffixes)}")
+    to_folder = args.input.is_dir() and not args.output.name.endswith(suffixes)
+    if not to_folder and not args.output.name.endswith(suffixes):
+        raise StageError(f"{args.output}: expected a file name ending in {', '.join(suffixes)}")
     if not args.output.parent.is_dir():
         raise StageError(f"{args.output}: folder '{args.output.parent}' does not exist")
     card = load_card()
-    rows, unseen = score(args.input, args.output, card, reasons=args.reasons)
+    scored = score_folder if to_folder else score
+    rows, unseen = scored(args.input, args.output, card, reasons=args.reasons)
     if unseen:
         which = "1 row" if unseen == 1 else f"{unseen} rows"
         log.info("score: %s had a category level unseen in training; scored as (other)", which)
     rule = f"k {card['k']:g} on {card['cost_column']}" if "cost_column" in card else f"threshold {card['threshold']:g}"
     log.info("score: wrote %s (%d rows, %s model, %s)", args.output, rows, card["strategy"], rule)
+
+
+def score_on_spark(args):
+    """--engine spark: a Parquet folder or file into a Parquet folder (fraudflow/spark_scoring.py)."""
+    if not (args.input.is_dir() or args.input.name.endswith(".parquet") and args.input.is_file()):
+        raise StageError(f"{args.input}: --engine spark reads a Parquet folder or file")
+    if args.output.name.endswith((*CSV_SUFFIXES, ".parquet")) or not args.output.parent.is_dir():
+        raise StageError(f"{args.output}: --engine spark writes a Parquet folder, in an existing folder")
+    from fraudflow.spark_scoring import score_on_spark as on_spark
+
+    card = load_card()
+    check_reasons(args.reasons, card)
+    rows = on_spark(args.input, args.output, card, args.master, args.reasons)
+    log.info("score: wrote %s (%d rows, %s model, on Spark %s)", args.output, rows, card["strategy"], args.master)
 
 
 if __name__ == "__main__":

@@ -242,3 +242,53 @@ def test_bad_paths_are_named_before_the_model_loads(project, monkeypatch, argume
     with pytest.raises(StageError, match=message):
         score.main()
     assert not (project / "missing").exists()
+
+
+def partitioned(frame: pd.DataFrame, folder) -> list:
+    """The rows as a hive-partitioned Parquet folder, as Spark writes one: day=1/ and day=2/, a _SUCCESS marker, and
+    an empty file in day=3/."""
+    parts = [frame.iloc[:120], frame.iloc[120:], frame.iloc[:0]]
+    for day, part in enumerate(parts, start=1):
+        (folder / f"day={day}").mkdir(parents=True)
+        part.to_parquet(folder / f"day={day}" / "part-0.parquet", index=False)
+    (folder / "_SUCCESS").touch()
+    return parts
+
+
+def test_a_folder_is_scored_file_by_file_into_a_folder_or_as_one_table_into_a_file(exported, tmp_path, monkeypatch):
+    frame, folder = transactions(), tmp_path / "rows"
+    parts = partitioned(frame, folder)
+    monkeypatch.setattr(sys, "argv", ["score", str(folder), str(tmp_path / "scores"), "--reasons", "2"])
+    score.main()
+    expected = score.load_predictor(score.load_card())(model_feed(frame)).ravel()
+    written = sorted(str(p.relative_to(tmp_path / "scores")) for p in (tmp_path / "scores").rglob("*") if p.is_file())
+    assert written == [f"day={day}/part-0.parquet" for day in (1, 2, 3)]  # no marker, no temporary file
+    scored = [pd.read_parquet(tmp_path / "scores" / f"day={day}" / "part-0.parquet") for day in (1, 2, 3)]
+    assert [len(s) for s in scored] == [len(p) for p in parts]  # the empty partition gives an empty file
+    assert (
+        list(scored[2].columns)
+        == list(scored[0].columns)
+        == [*frame.columns, "probability", "flagged"]
+        + [f"reason_{i}{part}" for i in (1, 2) for part in ("", "_contribution")]
+    )
+    together = pd.concat(scored[:2], ignore_index=True)
+    np.testing.assert_allclose(together["probability"], expected, rtol=0, atol=1e-12)
+    assert together["id"].tolist() == frame["id"].tolist()
+    # the folder as one table into one file: its partition column added, as clean reads a folder
+    monkeypatch.setattr(sys, "argv", ["score", str(folder), str(tmp_path / "scores.csv")])
+    score.main()
+    one = pd.read_csv(tmp_path / "scores.csv")
+    assert one["day"].tolist() == [1] * 120 + [2] * 80
+    np.testing.assert_allclose(one["probability"], expected, rtol=0, atol=1e-12)
+
+
+def test_a_bad_row_in_one_file_of_a_folder_names_that_file_and_leaves_no_output(exported, tmp_path, monkeypatch):
+    frame, folder = transactions(), tmp_path / "rows"
+    partitioned(frame, folder)
+    bad = pd.read_parquet(folder / "day=2" / "part-0.parquet")
+    bad.loc[5, "V3"] = np.inf
+    bad.to_parquet(folder / "day=2" / "part-0.parquet", index=False)
+    monkeypatch.setattr(sys, "argv", ["score", str(folder), str(tmp_path / "scores")])
+    with pytest.raises(StageError, match=r"rows/day=2/part-0.parquet: column 'V3', row 6: non-finite value \(inf\)$"):
+        score.main()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["rows"]

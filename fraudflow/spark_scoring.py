@@ -1,0 +1,144 @@
+"""Scoring on Spark: `python -m stages.score INPUT OUTPUT --engine spark [--master URL]`, a Parquet folder (or file)
+into a Parquet folder, partition by partition where the data lives. Each task runs the same validation, model and
+rule as `python -m stages.score` (its model_inputs, cost_values, flags and top_reasons) with the exported ONNX
+models, which travel inside the task (their bytes, loaded once per task's partition); the project's code reaches
+the workers as a zip (SparkContext.addPyFile). pyspark is optional: requirements-spark.txt.
+"""
+
+import io
+import os
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+from fraudflow.common import EXPORT_DIR, StageError, atomic_output, log
+
+FILE_COLUMN = "__fraudflow_file"  # each row's file, for errors; dropped before writing
+CODE = ("fraudflow", "stages")  # the packages the workers import
+STAGE_ERROR = re.compile(r"fraudflow\.\w+\.\w*Error: (.*)")  # a StageError (or RowError) from a task
+
+
+def spark_session(master: str):
+    """A Spark session on `master` (local[*]: this machine's cores), its workers on this interpreter."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as error:
+        raise StageError("--engine spark: pyspark is not installed (pip install -r requirements-spark.txt)") from error
+    builder = SparkSession.builder.appName("fraudflow score").master(master).config("spark.ui.enabled", "false")
+    return builder.config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate()
+
+
+def code_zip(root: Path) -> Path:
+    """The project's packages as a zip in a temporary file, for the workers."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as packed:
+        for package in CODE:
+            for path in sorted((root / package).glob("*.py")):
+                packed.write(path, f"{package}/{path.name}")
+    target = Path(os.environ.get("TMPDIR", "/tmp")) / f"fraudflow-code-{os.getpid()}.zip"
+    target.write_bytes(buffer.getvalue())
+    return target
+
+
+def output_fields(schema, reasons: int) -> list[tuple[str, str]]:
+    """The added columns as Spark DDL types: probability, flagged, and reason_<i>, reason_<i>_contribution."""
+    added = [("probability", "double"), ("flagged", "tinyint")]
+    for i in range(1, reasons + 1):
+        added += [(f"reason_{i}", "string"), (f"reason_{i}_contribution", "double")]
+    taken = [name for name, _ in added if name in schema.names]
+    if taken:
+        raise StageError(f"the input has a column '{taken[0]}', which the output would repeat")
+    return added
+
+
+def scorer(card: dict, model: bytes, explainer: bytes | None, reasons: int):
+    """The function mapInPandas runs on each partition's batches: score.py's validation and rule on each, the
+    models loaded on the first batch. A bad value fails naming its file and its row there."""
+
+    def score_batches(frames):
+        import numpy as np
+        import pyarrow as pa
+
+        from fraudflow import onnx_graph
+        from stages import score
+
+        names = [entry["column"] for entry in card["inputs"]]
+        predict = explain = None
+        for frame in frames:
+            files = frame.pop(FILE_COLUMN)
+            batch = pa.Table.from_pandas(frame, preserve_index=False)
+            try:
+                costs = score.cost_values(batch, card, "spark", 0)
+                values, _ = score.model_inputs(batch, card, "spark", 0)
+            except StageError:
+                name_bad_row(sorted(set(files)), card)
+                raise
+            predict = predict or onnx_graph.runner(model, "probability", 1)
+            probability = np.asarray(predict(values)).ravel()
+            frame["probability"] = probability
+            frame["flagged"] = score.flags(probability, costs, card)
+            if reasons:
+                explain = explain or onnx_graph.runner(explainer, "contributions", 1)
+                arrays = score.top_reasons(np.asarray(explain(values)), names, reasons)
+                for (name, _), array in zip(output_names(reasons), arrays, strict=True):
+                    frame[name] = array.to_pandas()
+            yield frame
+
+    return score_batches
+
+
+def output_names(reasons: int) -> list[tuple[str, int]]:
+    return [(f"reason_{i}{part}", i) for i in range(1, reasons + 1) for part in ("", "_contribution")]
+
+
+def name_bad_row(files: list[str], card: dict):
+    """Validate the batch's files one by one, as stages.score reads one: the first bad value fails there, naming its
+    file and its row."""
+    import pyarrow as pa
+
+    from stages import score
+
+    for file in files:
+        path = Path(re.sub(r"^file:(//)?", "", file))
+        _, batches = score.parquet_input(path, card)
+        rows = 0
+        for batch in batches:
+            table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+            score.cost_values(table, card, path, rows)
+            score.model_inputs(table, card, path, rows)
+            rows += table.num_rows
+
+
+def score_on_spark(source: Path, destination: Path, card: dict, master: str, reasons: int) -> int:
+    """Score the Parquet folder or file `source` into the Parquet folder `destination` (written whole, or not at
+    all) on Spark; returns the number of rows."""
+    from pyspark.errors import PythonException
+    from pyspark.sql import functions
+
+    spark = spark_session(master)
+    try:
+        spark.sparkContext.addPyFile(str(code_zip(Path(__file__).resolve().parents[1])))
+        frame = spark.read.parquet(str(source))
+        added = output_fields(frame.schema, reasons)
+        missing = [e["column"] for e in card["inputs"] if e["column"] not in frame.columns]
+        if missing:
+            raise StageError(f"{source}: missing column '{missing[0]}'")
+        model = (EXPORT_DIR / "model.onnx").read_bytes()
+        explainer = (EXPORT_DIR / "reasons.onnx").read_bytes() if reasons else None
+        schema = ", ".join([f"`{field.name}` {field.dataType.simpleString()}" for field in frame.schema])
+        schema += "".join(f", `{name}` {kind}" for name, kind in added)
+        tagged = frame.withColumn(FILE_COLUMN, functions.input_file_name())
+        scored = tagged.mapInPandas(scorer(card, model, explainer, reasons), schema)
+        with atomic_output(destination) as tmp:
+            try:
+                scored.write.parquet(str(tmp))
+            except PythonException as error:
+                found = STAGE_ERROR.findall(str(error))
+                raise StageError(found[-1] if found else str(error).splitlines()[0]) from None
+            rows = spark.read.parquet(str(tmp)).count()
+        log.info("score: Spark (%s) wrote %s", master, destination)
+        return rows
+    finally:
+        spark.stop()
