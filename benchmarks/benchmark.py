@@ -15,11 +15,13 @@ links, the CSV engines, and the whole `dvc repro` at each size with train.negati
 64x); 11. the gradient-boosted-tree libraries (benchmarks/gbdt_libraries.py); 12. the exported model's format and
 scoring with it beside the previous Keras export, and the exported model of every strategy against evaluate on
 the raw test rows (benchmarks/export_formats.py); 13. reason codes: the method against occlusion and exact SHAP, and
-scoring with and without them (benchmarks/reasons.py). `--only score`, `--only pins`, `--only scale`, `--only gbdt`,
-`--only export` or `--only reasons` runs just that part; `--scale 64` one size. Everything runs in scratch copies of
-the project, so the work tree is left alone. Needs the project's environment (`make repro` or `make test` creates it).
+scoring with and without them (benchmarks/reasons.py); 14. scoring on Spark's local mode against one machine at 64x
+(benchmarks/spark_scoring.py; needs requirements-spark.txt). `--only score`, `--only pins`, `--only scale`,
+`--only gbdt`, `--only export`, `--only reasons` or `--only spark` runs just that part; `--scale 64` one size.
+Everything runs in scratch copies of the project, so the work tree is left alone. Needs the project's environment
+(`make repro` or `make test` creates it).
 
-Results: benchmarks/results.md (benchmarks/results.py) holds a section per part (1, 2-4, 5, 6, 7, 8-10, 11, 12, 13),
+Results: benchmarks/results.md (benchmarks/results.py) holds a section per part (1, 2-4, 5, 6, 7, 8-10, 11, 12, 13, 14),
 each under a line saying when, on what machine, on which commit and by which command it was measured. Each part
 that finishes replaces its own section; the others, and the section of a part that failed, are kept.
 """
@@ -41,6 +43,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import reasons
 import results
+import spark_scoring
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -398,8 +401,8 @@ def main():
     )
     parser.add_argument(
         "--only",
-        choices=["score", "pins", "scale", "gbdt", "export", "reasons"],
-        help="run only part 6, 7, 8 to 10, 11, 12 or 13 (replaces its section of benchmarks/results.md only)",
+        choices=["score", "pins", "scale", "gbdt", "export", "reasons", "spark"],
+        help="run only part 6, 7, 8 to 10, 11, 12, 13 or 14 (replaces its section of benchmarks/results.md only)",
     )
     args = parser.parse_args()
     if not args.data.is_file():
@@ -437,6 +440,11 @@ def main():
                 "reasons",
                 "13. Reason codes",
                 lambda: reasons.methods_and_scoring(root, data, Project, print_table),
+            ),
+            (
+                "spark",
+                "14. Scoring on Spark",
+                lambda: spark_scoring.compare(root, data, Project, print_table, RANDOM_MEMBERS),
             ),
         ]
         for only, title, run in parts:
