@@ -71,7 +71,8 @@ for i in range(5):
     save_keras(keras.Sequential([keras.Input(shape=(29,)), *layers]), f"models/baseline/member_{i}.keras")
 Path("models/rules").mkdir(parents=True, exist_ok=True)
 rule = {"strategy": "baseline", "calibration_logit_shift": 0.0, "cost_column": "Amount", "k": 1.0,
-        "cost_false_positive": 5, "flagged": "probability / (1 - probability) * Amount > k * cost_false_positive"}
+        "cost_false_positive": 5, "flagged": "probability / (1 - probability) * Amount > k * cost_false_positive",
+        "score_profile": {"edges": [0.5], "shares": [0.5, 0.5, 0.0], "split": "validation"}}  # made up, unused here
 Path("models/rules/baseline.json").write_text(json.dumps(rule))
 """
 # Scoring once the model is loaded, twice (the first run also pays the runtime's set-up on its first call):
