@@ -43,7 +43,7 @@ print("result", json.dumps([len(local), len(spark), float(np.abs(local - spark).
 
 def compare(root: Path, data: Path, project_class, print_table, random_members: str):
     """Part 14."""
-    project = project_class(root / "spark", data)
+    project = project_class(root / "spark_project", data)
     project.run(["dvc", "repro", "scale"])
     (project.path / "models" / "baseline").mkdir(parents=True)
     project.set_params(**{"export.strategy": "baseline"})
@@ -52,8 +52,8 @@ def compare(root: Path, data: Path, project_class, print_table, random_members: 
     csv_path, folder, rows = data_scale.make_data(data, FACTOR, root)
     runs = [
         ("one machine: CSV file -> Parquet file", [str(csv_path), str(root / "scores.parquet")]),
-        ("one machine: Parquet folder -> folder, file by file", [str(folder), str(root / "local")]),
-        ("Spark local[*]: Parquet folder -> folder", [str(folder), str(root / "spark"), "--engine", "spark"]),
+        ("one machine: Parquet folder -> folder, file by file", [str(folder), str(root / "scores_local")]),
+        ("Spark local[*]: Parquet folder -> folder", [str(folder), str(root / "scores_spark"), "--engine", "spark"]),
     ]
     table = []
     for label, arguments in runs:
@@ -62,9 +62,8 @@ def compare(root: Path, data: Path, project_class, print_table, random_members: 
         table.append([label, f"{rows:,}", f"{seconds:.1f}", f"{rows / seconds:,.0f}", done["mb"] if done else "-"])
     started = float(RESULT.search(project.run([sys.executable, "-c", START_STOP])[1])[1])
     table.append(["Spark local[*]: a session's start and stop alone", "-", f"{started:.1f}", "-", "-"])
-    found = json.loads(
-        RESULT.search(project.run([sys.executable, "-c", COMPARE, str(root / "local"), str(root / "spark")])[1])[1]
-    )
+    compared = project.run([sys.executable, "-c", COMPARE, str(root / "scores_local"), str(root / "scores_spark")])
+    found = json.loads(RESULT.search(compared[1])[1])
     print_table(
         f"14a. Scoring {rows:,} rows ({FACTOR}x) on one machine and on Spark's local mode, side by side",
         ["command", "rows", "wall s", "rows per s", "peak MB"],
@@ -74,5 +73,5 @@ def compare(root: Path, data: Path, project_class, print_table, random_members: 
         f"{found[0]:,} rows, sorted probabilities at most {found[2]:.1e} apart, {found[4]:,} and {found[3]:,} rows "
         "flagged.",
     )
-    for path in (csv_path, folder, root / "scores.parquet", root / "local", root / "spark", project.path):
+    for path in (csv_path, folder, root / "scores.parquet", root / "scores_local", root / "scores_spark", project.path):
         shutil.rmtree(path) if path.is_dir() else path.unlink()

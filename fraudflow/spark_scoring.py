@@ -117,9 +117,9 @@ def score_on_spark(source: Path, destination: Path, card: dict, master: str, rea
     from pyspark.errors import PythonException
     from pyspark.sql import functions
 
-    spark = spark_session(master)
+    spark, code = spark_session(master), code_zip(Path(__file__).resolve().parents[1])
     try:
-        spark.sparkContext.addPyFile(str(code_zip(Path(__file__).resolve().parents[1])))
+        spark.sparkContext.addPyFile(str(code))
         frame = spark.read.parquet(str(source))
         added = output_fields(frame.schema, reasons)
         missing = [e["column"] for e in card["inputs"] if e["column"] not in frame.columns]
@@ -142,3 +142,4 @@ def score_on_spark(source: Path, destination: Path, card: dict, master: str, rea
         return rows
     finally:
         spark.stop()
+        code.unlink()
