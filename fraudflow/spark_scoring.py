@@ -1,7 +1,8 @@
 """Scoring on Spark: `python -m stages.score INPUT OUTPUT --engine spark [--master URL]`, a Parquet folder (or file)
 into a Parquet folder, partition by partition where the data lives. Each task runs the same validation, model and
-rule as `python -m stages.score` (its model_inputs, cost_values, flags and top_reasons) with the exported ONNX
-models, which travel inside the task (their bytes, loaded once per task's partition); the project's code reaches
+rule as `python -m stages.score` (its model_inputs, cost_values, flags and top_reasons, in mapInArrow over batches
+of score's size) with the exported ONNX models, which travel inside the task (their bytes, loaded once per
+partition); the project's code reaches
 the workers as a zip (SparkContext.addPyFile). pyspark is optional: requirements-spark.txt.
 """
 
@@ -13,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from fraudflow.common import EXPORT_DIR, StageError, atomic_output, log
+from fraudflow.inputs import batch_rows
 
 FILE_COLUMN = "__fraudflow_file"  # each row's file, for errors; dropped before writing
 CODE = ("fraudflow", "stages")  # the packages the workers import
@@ -27,7 +29,8 @@ def spark_session(master: str):
     except ImportError as error:
         raise StageError("--engine spark: pyspark is not installed (pip install -r requirements-spark.txt)") from error
     builder = SparkSession.builder.appName("fraudflow score").master(master).config("spark.ui.enabled", "false")
-    return builder.config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate()
+    builder = builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows()))  # score's batches
+    return builder.getOrCreate()
 
 
 def code_zip(root: Path) -> Path:
@@ -54,10 +57,10 @@ def output_fields(schema, reasons: int) -> list[tuple[str, str]]:
 
 
 def scorer(card: dict, model: bytes, explainer: bytes | None, reasons: int):
-    """The function mapInPandas runs on each partition's batches: score.py's validation and rule on each, the
-    models loaded on the first batch. A bad value fails naming its file and its row there."""
+    """The function mapInArrow runs on each partition's Arrow batches: score.py's validation, rule and reasons on
+    each, the models loaded on the first batch. A bad value fails naming its file and its row there."""
 
-    def score_batches(frames):
+    def score_batches(batches):
         import numpy as np
         import pyarrow as pa
 
@@ -65,26 +68,24 @@ def scorer(card: dict, model: bytes, explainer: bytes | None, reasons: int):
         from stages import score
 
         names = [entry["column"] for entry in card["inputs"]]
+        added = ["probability", "flagged", *(name for name, _ in output_names(reasons))]
         predict = explain = None
-        for frame in frames:
-            files = frame.pop(FILE_COLUMN)
-            batch = pa.Table.from_pandas(frame, preserve_index=False)
+        for batch in batches:
+            files = batch.column(FILE_COLUMN)
+            table = pa.Table.from_batches([batch]).drop_columns([FILE_COLUMN])
             try:
-                costs = score.cost_values(batch, card, "spark", 0)
-                values, _ = score.model_inputs(batch, card, "spark", 0)
+                costs = score.cost_values(table, card, "spark", 0)
+                values, _ = score.model_inputs(table, card, "spark", 0)
             except StageError:
-                name_bad_row(sorted(set(files)), card)
+                name_bad_row(sorted(set(files.to_pylist())), card)
                 raise
             predict = predict or onnx_graph.runner(model, "probability", 1)
             probability = np.asarray(predict(values)).ravel()
-            frame["probability"] = probability
-            frame["flagged"] = score.flags(probability, costs, card)
+            arrays = [*table.columns, pa.array(probability), pa.array(score.flags(probability, costs, card))]
             if reasons:
                 explain = explain or onnx_graph.runner(explainer, "contributions", 1)
-                arrays = score.top_reasons(np.asarray(explain(values)), names, reasons)
-                for (name, _), array in zip(output_names(reasons), arrays, strict=True):
-                    frame[name] = array.to_pandas()
-            yield frame
+                arrays += score.top_reasons(np.asarray(explain(values)), names, reasons)
+            yield from pa.Table.from_arrays(arrays, names=[*table.column_names, *added]).to_batches()
 
     return score_batches
 
@@ -130,7 +131,7 @@ def score_on_spark(source: Path, destination: Path, card: dict, master: str, rea
         schema = ", ".join([f"`{field.name}` {field.dataType.simpleString()}" for field in frame.schema])
         schema += "".join(f", `{name}` {kind}" for name, kind in added)
         tagged = frame.withColumn(FILE_COLUMN, functions.input_file_name())
-        scored = tagged.mapInPandas(scorer(card, model, explainer, reasons), schema)
+        scored = tagged.mapInArrow(scorer(card, model, explainer, reasons), schema)
         with atomic_output(destination) as tmp:
             try:
                 scored.write.parquet(str(tmp))
