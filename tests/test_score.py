@@ -282,13 +282,18 @@ def test_a_folder_is_scored_file_by_file_into_a_folder_or_as_one_table_into_a_fi
     np.testing.assert_allclose(one["probability"], expected, rtol=0, atol=1e-12)
 
 
-def test_a_bad_row_in_one_file_of_a_folder_names_that_file_and_leaves_no_output(exported, tmp_path, monkeypatch):
-    frame, folder = transactions(), tmp_path / "rows"
-    partitioned(frame, folder)
+def with_a_bad_row(folder) -> str:
+    """partitioned's folder of transactions, an infinite V3 in row 6 of day=2's file; the error that names it."""
+    partitioned(transactions(), folder)
     bad = pd.read_parquet(folder / "day=2" / "part-0.parquet")
     bad.loc[5, "V3"] = np.inf
     bad.to_parquet(folder / "day=2" / "part-0.parquet", index=False)
-    monkeypatch.setattr(sys, "argv", ["score", str(folder), str(tmp_path / "scores")])
-    with pytest.raises(StageError, match=r"rows/day=2/part-0.parquet: column 'V3', row 6: non-finite value \(inf\)$"):
+    return rf"{folder.name}/day=2/part-0.parquet: column 'V3', row 6: non-finite value \(inf\)$"
+
+
+def test_a_bad_row_in_one_file_of_a_folder_names_that_file_and_leaves_no_output(exported, tmp_path, monkeypatch):
+    error = with_a_bad_row(tmp_path / "rows")
+    monkeypatch.setattr(sys, "argv", ["score", str(tmp_path / "rows"), str(tmp_path / "scores")])
+    with pytest.raises(StageError, match=error):
         score.main()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["rows"]

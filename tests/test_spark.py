@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from test_score import partitioned, transactions
+from test_score import partitioned, transactions, with_a_bad_row
 
 from fraudflow.common import StageError
 from stages import score
@@ -39,11 +39,7 @@ def test_spark_gives_the_scores_reasons_and_flags_of_the_one_machine_command(exp
 
 
 def test_a_bad_row_in_one_file_names_that_file_and_row_and_writes_no_folder(exported, tmp_path, monkeypatch):
-    frame, folder = transactions(), tmp_path / "rows"
-    partitioned(frame, folder)
-    bad = pd.read_parquet(folder / "day=2" / "part-0.parquet")
-    bad.loc[5, "V3"] = np.inf
-    bad.to_parquet(folder / "day=2" / "part-0.parquet", index=False)
-    with pytest.raises(StageError, match=r"rows/day=2/part-0.parquet: column 'V3', row 6: non-finite value \(inf\)$"):
-        run_score(monkeypatch, folder, tmp_path / "spark", "--engine", "spark", "--master", "local[2]")
+    error = with_a_bad_row(tmp_path / "rows")
+    with pytest.raises(StageError, match=error):
+        run_score(monkeypatch, tmp_path / "rows", tmp_path / "spark", "--engine", "spark", "--master", "local[2]")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["rows"]
