@@ -2,18 +2,17 @@
 into a Parquet folder, partition by partition where the data lives. Each task runs the same validation, model and
 rule as `python -m stages.score` (its model_inputs, cost_values, flags and top_reasons, in mapInArrow over batches
 of score's size) with the exported ONNX models, which travel inside the task (their bytes, loaded once per
-partition); the project's code reaches
-the workers as a zip (SparkContext.addPyFile). pyspark is optional: requirements-spark.txt.
+partition); the project's code reaches the workers as a zip (SparkContext.addPyFile). pyspark is optional:
+requirements-spark.txt.
 """
 
-import io
 import os
 import re
 import sys
 import zipfile
 from pathlib import Path
 
-from fraudflow.common import EXPORT_DIR, StageError, atomic_output, log
+from fraudflow.common import StageError, atomic_output, log
 from fraudflow.inputs import batch_rows
 
 FILE_COLUMN = "__fraudflow_file"  # each row's file, for errors; dropped before writing
@@ -35,30 +34,30 @@ def spark_session(master: str):
 
 def code_zip(root: Path) -> Path:
     """The project's packages as a zip in a temporary file, for the workers."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as packed:
+    target = Path(os.environ.get("TMPDIR", "/tmp")) / f"fraudflow-code-{os.getpid()}.zip"
+    with zipfile.ZipFile(target, "w") as packed:
         for package in CODE:
             for path in sorted((root / package).glob("*.py")):
                 packed.write(path, f"{package}/{path.name}")
-    target = Path(os.environ.get("TMPDIR", "/tmp")) / f"fraudflow-code-{os.getpid()}.zip"
-    target.write_bytes(buffer.getvalue())
     return target
 
 
 def output_fields(schema, reasons: int) -> list[tuple[str, str]]:
-    """The added columns as Spark DDL types: probability, flagged, and reason_<i>, reason_<i>_contribution."""
+    """The added columns, as score adds them, with their Spark DDL types."""
+    from stages import score
+
     added = [("probability", "double"), ("flagged", "tinyint")]
-    for i in range(1, reasons + 1):
-        added += [(f"reason_{i}", "string"), (f"reason_{i}_contribution", "double")]
+    added += [(name, "string" if str(kind) == "string" else "double") for name, kind in score.reason_fields(reasons)]
     taken = [name for name, _ in added if name in schema.names]
     if taken:
         raise StageError(f"the input has a column '{taken[0]}', which the output would repeat")
     return added
 
 
-def scorer(card: dict, model: bytes, explainer: bytes | None, reasons: int):
+def scorer(card: dict, model: bytes, explainer: bytes | None, reasons: int, added: list[str]):
     """The function mapInArrow runs on each partition's Arrow batches: score.py's validation, rule and reasons on
-    each, the models loaded on the first batch. A bad value fails naming its file and its row there."""
+    each, the models loaded on the first batch, the `added` columns after the input's. A bad value fails naming its
+    file and its row there."""
 
     def score_batches(batches):
         import numpy as np
@@ -68,7 +67,6 @@ def scorer(card: dict, model: bytes, explainer: bytes | None, reasons: int):
         from stages import score
 
         names = [entry["column"] for entry in card["inputs"]]
-        added = ["probability", "flagged", *(name for name, _ in output_names(reasons))]
         predict = explain = None
         for batch in batches:
             files = batch.column(FILE_COLUMN)
@@ -88,10 +86,6 @@ def scorer(card: dict, model: bytes, explainer: bytes | None, reasons: int):
             yield from pa.Table.from_arrays(arrays, names=[*table.column_names, *added]).to_batches()
 
     return score_batches
-
-
-def output_names(reasons: int) -> list[tuple[str, int]]:
-    return [(f"reason_{i}{part}", i) for i in range(1, reasons + 1) for part in ("", "_contribution")]
 
 
 def name_bad_row(files: list[str], card: dict):
@@ -118,20 +112,20 @@ def score_on_spark(source: Path, destination: Path, card: dict, master: str, rea
     from pyspark.errors import PythonException
     from pyspark.sql import functions
 
+    from stages import score
+
     spark, code = spark_session(master), code_zip(Path(__file__).resolve().parents[1])
     try:
         spark.sparkContext.addPyFile(str(code))
         frame = spark.read.parquet(str(source))
         added = output_fields(frame.schema, reasons)
-        missing = [e["column"] for e in card["inputs"] if e["column"] not in frame.columns]
-        if missing:
-            raise StageError(f"{source}: missing column '{missing[0]}'")
-        model = (EXPORT_DIR / "model.onnx").read_bytes()
-        explainer = (EXPORT_DIR / "reasons.onnx").read_bytes() if reasons else None
+        score.require_columns(frame.columns, source, card)
+        model = score.MODEL_FILE.read_bytes()
+        explainer = score.REASONS_FILE.read_bytes() if reasons else None
         schema = ", ".join([f"`{field.name}` {field.dataType.simpleString()}" for field in frame.schema])
         schema += "".join(f", `{name}` {kind}" for name, kind in added)
         tagged = frame.withColumn(FILE_COLUMN, functions.input_file_name())
-        scored = tagged.mapInArrow(scorer(card, model, explainer, reasons), schema)
+        scored = tagged.mapInArrow(scorer(card, model, explainer, reasons, [name for name, _ in added]), schema)
         with atomic_output(destination) as tmp:
             try:
                 scored.write.parquet(str(tmp))
