@@ -3,14 +3,17 @@ regression's coefficients; and how a strategy is made of them (a blend: of other
 explain build their ONNX graphs from these.
 """
 
+import io
 import json
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from fraudflow.common import MODELS_DIR, StageError, quiet_tensorflow
+from fraudflow.common import MODELS_DIR, StageError
 from fraudflow.strategies import BLEND, LOGISTIC, NETWORK, REGISTRY, TREES
 
 MEMBER_FILE = re.compile(r"member_(\d+)\.(keras|pkl)")
@@ -27,17 +30,33 @@ def member_files(strategy: str, suffix: str) -> list[Path]:
     return [found[i] for i in range(len(found))]
 
 
-def network_weights(strategy: str, n_features: int) -> list[list[np.ndarray]]:
-    """Each network member's [kernel1, bias1, kernel2, bias2], from its Keras file."""
-    with quiet_tensorflow():
-        import keras
+# The member architecture export and explain turn into ONNX (fraudflow/members.py's build_member): Dense layers,
+# Dropout between them, by their activations.
+NETWORK_ACTIVATIONS = ["relu", "sigmoid"]
 
+
+def network_weights(strategy: str, n_features: int) -> list[list[np.ndarray]]:
+    """Each network member's [kernel1, bias1, kernel2, bias2], read from its Keras file without loading Keras: the
+    archive's config.json lists the layers, its model.weights.h5 holds each Dense layer's kernel and bias under
+    layers/dense, layers/dense_1, ... (Keras names a layer's entry by its class, counted in order)."""
     weights = []
     for path in member_files(strategy, "keras"):
-        member = keras.saving.load_model(path)
-        if member.input_shape != (None, n_features):
-            raise StageError(f"{path}: takes input {member.input_shape}, expected (None, {n_features})")
-        weights.append(member.get_weights())
+        try:
+            with zipfile.ZipFile(path) as archive:
+                layers = json.loads(archive.read("config.json"))["config"]["layers"]
+                stored = io.BytesIO(archive.read("model.weights.h5"))
+            dense = [layer["config"] for layer in layers if layer["class_name"] == "Dense"]
+            shape = next(layer["config"]["batch_shape"] for layer in layers if layer["class_name"] == "InputLayer")
+            with h5py.File(stored, "r") as h5:
+                entries = ["dense", *(f"dense_{n}" for n in range(1, len(dense)))]
+                tensors = [h5[f"layers/{entry}/vars/{i}"][()] for entry in entries for i in (0, 1)]
+        except (OSError, KeyError, StopIteration, zipfile.BadZipFile, json.JSONDecodeError) as error:
+            raise StageError(f"{path}: not a Keras model file of a network member ({error})") from error
+        if shape != [None, n_features]:
+            raise StageError(f"{path}: takes input {tuple(shape)}, expected (None, {n_features})")
+        if [d["activation"] for d in dense] != NETWORK_ACTIVATIONS:
+            raise StageError(f"{path}: its Dense layers are not a {' then '.join(NETWORK_ACTIVATIONS)} network")
+        weights.append(tensors)
     return weights
 
 

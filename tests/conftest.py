@@ -177,6 +177,21 @@ def project_repo(root: Path, table: pd.DataFrame, **params) -> "Runner":
     return runner
 
 
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory) -> tuple["Runner", str]:
+    """make_creditcard's table through `dvc repro` (every stage), made once per test process, and repro's output.
+    Change nothing in it: copy it (copy_project) to change it."""
+    runner = project_repo(tmp_path_factory.mktemp("reproduced"), make_creditcard(rows=3000, frauds=60))
+    return runner, runner.run("dvc", "repro")
+
+
+def copy_project(runner: "Runner", root: Path) -> "Runner":
+    """A copy of a project repo (its git history, DVC cache and workspace) in root/project; download.url still names
+    the original's table."""
+    shutil.copytree(runner.cwd, root / "project", symlinks=True)
+    return Runner(root / "project", runner.env)
+
+
 class Runner:
     def __init__(self, cwd, env):
         self.cwd, self.env = cwd, env

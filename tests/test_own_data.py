@@ -25,6 +25,10 @@ from stages import clean, scale, score, split, train_logistic
 MIXED = {**MIXED_DATA, "data__columns": None, "data__cost": "amount_usd", "evaluate__cost_false_negative": None}
 
 
+# The tests that take `mixed` run in one process (pytest -n, --dist loadgroup), so its `dvc repro` runs once.
+on_mixed = pytest.mark.xdist_group("mixed")
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     """make_mixed's table through `dvc repro` (every stage, export included)."""
@@ -38,6 +42,7 @@ def score_command(runner, source, destination) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=runner.cwd, env=runner.env, capture_output=True, text=True)
 
 
+@on_mixed
 def test_the_preprocessing_follows_the_data_section(mixed, monkeypatch):
     monkeypatch.chdir(mixed.cwd)
     prep = load_preprocessing()
@@ -55,6 +60,7 @@ def test_the_preprocessing_follows_the_data_section(mixed, monkeypatch):
         assert 0 < metrics["average_precision"]["ensemble_lower"] < metrics["average_precision"]["ensemble"]
 
 
+@on_mixed
 def test_scores_of_the_raw_test_rows_equal_evaluates_and_carry_the_ids(mixed, monkeypatch, tmp_path):
     monkeypatch.chdir(mixed.cwd)
     rows = raw_test_rows()
@@ -72,6 +78,7 @@ def test_scores_of_the_raw_test_rows_equal_evaluates_and_carry_the_ids(mixed, mo
     assert list(scores.columns) == [*rows.columns, "probability", "flagged"]  # every input column, then the scores
 
 
+@on_mixed
 def test_an_unseen_level_and_missing_values_are_scored(mixed, monkeypatch, tmp_path):
     monkeypatch.chdir(mixed.cwd)
     rows = make_mixed(rows=40, positives=4, seed=9).drop(columns=["outcome"]).assign(merchant="grocery")
@@ -92,6 +99,7 @@ def test_an_unseen_level_and_missing_values_are_scored(mixed, monkeypatch, tmp_p
     np.testing.assert_allclose(pd.read_parquet(tmp_path / "rare_scores.parquet")["probability"], scores["probability"])
 
 
+@on_mixed
 def test_the_exported_model_takes_named_inputs_and_model_json_lists_them(mixed):
     card = json.loads((mixed.cwd / EXPORT_DIR / "model.json").read_text())
     kinds = {entry["column"]: (entry["type"], entry.get("levels")) for entry in card["inputs"]}
@@ -353,6 +361,7 @@ def test_the_exported_preprocessing_equals_scales_whatever_the_spread_and_the_na
     np.testing.assert_allclose(exported, expected, rtol=1e-12, atol=0)
 
 
+@on_mixed
 def test_reason_codes_credit_each_column_with_its_features_one_hot_blocks_and_missing_indicators(mixed, monkeypatch):
     """Logistic regression on the mixed table: a column's contribution is the sum over its features (a category's
     one-hot block, a number's missing-value indicator, a data.log column's log feature) of coefficient x (scaled

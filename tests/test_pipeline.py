@@ -16,10 +16,9 @@ from conftest import (
     chart_contents,
     chart_specs,
     check_page,
-    make_creditcard,
+    copy_project,
     model_feed,
     needs_chromium,
-    project_repo,
     raw_test_rows,
     set_params,
 )
@@ -40,14 +39,31 @@ TEST_SPLIT = {"rows": 600, "positives": 12, "duplicate_groups": 0, "rows_with_tw
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git + DVC repo with the project, small fast params, and download.url pointing at a small CSV."""
-    return project_repo(tmp_path_factory.mktemp("pipeline"), make_creditcard(rows=3000, frauds=60))
+def repo(reproduced_project, tmp_path_factory):
+    """A git + DVC repo with the project, small fast params, download.url pointing at a small CSV, and every stage
+    run (conftest's reproduced_project, copied): the tests that take it only read it."""
+    return copy_project(reproduced_project[0], tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture
+def reproduced(reproduced_project):
+    """What the `dvc repro` that made the project printed."""
+    return reproduced_project[1]
+
+
+@pytest.fixture
+def own(reproduced_project, tmp_path):
+    """A copy of the reproduced project of the test's own, to change."""
+    return copy_project(reproduced_project[0], tmp_path)
 
 
 @pytest.fixture(scope="module")
-def reproduced(repo):
-    return repo.run("dvc", "repro")
+def experimented(reproduced_project, tmp_path_factory):
+    """A copy of the reproduced project with its results committed, then an experiment on resampled run in the
+    workspace; and what the experiment printed."""
+    runner = copy_project(reproduced_project[0], tmp_path_factory.mktemp("experiment"))
+    runner.commit("results")
+    return runner, runner.run("dvc", "exp", "run", "-S", "networks.resampled.steps_per_epoch=4")
 
 
 def ran(output: str) -> set[str]:
@@ -112,47 +128,47 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
     assert json.loads((repo.cwd / "metrics" / "split.json").read_text())["test"] == TEST_SPLIT
 
 
-def test_every_strategy_exports_a_model_that_scores_and_flags_the_test_rows_as_evaluate(repo, reproduced, monkeypatch):
+def test_every_strategy_exports_a_model_that_scores_and_flags_the_test_rows_as_evaluate(own, monkeypatch):
     """For each strategy: dvc repro export after setting export.strategy, then python -m stages.score on the raw test
     rows gives evaluate's probabilities (its members calibrated and averaged) and flags the rows evaluate counts."""
-    monkeypatch.chdir(repo.cwd)
+    monkeypatch.chdir(own.cwd)
     rows = raw_test_rows()
-    rows.to_csv(repo.cwd / "test_rows.csv", index=False)
-    params = repo.cwd / "params.yaml"
+    rows.to_csv(own.cwd / "test_rows.csv", index=False)
+    params = own.cwd / "params.yaml"
     original = params.read_text()
     for strategy in EVALUATED:
         set_params(params, export__strategy=strategy)
-        assert ran(repo.run("dvc", "repro", "export")) <= {"export"}  # nothing for the strategy already exported
-        assert json.loads((repo.cwd / "export" / "model.json").read_text())["strategy"] == strategy
-        repo.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
-        scores = pd.read_csv(repo.cwd / "scores.csv")
-        rule = json.loads((repo.cwd / "models" / "rules" / f"{strategy}.json").read_text())
+        assert ran(own.run("dvc", "repro", "export")) <= {"export"}  # nothing for the strategy already exported
+        assert json.loads((own.cwd / "export" / "model.json").read_text())["strategy"] == strategy
+        own.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
+        scores = pd.read_csv(own.cwd / "scores.csv")
+        rule = json.loads((own.cwd / "models" / "rules" / f"{strategy}.json").read_text())
         expected = MemberColumns(strategy, "test", rule["calibration_logit_shift"]).read_all().calibrated.value()
         np.testing.assert_allclose(scores["probability"], expected, rtol=0, atol=1e-12, err_msg=strategy)
-        counted = json.loads((repo.cwd / "metrics" / "test" / f"{strategy}.json").read_text())["value_rule"]
+        counted = json.loads((own.cwd / "metrics" / "test" / f"{strategy}.json").read_text())["value_rule"]
         flagged_rows = (scores["flagged"].sum(), (scores["flagged"] & scores["Class"]).sum())
         assert flagged_rows == (counted["tp"]["ensemble"] + counted["fp"]["ensemble"], counted["tp"]["ensemble"])
         # every column's contribution: they sum to the members' mean logit minus the reference (a blend's members:
         # its own logits), whose members' probabilities the predictions hold as trained
-        card = json.loads((repo.cwd / "export" / "model.json").read_text())
+        card = json.loads((own.cwd / "export" / "model.json").read_text())
         contributions = np.asarray(score.load_explainer(card)(model_feed(rows, card)))
         total = contributions.sum(axis=1)
-        repo.run("python", "-m", "stages.score", "test_rows.csv", "reasons.csv", "--reasons", "3")
-        first = pd.read_csv(repo.cwd / "reasons.csv")[["reason_1", "reason_1_contribution"]]
+        own.run("python", "-m", "stages.score", "test_rows.csv", "reasons.csv", "--reasons", "3")
+        first = pd.read_csv(own.cwd / "reasons.csv")[["reason_1", "reason_1_contribution"]]
         largest = contributions.max(axis=1)
         np.testing.assert_allclose(first["reason_1_contribution"], np.where(largest > 0, largest, np.nan), rtol=1e-12)
         member_logits = [np.log(p) - np.log1p(-p) for p in MemberColumns(strategy, "test", 0.0)]
         mean_logit = np.mean(member_logits, axis=0) + rule["calibration_logit_shift"]
         exact = np.ones(len(rows), dtype=bool)  # a blend's rows where no part's probability was clipped (LOGIT_CLIP)
         for part in (
-            json.loads((repo.cwd / "models" / "blend.json").read_text())["strategies"] if strategy == "blend" else []
+            json.loads((own.cwd / "models" / "blend.json").read_text())["strategies"] if strategy == "blend" else []
         ):
             exact &= np.all([(p > LOGIT_CLIP) & (p < 1 - LOGIT_CLIP) for p in MemberColumns(part, "test", 0.0)], axis=0)
         assert exact.mean() > 0.9, strategy
         got = total[exact] + card["reasons"]["reference_logit"]
         np.testing.assert_allclose(got, mean_logit[exact], rtol=0, atol=1e-4, err_msg=strategy)
     params.write_text(original)
-    repo.run("dvc", "repro", "export")
+    own.run("dvc", "repro", "export")
 
 
 def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, reproduced):
@@ -206,20 +222,20 @@ def test_plots_page_draws_every_chart_without_network(repo, reproduced, tmp_path
     assert headers[: len(EVALUATED)] == list(EVALUATED)
 
 
-def test_split_param_change_reruns_split_and_later_stages_only(repo, reproduced):
-    params = repo.cwd / "params.yaml"
+def test_split_param_change_reruns_split_and_later_stages_only(own):
+    params = own.cwd / "params.yaml"
     original = params.read_text()
     for change in ({"split__method": "time"}, {"split__group_duplicates": False}):
         set_params(params, **change)
-        assert repo.changed_stages() == {"split", "report"}, change  # report shows the params
+        assert own.changed_stages() == {"split", "report"}, change  # report shows the params
         params.write_text(original)
     set_params(params, split__seed=7)
     # dvc status compares each stage with its own dependencies: only split (and report, which shows the params)
     # sees the change ...
-    assert repo.changed_stages() == {"split", "report"}
+    assert own.changed_stages() == {"split", "report"}
     # ... and repro carries it on to every stage downstream, leaving download and clean cached.
-    assert ran(repo.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, *LATE_STAGES}
-    assert repo.changed_stages() == set()
+    assert ran(own.run("dvc", "repro")) == {"split", "scale", *TRAIN_STAGES, *LATE_STAGES}
+    assert own.changed_stages() == set()
 
 
 def assert_headline_diff_about(strategy: str, diff: dict):
@@ -231,9 +247,9 @@ def assert_headline_diff_about(strategy: str, diff: dict):
     assert all(row["old"] != row["new"] for row in rows) and len(rows) <= 25
 
 
-def test_a_resampled_experiment_reruns_what_reads_it_and_diffs_only_resampled_and_blend_numbers(repo, reproduced):
-    repo.commit("results")
-    experiment = repo.run("dvc", "exp", "run", "-S", "networks.resampled.steps_per_epoch=4")
+@pytest.mark.xdist_group("experimented")  # both tests of the experiment in one process: it is made once
+def test_a_resampled_experiment_reruns_what_reads_it_and_diffs_only_resampled_and_blend_numbers(experimented):
+    repo, experiment = experimented
     assert ran(experiment) == {"train@resampled", "train_blend", *LATE_STAGES}
     assert_headline_diff_about("resampled", json.loads(repo.run("dvc", "metrics", "diff", "--json")))
     # the documented way to read the experiments: the changed param, AP and the deployed cost, within 200 columns
@@ -248,8 +264,9 @@ def test_a_resampled_experiment_reruns_what_reads_it_and_diffs_only_resampled_an
 
 
 @needs_chromium
-def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path):
-    # after the previous test the workspace holds other resampled results than HEAD
+@pytest.mark.xdist_group("experimented")
+def test_plots_diff_draws_each_revision_side_by_side(experimented, tmp_path):
+    repo = experimented[0]  # the workspace holds other resampled results than HEAD
     repo.run("dvc", "plots", "diff", "HEAD", "-o", "diff_page")
     page = repo.cwd / "diff_page" / "index.html"
     result = check_page(page, tmp_path / "diff.png")
@@ -263,48 +280,48 @@ def test_plots_diff_draws_each_revision_side_by_side(repo, reproduced, tmp_path)
 @pytest.mark.parametrize(
     ("stage", "change"), [("logistic", {"train_logistic__C": 0.01}), ("gbdt", {"train_gbdt__l2_regularization": 0.5})]
 )
-def test_a_reference_param_change_reruns_only_its_stage_and_evaluate(repo, reproduced, stage, change):
-    repo.commit("results")
-    set_params(repo.cwd / "params.yaml", **change)
-    assert repo.changed_stages() == {f"train_{stage}", "report"}
-    assert ran(repo.run("dvc", "repro")) == {f"train_{stage}", "train_blend", *LATE_STAGES}
-    assert_headline_diff_about(stage, json.loads(repo.run("dvc", "metrics", "diff", "--json")))
+def test_a_reference_param_change_reruns_only_its_stage_and_evaluate(own, stage, change):
+    own.commit("results")
+    set_params(own.cwd / "params.yaml", **change)
+    assert own.changed_stages() == {f"train_{stage}", "report"}
+    assert ran(own.run("dvc", "repro")) == {f"train_{stage}", "train_blend", *LATE_STAGES}
+    assert_headline_diff_about(stage, json.loads(own.run("dvc", "metrics", "diff", "--json")))
 
 
-def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(repo, reproduced, monkeypatch):
-    card_file = repo.cwd / "export" / "model.json"
+def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_change(own, monkeypatch):
+    card_file = own.cwd / "export" / "model.json"
 
     def chosen(strategy):  # the k and threshold evaluate chose on validation
-        result = json.loads((repo.cwd / "metrics" / "test" / f"{strategy}.json").read_text())
+        result = json.loads((own.cwd / "metrics" / "test" / f"{strategy}.json").read_text())
         return result["value_rule"]["k"]["ensemble"], result["chosen"]["threshold"]["ensemble"]
 
     card = json.loads(card_file.read_text())
     assert (card["strategy"], card["k"], card["calibration_logit_shift"]) == ("baseline", chosen("baseline")[0], 0)
     assert (card["cost_column"], card["cost_false_positive"]) == ("Amount", 5)
     assert card["members"] == 2 and card["inputs"][-1]["column"] == "Amount"
-    assert (repo.cwd / "export" / "model.onnx").exists()
+    assert (own.cwd / "export" / "model.onnx").exists()
 
-    set_params(repo.cwd / "params.yaml", export__strategy="weighted")
-    assert repo.changed_stages() == {"export"}
-    assert ran(repo.run("dvc", "repro")) == {"export"}
+    set_params(own.cwd / "params.yaml", export__strategy="weighted")
+    assert own.changed_stages() == {"export"}
+    assert ran(own.run("dvc", "repro")) == {"export"}
     card = json.loads(card_file.read_text())
     assert (card["strategy"], card["k"]) == ("weighted", chosen("weighted")[0])
     assert card["calibration_logit_shift"] < 0  # the weighted members are calibrated to the real positive rate
 
-    set_params(repo.cwd / "params.yaml", evaluate__cost_false_positive=50)  # false alarms dearer: a higher threshold
-    assert repo.changed_stages() == {"evaluate", "report"}  # no data stage reads evaluate's params
-    assert ran(repo.run("dvc", "repro")) == set(LATE_STAGES)  # explain: its dependency models/ holds models/rules/
+    set_params(own.cwd / "params.yaml", evaluate__cost_false_positive=50)  # false alarms dearer: a higher threshold
+    assert own.changed_stages() == {"evaluate", "report"}  # no data stage reads evaluate's params
+    assert ran(own.run("dvc", "repro")) == set(LATE_STAGES)  # explain: its dependency models/ holds models/rules/
     card = json.loads(card_file.read_text())
     assert (card["k"], card["cost_false_positive"]) == (chosen("weighted")[0], 50)
-    assert ran(repo.run("dvc", "repro")) == set()
+    assert ran(own.run("dvc", "repro")) == set()
 
     # score applies the rule evaluate scored: on the raw test rows it flags the rows evaluate counts as flagged
-    monkeypatch.chdir(repo.cwd)
+    monkeypatch.chdir(own.cwd)
     rows = raw_test_rows()
-    rows.to_csv(repo.cwd / "test_rows.csv", index=False)
-    repo.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
-    scores = pd.read_csv(repo.cwd / "scores.csv")
-    amount = json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text())["value_rule"]
+    rows.to_csv(own.cwd / "test_rows.csv", index=False)
+    own.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
+    scores = pd.read_csv(own.cwd / "scores.csv")
+    amount = json.loads((own.cwd / "metrics" / "test" / "weighted.json").read_text())["value_rule"]
     expected = flagged(scores["probability"].to_numpy(), rows["Amount"].to_numpy(), card["k"], 50)
     assert scores["flagged"].tolist() == expected.astype(int).tolist()
     assert (scores["flagged"].sum(), (scores["flagged"] & scores["Class"]).sum()) == (
@@ -313,23 +330,21 @@ def test_export_stage_packs_the_chosen_strategy_and_reruns_when_its_inputs_chang
     )
 
     # A flat cost: clean keeps no Amount of its own; data/scaled, hence the training, stays as it is
-    set_params(repo.cwd / "params.yaml", data__cost=None, evaluate__cost_false_negative=133)
-    assert ran(repo.run("dvc", "repro")) == {"clean", "split", "scale", *LATE_STAGES}
+    set_params(own.cwd / "params.yaml", data__cost=None, evaluate__cost_false_negative=133)
+    assert ran(own.run("dvc", "repro")) == {"clean", "split", "scale", *LATE_STAGES}
     card, result = (
         json.loads(card_file.read_text()),
-        json.loads((repo.cwd / "metrics" / "test" / "weighted.json").read_text()),
+        json.loads((own.cwd / "metrics" / "test" / "weighted.json").read_text()),
     )
     assert "cost_column" not in card and "value_rule" not in result
     assert card["threshold"] == result["chosen"]["threshold"]["ensemble"]
 
 
-def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_commit(repo, reproduced):
+def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_commit(own):
     """The committed dvc.lock names baseline models and predictions this machine never made, as one committed from
     another processor does: the README's way back makes this machine's results again, deleting nothing, and
     fraudflow.verify accepts them."""
-    work = repo.cwd
-    repo.run("git", "checkout", "--", "params.yaml")
-    repo.run("dvc", "repro")
+    work = own.cwd
     predictions = work / "data" / "predictions" / "baseline.parquet"
     ours = predictions.read_bytes()
     lock = yaml.safe_load((work / "dvc.lock").read_text())
@@ -338,41 +353,41 @@ def test_way_back_after_an_experiment_where_the_training_bytes_differ_from_the_c
             if entry["path"] in ("models/baseline", "data/predictions/baseline.parquet"):
                 entry["md5"] = "0" * 32 + (".dir" if entry["path"].startswith("models") else "")
     (work / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
-    repo.commit("results from another machine")
+    own.commit("results from another machine")
 
-    repo.run("dvc", "exp", "run", "-S", "networks.baseline.epochs=2")
+    own.run("dvc", "exp", "run", "-S", "networks.baseline.epochs=2")
     assert predictions.read_bytes() != ours
-    repo.run("git", "checkout", "--", "params.yaml")
-    back = repo.run("dvc", "repro")
+    own.run("git", "checkout", "--", "params.yaml")
+    back = own.run("dvc", "repro")
     # trained again, to the same bytes; export may come back from DVC's run cache of the first repro
     assert {"train@baseline", "train_blend", "evaluate"} <= ran(back) <= {"train@baseline", "train_blend", *LATE_STAGES}
     assert predictions.read_bytes() == ours
     assert {p.name for p in (work / "models" / "baseline").iterdir()} == {"member_0.keras", "member_1.keras"}
     assert (work / "export" / "model.json").exists()
     verified = subprocess.run(
-        [sys.executable, "-m", "fraudflow.verify"], cwd=work, env=repo.env, capture_output=True, text=True
+        [sys.executable, "-m", "fraudflow.verify"], cwd=work, env=own.env, capture_output=True, text=True
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "hashes of training outputs differ" in verified.stdout
 
 
-def test_a_strategy_added_through_the_registry_alone_is_trained_and_compared_everywhere(repo, reproduced):
+def test_a_strategy_added_through_the_registry_alone_is_trained_and_compared_everywhere(own):
     """One registry entry and its params section: dvc.yaml's foreach trains it, and evaluate puts it in every
     table, the headline numbers and the plots data, beside the others."""
-    registry = repo.cwd / "fraudflow" / "strategies.py"
+    registry = own.cwd / "fraudflow" / "strategies.py"
     entry = '        Strategy("focal", NETWORK, loss="binary_focal_crossentropy"),\n'
     added = entry + '        Strategy("tempered", NETWORK, balanced_odds=True, class_weights=True),\n'
     registry.write_text(registry.read_text().replace(entry, added))
-    params = yaml.safe_load((repo.cwd / "params.yaml").read_text())
+    params = yaml.safe_load((own.cwd / "params.yaml").read_text())
     params["networks"]["tempered"] = {"epochs": 2}
-    (repo.cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "train@tempered" in ran(repo.run("dvc", "repro"))
-    assert (repo.cwd / "models" / "tempered" / "member_1.keras").exists()
-    assert (repo.cwd / "metrics" / "headline" / "tempered.json").exists()
-    verdicts = json.loads((repo.cwd / "metrics" / "verdicts.json").read_text())
+    (own.cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "train@tempered" in ran(own.run("dvc", "repro"))
+    assert (own.cwd / "models" / "tempered" / "member_1.keras").exists()
+    assert (own.cwd / "metrics" / "headline" / "tempered.json").exists()
+    verdicts = json.loads((own.cwd / "metrics" / "verdicts.json").read_text())
     assert {"baseline-tempered", "tempered-gbdt"} <= set(verdicts)
-    assert json.loads((repo.cwd / "metrics" / "test" / "tempered.json").read_text())["average_precision"]["mean"] > 0
-    roc = pd.read_csv(repo.cwd / "plots" / "roc.csv")
+    assert json.loads((own.cwd / "metrics" / "test" / "tempered.json").read_text())["average_precision"]["mean"] > 0
+    roc = pd.read_csv(own.cwd / "plots" / "roc.csv")
     assert list(dict.fromkeys(roc["strategy"]))[3:5] == ["focal", "tempered"]  # in registry order
-    report = (repo.cwd / "docs" / "results.md").read_text()
+    report = (own.cwd / "docs" / "results.md").read_text()
     assert report.count("| tempered |") >= 4 and "| baseline − tempered |" in report

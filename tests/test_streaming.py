@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import MIXED_DATA, make_creditcard, make_mixed, project_repo, set_cell, set_params
+from conftest import MIXED_DATA, drop_networks, make_creditcard, make_mixed, project_repo, set_cell, set_params
 
 from fraudflow import inputs, outputs, preprocess
 from fraudflow.common import CLEAN_PARQUET, RAW_CSV, RAW_DIR, RAW_PARQUET, SPLIT_DIR, StageError, load_preprocessing
@@ -89,6 +89,8 @@ def test_a_partitioned_parquet_folder_runs_through_the_pipeline(tmp_path):
     runner = project_repo(
         tmp_path, frame, **{**MIXED_DATA, "data__categorical": categorical, "download__url": str(folder)}
     )
+    drop_networks(runner.cwd / "params.yaml", "weighted", "resampled", "focal")  # one network: the input is the point
+    runner.commit("one network")
     runner.run("dvc", "repro")
     copied = sorted(path.relative_to(runner.cwd / RAW_PARQUET) for path in (runner.cwd / RAW_PARQUET).rglob("*.*"))
     assert {path.parent.name for path in copied} == {
