@@ -16,8 +16,8 @@ links, the CSV engines, and the whole `dvc repro` at each size with train.negati
 scoring with it beside the previous Keras export, and the exported model of every strategy against evaluate on
 the raw test rows (benchmarks/export_formats.py); 13. reason codes: the method against occlusion and exact SHAP, and
 scoring with and without them (benchmarks/reasons.py); 14. scoring on Spark's local mode against one machine at 64x
-(benchmarks/spark_scoring.py; needs requirements-spark.txt). `--only score`, `--only pins`, `--only scale`,
-`--only gbdt`, `--only export`, `--only reasons` or `--only spark` runs just that part; `--scale 64` one size.
+(benchmarks/spark_scoring.py; needs requirements-spark.txt). `--only NAME` runs just one part: pipeline (2 to 4),
+score, pins, scale, gbdt, export, reasons or spark; `--scale 64` one size.
 Everything runs in scratch copies of the project, so the work tree is left alone. Needs the project's environment
 (`make repro` or `make test` creates it).
 
@@ -57,6 +57,7 @@ STAGE_DONE = data_scale.STAGE_DONE  # a stage's last log line: its wall time and
 TRAINED = re.compile(
     r"^\S+ (?P<strategy>\w+): (?P<members>\d+) members, (?P<epochs>\d+) epochs in (?P<seconds>[\d.]+) s", re.M
 )
+FITTED = re.compile(r"^\S+ (?P<strategy>\w+): \d+ members, .*? in (?P<seconds>[\d.]+) s", re.M)  # networks, trees
 REFERENCE = re.compile(r"^reference (?P<strategy>\w+): (?P<epochs>\d+) epochs, (?P<seconds>[\d.]+) s", re.M)
 DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
 # Five baseline members with random weights (scoring speed does not depend on them) and the threshold and k
@@ -214,33 +215,47 @@ def whole_pipeline(root: Path, data: Path):
     seconds, output = project.run(["dvc", "repro"])
     trained = {m["strategy"]: m["epochs"] for m in TRAINED.finditer(output)}
     members = next(TRAINED.finditer(output))["members"]
+    fitting = {m["strategy"]: float(m["seconds"]) for m in FITTED.finditer(output)}
     rows = []
     for m in STAGE_DONE.finditer(output):
-        start_up = import_seconds(project, m["stage"])
-        work = f"{float(m['wall']) - start_up:.1f}"
-        rows.append([m["stage"], m["wall"], f"{start_up:.1f}", work, m["mb"], trained.get(m["stage"].split()[-1], "")])
+        strategy = m["stage"].split()[-1].removeprefix("train_")
+        start_up, fit = import_seconds(project, m["stage"]), fitting.get(strategy)
+        rest = float(m["wall"]) - start_up - (fit or 0)
+        fit_cell = "" if fit is None else f"{fit:.1f}"
+        rows.append(
+            [m["stage"], m["wall"], f"{start_up:.1f}", fit_cell, f"{rest:.1f}", m["mb"], trained.get(strategy, "")]
+        )
     seed = yaml.safe_load((project.path / "params.yaml").read_text())["split"]["seed"]
     reference_seconds, reference_output = project.run(
         [sys.executable, str(REPO / "benchmarks" / "tutorial_reference.py"), "--csv", str(data), "--seed", str(seed)]
     )
     reference_epochs = " / ".join(m["epochs"] for m in REFERENCE.finditer(reference_output))
-    stage_sum = sum(float(row[1]) for row in rows)
-    rows.append(["sum of the stages", f"{stage_sum:.1f}", f"{sum(float(row[2]) for row in rows):.1f}", "", "", ""])
-    rows.append(["DVC between the stages", f"{seconds - stage_sum:.1f}", "", "", "", ""])
-    rows.append(["**dvc repro, from scratch**", f"{seconds:.1f}", "", "", "", " / ".join(trained.values())])
+    totals = [f"{sum(float(row[i] or 0) for row in rows):.1f}" for i in (1, 2, 3, 4)]
+    rows.append(["sum of the stages", *totals, "", ""])
+    rows.append(["DVC between the stages", f"{seconds - float(totals[0]):.1f}", "", "", "", "", ""])
+    rows.append(["**dvc repro, from scratch**", f"{seconds:.1f}", "", "", "", "", " / ".join(trained.values())])
     rows.append(
-        [f"tutorial script, whole (same split, seed {seed})", f"{reference_seconds:.1f}", "", "", "", reference_epochs]
+        [
+            f"tutorial script, whole (same split, seed {seed})",
+            f"{reference_seconds:.1f}",
+            "",
+            "",
+            "",
+            "",
+            reference_epochs,
+        ]
     )
-    rows.append(["**pipeline / tutorial**", f"{seconds / reference_seconds:.3f}", "", "", "", ""])
+    rows.append(["**pipeline / tutorial**", f"{seconds / reference_seconds:.3f}", "", "", "", "", ""])
     print_table(
         f"2. Whole pipeline from scratch, default params ({members} members; epochs: baseline / weighted / resampled)",
-        ["stage", "wall s", "start-up s", "the rest s", "peak MB", "epochs"],
+        ["stage", "wall s", "start-up s", "fitting s", "the rest s", "peak MB", "epochs"],
         rows,
         "The pipeline / tutorial row is the whole `dvc repro` from scratch over the whole tutorial script on the same "
         "split, run one after the other; the rows above are each stage's wall time and peak memory on this machine. "
         "Start-up: a fresh interpreter importing the stage's module and the libraries it loads (TensorFlow for the "
-        "networks, which export and explain no longer load), timed after the run; the rest: reading, fitting, "
-        "scoring and writing. DVC between the stages: the whole repro's time less the stages' own.",
+        "networks), timed after the run; fitting: the members' training as the stage logs it (networks: every epoch "
+        "with its validation scoring; trees: every member's fit); the rest: reading, scoring and writing. DVC "
+        "between the stages: the whole repro's time less the stages' own.",
     )
 
     noop_seconds, noop_output = project.run(["dvc", "repro"])
@@ -441,8 +456,8 @@ def main():
     )
     parser.add_argument(
         "--only",
-        choices=["score", "pins", "scale", "gbdt", "export", "reasons", "spark"],
-        help="run only part 6, 7, 8 to 10, 11, 12, 13 or 14 (replaces its section of benchmarks/results.md only)",
+        choices=["pipeline", "score", "pins", "scale", "gbdt", "export", "reasons", "spark"],
+        help="run only part 2-4, 6, 7, 8-10, 11, 12, 13 or 14 (replaces its section of benchmarks/results.md only)",
     )
     args = parser.parse_args()
     if not args.data.is_file():
@@ -457,7 +472,7 @@ def main():
                 "1. Training against the tutorial's code",
                 lambda: same_work(root, data, tuple(args.epochs), args.members),
             ),
-            (None, "2-4. The whole pipeline against the tutorial's script", lambda: whole_pipeline(root, data)),
+            ("pipeline", "2-4. The whole pipeline against the tutorial's script", lambda: whole_pipeline(root, data)),
             (None, "5. Growth", (lambda: growth(root, data, args.growth)) if args.growth else None),
             ("score", "6. Scoring", lambda: scoring(root, data)),
             ("pins", "7. Pins", lambda: pins(root, data)),

@@ -17,7 +17,7 @@ part runs again and the others are kept, each with its own provenance. To refres
 
 ```bash
 python benchmarks/benchmark.py --data /path/to/creditcard.csv.gz
-python benchmarks/benchmark.py --data /path/to/creditcard.csv.gz --only score  # or pins, scale, gbdt, export
+python benchmarks/benchmark.py --data /path/to/creditcard.csv.gz --only score  # or pipeline, pins, scale, gbdt, ...
 ```
 """
 

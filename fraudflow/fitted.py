@@ -30,8 +30,8 @@ def member_files(strategy: str, suffix: str) -> list[Path]:
     return [found[i] for i in range(len(found))]
 
 
-# The member architecture export and explain turn into ONNX (fraudflow/members.py's build_member): Dense layers,
-# Dropout between them, by their activations.
+# The activations of a network member's Dense layers, in order (fraudflow/members.py's build_member): the network
+# that export and explain rebuild in ONNX.
 NETWORK_ACTIVATIONS = ["relu", "sigmoid"]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK_PAGE = REPO / ".ci" / "check_page.py"
@@ -179,10 +180,18 @@ def project_repo(root: Path, table: pd.DataFrame, **params) -> "Runner":
 
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory) -> tuple["Runner", str]:
-    """make_creditcard's table through `dvc repro` (every stage), made once per test process, and repro's output.
+    """make_creditcard's table through `dvc repro` (every stage), and repro's output: made once per test run, by the
+    first process that needs it (pytest-xdist's processes share their base folder's parent), while the others wait.
     Change nothing in it: copy it (copy_project) to change it."""
-    runner = project_repo(tmp_path_factory.mktemp("reproduced"), make_creditcard(rows=3000, frauds=60))
-    return runner, runner.run("dvc", "repro")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root, log = shared / "reproduced", shared / "reproduced" / "repro.log"
+    with FileLock(shared / "reproduced.lock"):
+        if not log.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a process that failed to make it left
+            root.mkdir()
+            log.write_text(project_repo(root, make_creditcard(rows=3000, frauds=60)).run("dvc", "repro"))
+    return Runner(root / "project", python_environment()), log.read_text()
 
 
 def copy_project(runner: "Runner", root: Path) -> "Runner":

@@ -236,15 +236,22 @@ def test_a_missing_rule_names_the_stage_that_writes_it(project):
         export.main()
 
 
-def test_a_member_of_another_shape_is_named(project):
+@pytest.mark.parametrize(
+    ("inputs", "layers", "error"),
+    [
+        (5, [("relu", 16), ("sigmoid", 1)], r"takes input \(None, 5\), expected \(None, 29\)"),
+        (29, [("tanh", 16), ("sigmoid", 1)], r"its Dense layers are not a relu then sigmoid network"),
+        (29, [("sigmoid", 1)], r"its Dense layers are not a relu then sigmoid network"),
+    ],
+)
+def test_a_member_of_another_shape_is_named(project, inputs, layers, error):
     import keras
 
     run_data_stages(rows=500, frauds=10)
     write_rule("baseline")
-    keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(1)]).save(project / "m.keras")
+    dense = [keras.layers.Dense(units, activation=activation) for activation, units in layers]
+    keras.Sequential([keras.Input(shape=(inputs,)), *dense]).save(project / "m.keras")
     (project / "models" / "baseline").mkdir(parents=True)
     (project / "m.keras").rename(project / "models" / "baseline" / "member_0.keras")
-    with pytest.raises(
-        StageError, match=r"models/baseline/member_0.keras: takes input \(None, 5\), expected \(None, 29\)"
-    ):
+    with pytest.raises(StageError, match=rf"models/baseline/member_0.keras: {error}"):
         export.main()
