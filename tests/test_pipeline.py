@@ -6,6 +6,7 @@ import shlex
 import subprocess
 import sys
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,18 +130,18 @@ def test_metrics_show_gives_the_headline_numbers_and_the_detail_on_request(repo,
 
 
 def test_every_strategy_exports_a_model_that_scores_and_flags_the_test_rows_as_evaluate(own, monkeypatch):
-    """For each strategy: dvc repro export after setting export.strategy, then python -m stages.score on the raw test
-    rows gives evaluate's probabilities (its members calibrated and averaged) and flags the rows evaluate counts."""
+    """For each strategy: dvc repro export after setting export.strategy, then stages.score (in this process; the
+    command's own tests are in test_score.py) on the raw test rows gives evaluate's probabilities (its members
+    calibrated and averaged) and flags the rows evaluate counts."""
     monkeypatch.chdir(own.cwd)
     rows = raw_test_rows()
     rows.to_csv(own.cwd / "test_rows.csv", index=False)
     params = own.cwd / "params.yaml"
-    original = params.read_text()
     for strategy in EVALUATED:
         set_params(params, export__strategy=strategy)
         assert ran(own.run("dvc", "repro", "export")) <= {"export"}  # nothing for the strategy already exported
         assert json.loads((own.cwd / "export" / "model.json").read_text())["strategy"] == strategy
-        own.run("python", "-m", "stages.score", "test_rows.csv", "scores.csv")
+        score.score(Path("test_rows.csv"), Path("scores.csv"), score.load_card())  # what the command runs
         scores = pd.read_csv(own.cwd / "scores.csv")
         rule = json.loads((own.cwd / "models" / "rules" / f"{strategy}.json").read_text())
         expected = MemberColumns(strategy, "test", rule["calibration_logit_shift"]).read_all().calibrated.value()
@@ -153,7 +154,7 @@ def test_every_strategy_exports_a_model_that_scores_and_flags_the_test_rows_as_e
         card = json.loads((own.cwd / "export" / "model.json").read_text())
         contributions = np.asarray(score.load_explainer(card)(model_feed(rows, card)))
         total = contributions.sum(axis=1)
-        own.run("python", "-m", "stages.score", "test_rows.csv", "reasons.csv", "--reasons", "3")
+        score.score(Path("test_rows.csv"), Path("reasons.csv"), card, reasons=3)
         first = pd.read_csv(own.cwd / "reasons.csv")[["reason_1", "reason_1_contribution"]]
         largest = contributions.max(axis=1)
         np.testing.assert_allclose(first["reason_1_contribution"], np.where(largest > 0, largest, np.nan), rtol=1e-12)
@@ -167,8 +168,6 @@ def test_every_strategy_exports_a_model_that_scores_and_flags_the_test_rows_as_e
         assert exact.mean() > 0.9, strategy
         got = total[exact] + card["reasons"]["reference_logit"]
         np.testing.assert_allclose(got, mean_logit[exact], rtol=0, atol=1e-4, err_msg=strategy)
-    params.write_text(original)
-    own.run("dvc", "repro", "export")
 
 
 def test_plots_show_writes_one_page_with_the_charts_in_reading_order(repo, reproduced):
