@@ -161,12 +161,24 @@ class Thresholded:
     def add(self, labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, values: np.ndarray | None = None):
         flagged, positive = scores > self.threshold, labels.astype(bool)
         cell = np.where(flagged, np.where(positive, 0, 1), np.where(positive, 3, 2))  # tp, fp, tn, fn
-        rows = len(labels)
-        cells = sparse.csc_array((np.ones(rows, weights.dtype), cell, np.arange(rows + 1)), shape=(4, rows))
-        self.cells += cells @ weights[:, : self.k]
+        rows, entries, where = len(labels), [np.ones(len(labels), weights.dtype)], [cell]
+        if self.value_cells is not None:  # each row's value beside its count: one pass over the weights for both
+            entries, where = [*entries, values.astype(weights.dtype)], [cell, cell + 4]
+        per_row = len(entries)
+        sums = (
+            sparse.csc_array(
+                (
+                    np.stack(entries, axis=1).ravel(),
+                    np.stack(where, axis=1).ravel(),
+                    np.arange(0, per_row * rows + 1, per_row),
+                ),
+                shape=(4 * per_row, rows),
+            )
+            @ weights[:, : self.k]
+        )
+        self.cells += sums[:4]
         if self.value_cells is not None:
-            by_value = sparse.csc_array((values.astype(weights.dtype), cell, np.arange(rows + 1)), shape=(4, rows))
-            self.value_cells += by_value @ weights[:, : self.k]
+            self.value_cells += sums[4:]
         if self.losses.shape[1]:
             per_row = np.stack([log_loss_rows(labels, scores), (scores - labels) ** 2], axis=1)
             losses = sparse.csc_array(
