@@ -45,18 +45,23 @@ def network_weights(strategy: str, n_features: int) -> list[list[np.ndarray]]:
             with zipfile.ZipFile(path) as archive:
                 layers = json.loads(archive.read("config.json"))["config"]["layers"]
                 stored = io.BytesIO(archive.read("model.weights.h5"))
+            shape = [layer["config"].get("batch_shape") for layer in layers if layer["class_name"] == "InputLayer"]
             dense = [layer["config"] for layer in layers if layer["class_name"] == "Dense"]
-            shape = next(layer["config"]["batch_shape"] for layer in layers if layer["class_name"] == "InputLayer")
-            with h5py.File(stored, "r") as h5:
-                entries = ["dense", *(f"dense_{n}" for n in range(1, len(dense)))]
-                tensors = [h5[f"layers/{entry}/vars/{i}"][()] for entry in entries for i in (0, 1)]
-        except (OSError, KeyError, StopIteration, zipfile.BadZipFile, json.JSONDecodeError) as error:
+            kinds = [(d["activation"], d["use_bias"]) for d in dense]
+            outputs = dense[-1]["units"] if dense else None
+        except (OSError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as error:
             raise StageError(f"{path}: not a Keras model file of a network member ({error})") from error
-        if shape != [None, n_features]:
-            raise StageError(f"{path}: takes input {tuple(shape)}, expected (None, {n_features})")
-        if [d["activation"] for d in dense] != NETWORK_ACTIVATIONS:
-            raise StageError(f"{path}: its Dense layers are not a {' then '.join(NETWORK_ACTIVATIONS)} network")
-        weights.append(tensors)
+        if shape != [[None, n_features]]:
+            found = tuple(shape[0]) if shape and shape[0] else None
+            raise StageError(f"{path}: takes input {found}, expected (None, {n_features})")
+        if kinds != [(activation, True) for activation in NETWORK_ACTIVATIONS] or outputs != 1:
+            raise StageError(f"{path}: not a {' then '.join(NETWORK_ACTIVATIONS)} network with biases and one output")
+        entries = ["dense", *(f"dense_{n}" for n in range(1, len(dense)))]
+        try:
+            with h5py.File(stored, "r") as h5:
+                weights.append([h5[f"layers/{entry}/vars/{i}"][()] for entry in entries for i in (0, 1)])
+        except (OSError, KeyError) as error:
+            raise StageError(f"{path}: its weights are not where Keras writes them ({error})") from error
     return weights
 
 

@@ -161,15 +161,15 @@ class Thresholded:
     def add(self, labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, values: np.ndarray | None = None):
         flagged, positive = scores > self.threshold, labels.astype(bool)
         cell = np.where(flagged, np.where(positive, 0, 1), np.where(positive, 3, 2))  # tp, fp, tn, fn
-        rows, entries, where = len(labels), [np.ones(len(labels), weights.dtype)], [cell]
+        rows, factors, sum_rows = len(labels), [np.ones(len(labels), weights.dtype)], [cell]
         if self.value_cells is not None:  # each row's value beside its count: one pass over the weights for both
-            entries, where = [*entries, values.astype(weights.dtype)], [cell, cell + 4]
-        per_row = len(entries)
+            factors, sum_rows = [*factors, values.astype(weights.dtype)], [cell, cell + 4]
+        per_row = len(factors)  # the entries of each row (a column of the sparse matrix)
         sums = (
             sparse.csc_array(
                 (
-                    np.stack(entries, axis=1).ravel(),
-                    np.stack(where, axis=1).ravel(),
+                    np.stack(factors, axis=1).ravel(),
+                    np.stack(sum_rows, axis=1).ravel(),
                     np.arange(0, per_row * rows + 1, per_row),
                 ),
                 shape=(4 * per_row, rows),
@@ -180,9 +180,9 @@ class Thresholded:
         if self.value_cells is not None:
             self.value_cells += sums[4:]
         if self.losses.shape[1]:
-            per_row = np.stack([log_loss_rows(labels, scores), (scores - labels) ** 2], axis=1)
+            row_losses = np.stack([log_loss_rows(labels, scores), (scores - labels) ** 2], axis=1)
             losses = sparse.csc_array(
-                (per_row.ravel(), np.tile([0, 1], rows), np.arange(0, 2 * rows + 1, 2)), (2, rows)
+                (row_losses.ravel(), np.tile([0, 1], rows), np.arange(0, 2 * rows + 1, 2)), (2, rows)
             )
             self.losses += losses @ weights[:, : self.losses.shape[1]]
 

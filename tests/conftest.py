@@ -415,8 +415,8 @@ def model_feed(frame: pd.DataFrame, card: dict | None = None) -> dict:
 
 @pytest.fixture(scope="session")
 def exported_dir(tmp_path_factory):
-    """A project directory, made once: the data stages run on synthetic data, three baseline members and the
-    export stage run on them (models/export). Use it through `exported`, and change nothing in it."""
+    """A project directory, made once per test process: the data stages run on synthetic data, three baseline
+    members and the export stage run on them (models/export). Use it through `exported`, and change nothing in it."""
     from stages import export
 
     root = tmp_path_factory.mktemp("exported")

@@ -240,8 +240,9 @@ def test_a_missing_rule_names_the_stage_that_writes_it(project):
     ("inputs", "layers", "error"),
     [
         (5, [("relu", 16), ("sigmoid", 1)], r"takes input \(None, 5\), expected \(None, 29\)"),
-        (29, [("tanh", 16), ("sigmoid", 1)], r"its Dense layers are not a relu then sigmoid network"),
-        (29, [("sigmoid", 1)], r"its Dense layers are not a relu then sigmoid network"),
+        (29, [("tanh", 16), ("sigmoid", 1)], r"not a relu then sigmoid network with biases and one output"),
+        (29, [("sigmoid", 1)], r"not a relu then sigmoid network with biases and one output"),
+        (29, [("relu", 16), ("sigmoid", 2)], r"not a relu then sigmoid network with biases and one output"),
     ],
 )
 def test_a_member_of_another_shape_is_named(project, inputs, layers, error):

@@ -19,8 +19,7 @@ MODULES = sorted(
     if path.stem != "__init__"
 )
 PURE_PYTHON = {"fraudflow.summary", "fraudflow.tables"}  # load neither numpy nor TensorFlow: nothing to pin
-# Imports a module with a finder that records, when numpy or tensorflow is first imported, the pinned variables;
-# once both are recorded it prints them and stops (the rest of TensorFlow's import has nothing more to show).
+# Imports a module with a finder that records, when numpy or tensorflow is first imported, the pinned variables.
 RECORD_IMPORTS = """
 import importlib, json, os, sys
 names, seen = json.loads(sys.argv[2]), {}
@@ -28,9 +27,6 @@ class Record:
     def find_spec(self, name, path=None, target=None):
         if name in ("numpy", "tensorflow") and name not in seen:
             seen[name] = {key: os.environ.get(key) for key in names}
-            if len(seen) == 2:
-                print(json.dumps(seen), flush=True)
-                os._exit(0)
 sys.meta_path.insert(0, Record())
 importlib.import_module(sys.argv[1])
 print(json.dumps(seen))

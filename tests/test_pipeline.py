@@ -42,7 +42,7 @@ TEST_SPLIT = {"rows": 600, "positives": 12, "duplicate_groups": 0, "rows_with_tw
 @pytest.fixture(scope="module")
 def repo(reproduced_project, tmp_path_factory):
     """A git + DVC repo with the project, small fast params, download.url pointing at a small CSV, and every stage
-    run (conftest's reproduced_project, copied): the tests that take it only read it."""
+    run (conftest's reproduced_project, copied): the tests that take it change none of its inputs."""
     return copy_project(reproduced_project[0], tmp_path_factory.mktemp("pipeline"))
 
 

@@ -81,6 +81,25 @@ def test_thresholded_scores_equal_scikit_learn_on_the_resampled_rows():
         assert result["brier"][column] == pytest.approx(metrics.brier_score_loss(labels[drawn], probabilities[drawn]))
 
 
+def test_thresholded_value_sums_are_each_rows_value_times_its_weight_added_in_row_order():
+    labels, scores = noisy_scores(ties=False)
+    values = np.random.default_rng(5).lognormal(3, 1.5, len(labels))
+    weights = stats.bootstrap_weights(3, 0, len(labels), 6)
+    summed = stats.Thresholded(0.0, weights.shape[1], 0, values=True)
+    for start in range(0, len(labels), 7):
+        part = slice(start, start + 7)
+        summed.add(labels[part], scores[part], weights[part], values[part])
+    result, flagged = summed.scores(), scores > 0.0
+    for name, rows in (("tp_value", flagged & (labels == 1)), ("fn_value", ~flagged & (labels == 1))):
+        expected = np.zeros(weights.shape[1])
+        for start in range(0, len(labels), 7):  # each chunk's rows added in order, then the chunk to the total
+            chunk = np.flatnonzero(rows[start : start + 7]) + start
+            expected += stats.column_sums(values[chunk, None] * weights[chunk])
+        assert np.array_equal(result[name], expected), name  # the same bits
+    counts = [(weights[flagged & (labels == 1)]).sum(axis=0), (weights[~flagged & (labels == 1)]).sum(axis=0)]
+    np.testing.assert_array_equal([result["tp"], result["fn"]], counts)  # counts beside the values, unmixed
+
+
 def test_threshold_is_strict_like_keras():
     result = thresholded(LABELS, PROBABILITIES, 0.6, np.ones((10, 1)))
     assert (result["tp"][0], result["fp"][0]) == (2, 1)
