@@ -59,7 +59,7 @@ TRAINED = re.compile(
 )
 FITTED = re.compile(r"^\S+ (?P<strategy>\w+): \d+ members, .*? in (?P<seconds>[\d.]+) s", re.M)  # networks, trees
 REFERENCE = re.compile(r"^reference (?P<strategy>\w+): (?P<epochs>\d+) epochs, (?P<seconds>[\d.]+) s", re.M)
-DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+DONE = data_scale.DONE  # a command's last log line: its wall time and peak memory
 # Five baseline members with random weights (scoring speed does not depend on them) and the threshold and k
 # evaluate would have chosen, so that the export stage can run without training.
 RANDOM_MEMBERS = """
@@ -94,6 +94,18 @@ for _ in range(2):
 TIMED = re.compile(r"scored (?P<rows>\d+) rows: (?P<wall>[\d.]+) s wall, (?P<cpu>[\d.]+) s cpu, (?P<mb>\d+) MB")
 
 
+# A scratch git + DVC repo: its commands' environment, how it is made and how its files are committed.
+SCRATCH_ENV = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home())}
+INIT = (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"])
+
+
+def commit_all(message: str) -> list[list[str]]:
+    return [
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", message],
+    ]
+
+
 class Project:
     """A scratch git + DVC copy of the project, its data source set by download.url."""
 
@@ -107,14 +119,13 @@ class Project:
             source = REPO / name
             copy = shutil.copytree if source.is_dir() else shutil.copy
             copy(source, root / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
-        bin_dir = str(Path(sys.executable).parent)
-        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(Path.home())}
+        self.env = dict(SCRATCH_ENV)
         self.set_params(**{"download.url": str(data)})
-        for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        for command in INIT:
             self.run(command)
         shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
-        self.run(["git", "add", "-A"])
-        self.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "copy"])
+        for command in commit_all("copy"):
+            self.run(command)
 
     def run(self, command: list[str]) -> tuple[float, str]:
         """Wall seconds and combined output of a command in the project; fails loudly."""
@@ -232,20 +243,16 @@ def whole_pipeline(root: Path, data: Path):
     reference_epochs = " / ".join(m["epochs"] for m in REFERENCE.finditer(reference_output))
     totals = [f"{sum(float(row[i] or 0) for row in rows):.1f}" for i in (1, 2, 3, 4)]
     rows.append(["sum of the stages", *totals, "", ""])
-    rows.append(["DVC between the stages", f"{seconds - float(totals[0]):.1f}", "", "", "", "", ""])
-    rows.append(["**dvc repro, from scratch**", f"{seconds:.1f}", "", "", "", "", " / ".join(trained.values())])
+
+    def whole(label: str, value: str, epochs: str = "") -> list[str]:  # a row of one figure, and the epochs
+        return [label, value, "", "", "", "", epochs]
+
+    rows.append(whole("DVC between the stages", f"{seconds - float(totals[0]):.1f}"))
+    rows.append(whole("**dvc repro, from scratch**", f"{seconds:.1f}", " / ".join(trained.values())))
     rows.append(
-        [
-            f"tutorial script, whole (same split, seed {seed})",
-            f"{reference_seconds:.1f}",
-            "",
-            "",
-            "",
-            "",
-            reference_epochs,
-        ]
+        whole(f"tutorial script, whole (same split, seed {seed})", f"{reference_seconds:.1f}", reference_epochs)
     )
-    rows.append(["**pipeline / tutorial**", f"{seconds / reference_seconds:.3f}", "", "", "", "", ""])
+    rows.append(whole("**pipeline / tutorial**", f"{seconds / reference_seconds:.3f}"))
     print_table(
         f"2. Whole pipeline from scratch, default params ({members} members; epochs: {' / '.join(trained)})",
         ["stage", "wall s", "start-up s", "fitting s", "the rest s", "peak MB", "epochs"],
@@ -303,19 +310,11 @@ def one_stage_noop(root: Path) -> float:
     root.mkdir()
     stage = {"stages": {"one": {"cmd": "python -c \"open('out.txt', 'w').write('1')\"", "outs": ["out.txt"]}}}
     (root / "dvc.yaml").write_text(yaml.safe_dump(stage))
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(Path.home())}
-    commit = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "one stage"]
-    for command in (
-        ["git", "init", "-q"],
-        ["dvc", "init", "-q"],
-        ["dvc", "config", "core.analytics", "false"],
-        ["git", "add", "-A"],
-        commit,  # the stage committed, its results not: as in the pipeline's project (Project)
-        ["dvc", "repro"],
-    ):
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    # the stage committed, its results not: as in the pipeline's project (Project)
+    for command in (*INIT, *commit_all("one stage"), ["dvc", "repro"]):
+        subprocess.run(command, cwd=root, env=SCRATCH_ENV, check=True, capture_output=True)
     started = time.perf_counter()
-    subprocess.run(["dvc", "repro"], cwd=root, env=env, check=True, capture_output=True)
+    subprocess.run(["dvc", "repro"], cwd=root, env=SCRATCH_ENV, check=True, capture_output=True)
     return time.perf_counter() - started
 
 

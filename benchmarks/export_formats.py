@@ -34,7 +34,7 @@ import data_scale
 
 KERAS_REVISION = "7d12e46"  # the last revision whose export wrote models/export/model.keras
 ROWS = 284_807
-DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+DONE = data_scale.DONE  # a command's last log line: its wall time and peak memory
 # 12d, run in the project: the raw test rows written to sys.argv[1]; the strategies evaluated.
 TEST_ROWS = """
 import json, sys

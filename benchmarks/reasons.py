@@ -21,9 +21,11 @@ import re
 import tempfile
 from pathlib import Path
 
+import data_scale
+
 SHAP_ROWS = 2000
 SCORED = ("gbdt", "logistic", "baseline", "blend")
-DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+DONE = data_scale.DONE  # a command's last log line: its wall time and peak memory
 RESULT = re.compile(r"^result (.*)$", re.M)
 METHODS = r"""
 import json, pickle, time

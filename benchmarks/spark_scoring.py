@@ -19,7 +19,7 @@ from pathlib import Path
 import data_scale
 
 FACTOR = 64
-DONE = re.compile(r" done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory")
+DONE = data_scale.DONE  # a command's last log line: its wall time and peak memory
 RESULT = re.compile(r"^result (.*)$", re.M)
 START_STOP = """
 import sys, time

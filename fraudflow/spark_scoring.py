@@ -42,15 +42,13 @@ def code_zip(root: Path) -> Path:
     return target
 
 
-def output_fields(schema, reasons: int) -> list[tuple[str, str]]:
+def output_fields(schema, reasons: int, source: Path) -> list[tuple[str, str]]:
     """The added columns, as score adds them, with their Spark DDL types."""
     from stages import score
 
     added = [("probability", "double"), ("flagged", "tinyint")]
     added += [(name, "string" if str(kind) == "string" else "double") for name, kind in score.reason_fields(reasons)]
-    taken = [name for name, _ in added if name in schema.names]
-    if taken:
-        raise StageError(f"the input has a column '{taken[0]}', which the output would repeat")
+    score.check_added(schema.names, [name for name, _ in added], source)
     return added
 
 
@@ -118,7 +116,7 @@ def score_on_spark(source: Path, destination: Path, card: dict, master: str, rea
     try:
         spark.sparkContext.addPyFile(str(code))
         frame = spark.read.parquet(str(source))
-        added = output_fields(frame.schema, reasons)
+        added = output_fields(frame.schema, reasons, source)
         score.require_columns(frame.columns, source, card)
         model = score.MODEL_FILE.read_bytes()
         explainer = score.REASONS_FILE.read_bytes() if reasons else None

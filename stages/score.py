@@ -173,6 +173,13 @@ def check_reasons(reasons: int, card: dict):
         raise StageError(f"--reasons: expected 0 to {len(card['inputs'])} (the columns the model takes), got {reasons}")
 
 
+def check_added(columns: list[str], added: list[str], source):
+    """The columns score adds must not be in the input already."""
+    taken = [name for name in added if name in columns]
+    if taken:
+        raise StageError(f"{source}: has a column '{taken[0]}', which the output would repeat")
+
+
 def score(
     source: Path,
     destination: Path,
@@ -190,9 +197,7 @@ def score(
     read = parquet_input if source.is_dir() or source.name.endswith(".parquet") else csv_input
     schema, batches = read(source, card)
     added = [("probability", pa.float64()), ("flagged", pa.int8()), *reason_fields(reasons)]
-    taken = [name for name, _ in added if name in schema.names]
-    if taken:
-        raise StageError(f"{source}: has a column '{taken[0]}', which the output would repeat")
+    check_added(schema.names, [name for name, _ in added], source)
     names = [entry["column"] for entry in card["inputs"]]
     output_schema = pa.schema([*schema, *added])
     rows = unseen_rows = 0
