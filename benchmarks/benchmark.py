@@ -10,12 +10,14 @@ strategy), per stage, against the whole tutorial script (one model each); 3. a n
 epoch of each strategy on 1x, 4x and 16x the rows; 6. scoring: `python -m stages.score` on the whole CSV
 and on 16 copies of its rows; 7. pins: each setting that fraudflow pins (fraudflow/__init__.py), and others that
 could change the bytes, changed one at a time: a short training's bytes against the pinned run's, and its time;
-8, 9 and 10 (benchmarks/data_scale.py): the data stages on 1x, 16x and 64x the rows, CSV and Parquet, DVC's cache
-links, the CSV engines, and the whole `dvc repro` at each size with train.negative_rate 1.0 and 0.1 (0.1 only at
-64x); 11. the gradient-boosted-tree libraries (benchmarks/gbdt_libraries.py); 12. the exported model's format and
-scoring with it beside the previous Keras export, and the exported model of every strategy against evaluate on
-the raw test rows (benchmarks/export_formats.py); 13. reason codes: the method against occlusion and exact SHAP, and
-scoring with and without them (benchmarks/reasons.py); 14. scoring on Spark's local mode against one machine at 64x
+8, 9 and 10 (benchmarks/data_scale.py): the data stages on 1x, 4x, 16x and 64x the rows, CSV and Parquet, DVC's
+cache links, the CSV engines, the whole `dvc repro` and scoring at each size with train.negative_rate 1.0 and 0.1
+(0.1 only past 4x), and from those, where one machine ends: each stage's time and memory per million rows and the
+rows at which it passes a day or the machine's memory; 11. the gradient-boosted-tree libraries
+(benchmarks/gbdt_libraries.py); 12. the exported model's format and scoring with it beside the previous Keras
+export, and the exported model of every strategy against evaluate on the raw test rows
+(benchmarks/export_formats.py); 13. reason codes: the method against occlusion and exact SHAP, and scoring with and
+without them (benchmarks/reasons.py); 14. scoring on Spark's local mode against one machine at 64x
 (benchmarks/spark_scoring.py; needs requirements-spark.txt). `--only NAME` runs just one part: pipeline (2 to 4),
 score, pins, scale, gbdt, export, reasons or spark; `--scale 64` one size.
 Everything runs in scratch copies of the project, so the work tree is left alone. Needs the project's environment
@@ -463,7 +465,7 @@ def main():
     parser.add_argument("--members", type=int, default=5, help="members against 1 in part 1a (default %(default)s)")
     parser.add_argument("--growth", type=int, nargs="*", default=[1, 4, 16], help="data size factors (none: skip)")
     parser.add_argument(
-        "--scale", type=int, nargs="*", default=[1, 16, 64], help="part 8 and 10's factors (none: skip)"
+        "--scale", type=int, nargs="*", default=[1, 4, 16, 64], help="part 8 and 10's factors (none: skip)"
     )
     parser.add_argument(
         "--only",

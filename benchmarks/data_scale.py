@@ -10,8 +10,11 @@ the CSV engines the choice of pyarrow was made against.
 9. engines: the 16x CSV read and written as Parquet, with the column types clean reads, by pyarrow's streaming
    CSV reader, DuckDB and Polars' streaming engine (the last two when installed: `pip install duckdb polars`).
 10. the whole `dvc repro` from scratch on the Nx CSV, default params but train.negative_rate (1.0 and 0.1 up to
-   16x, 0.1 beyond; DVC's cache hardlinked, as the README advises for large data): wall time and peak memory of
-   every stage, and each strategy's test average precision with its 95 % interval.
+   4x, 0.1 beyond; DVC's cache hardlinked, as docs/scale.md advises for large data), then the exported model on
+   the same CSV (`python -m stages.score`): wall time and peak memory of every stage, and each strategy's test
+   average precision with its 95 % interval. 10c, where one machine ends: per stage and rate, a straight line
+   through its measured sizes gives its seconds and megabytes per million rows, and where that line passes a day
+   or this machine's memory.
 """
 
 import itertools
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -35,9 +39,31 @@ EVALUATED = ("baseline", "weighted", "resampled", "focal", "logistic", "gbdt", "
 STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wall, (?P<mb>\d+) MB peak memory", re.M)
 
 
+SCORED = "score"  # part 10's row for `python -m stages.score` on the whole CSV, after the repro
+DAY_SECONDS = 86_400
+FLAT_MB_PER_MILLION = 1.0  # memory growing slower than this per million rows is within run-to-run noise: flat
+# What to do where a stage passes a day or the memory on one machine (docs/scale.md): by stage, or by its first
+# word for the network stages ("train baseline").
+WHAT_TO_DO = {
+    "download": "hardlink DVC's cache (8b); write the table upstream as a Parquet folder",
+    "clean": "give it Parquet instead of CSV (8); its memory is one batch",
+    "split": "a machine with more memory: it keeps a hash, a label and a split per row",
+    "scale": "nothing per row; time follows the rows read",
+    "train": "lower train.negative_rate: its time follows the sampled rows",
+    "train_logistic": "lower train.negative_rate (it fits on member 0's sample, in blocks)",
+    "train_gbdt": "lower train.negative_rate: scikit-learn holds its sample whole, in float64",
+    "train_blend": "a smaller split.val_size: it holds the validation predictions",
+    "evaluate": "fewer evaluate.bootstrap_resamples (at least 100): time follows test rows x resamples",
+    "explain": "a smaller split.val_size: it scores every validation row",
+    "report": "",
+    "export": "",
+    SCORED: "--engine spark on a cluster (docs/serving.md): scoring is what grows with traffic",
+}
+
+
 def negative_rates(factor: int) -> tuple[float, ...]:
-    """Part 10's train.negative_rate values at a size: every negative only up to 16x."""
-    return (1.0, 0.1) if factor <= 16 else (0.1,)
+    """Part 10's train.negative_rate values at a size: every negative only up to 4x (16x takes most of an hour)."""
+    return (1.0, 0.1) if factor <= 4 else (0.1,)
 
 
 def periods(data: Path, factor: int):
@@ -92,6 +118,8 @@ def whole_repro(root: Path, csv_path: Path, rate: float, project_class) -> tuple
     project.set_params(**{"download.sha256": "", "train.negative_rate": rate})
     seconds, output = project.run(["dvc", "repro"])
     stages = {m["stage"]: (float(m["wall"]), int(m["mb"])) for m in STAGE_DONE.finditer(output)}
+    scored = DONE.search(project.run([sys.executable, "-m", "stages.score", str(csv_path), "scores.parquet"])[1])
+    stages[SCORED] = (float(scored["wall"]), int(scored["mb"]))
     quality = {}
     for strategy in EVALUATED:
         ap = json.loads((project.path / "metrics" / "test" / f"{strategy}.json").read_text())["average_precision"]
@@ -127,10 +155,62 @@ def repro_tables(runs: dict, print_table):
     )
 
 
+def line(rows: list[int], values: list[float]) -> tuple[float, float]:
+    """Least-squares intercept and slope of values against rows (two sizes or more)."""
+    slope, intercept = np.polyfit(np.array(rows, dtype=float), np.array(values, dtype=float), 1)
+    return intercept, slope
+
+
+def count(rows: float) -> str:
+    """A row count in words a person reads at a glance: 410 million, 3.2 billion."""
+    if rows >= 1e9:
+        return f"{rows / 1e9:,.1f} billion"
+    return f"{rows / 1e6:,.0f} million"
+
+
+def follows_rate(stage: str) -> bool:
+    """Whether train.negative_rate changes a stage's work: the members' training, not the blend of their
+    predictions."""
+    return stage.startswith("train") and stage != "train_blend"
+
+
+def limits(runs: dict, sizes: dict, memory_mb: float) -> list[list]:
+    """Part 10c's rows: per stage (and per rate for the training stages) measured at two sizes or more, its seconds
+    and MB per million rows (a straight line through every run) and the rows at which the line passes a day and
+    the machine's memory."""
+    table = []
+    for stage in next(iter(runs.values()))[1]:
+        groups = {rate: [key for key in runs if key[1] == rate] for _, rate in runs} if follows_rate(stage) else {}
+        for rate, keys in groups.items() if groups else [("any", list(runs))]:
+            if len({factor for factor, _ in keys}) < 2:
+                continue
+            rows = [sizes[factor] for factor, _ in keys]
+            seconds, mb = zip(*(runs[key][1][stage] for key in keys), strict=True)
+            (base_s, per_row_s), (base_mb, per_row_mb) = line(rows, seconds), line(rows, mb)
+            day = count((DAY_SECONDS - base_s) / per_row_s) if per_row_s > 0 else "never"
+            flat = per_row_mb * 1e6 < FLAT_MB_PER_MILLION
+            memory = "flat" if flat else count((memory_mb - base_mb) / per_row_mb)
+            table.append(
+                [
+                    stage,
+                    rate if rate == "any" else f"{rate:g}",
+                    " / ".join(f"{factor}x" for factor in sorted({factor for factor, _ in keys})),
+                    f"{per_row_s * 1e6:.2f}",
+                    f"{max(mb)}",
+                    f"{per_row_mb * 1e6:.1f}",
+                    day,
+                    memory,
+                    WHAT_TO_DO.get(stage, WHAT_TO_DO.get(stage.split()[0], "")),
+                ]
+            )
+    return table
+
+
 def scale(root: Path, data: Path, factors: list[int], project_class, print_table):
-    table, project, runs = [], project_class(root / "scale", data), {}
+    table, project, runs, sizes = [], project_class(root / "scale", data), {}, {}
     for factor in factors:
         csv_path, folder, rows = make_data(data, factor, root)
+        sizes[factor] = rows
         for form, source, drop in (("CSV", csv_path, []), ("Parquet folder", folder, ["period"])):
             for stage, (wall, mb) in run_stages(project, source, drop).items():
                 table.append([f"{factor}x", f"{rows:,}", form, stage, f"{wall:.1f}", f"{wall / rows * 1e6:.2f}", mb])
@@ -164,6 +244,28 @@ def scale(root: Path, data: Path, factors: list[int], project_class, print_table
             "Rows per second and peak memory of each engine converting the same CSV, one after the other.",
         )
     repro_tables(runs, print_table)
+    memory_mb = psutil.virtual_memory().total / 2**20
+    print_table(
+        "10c. Where one machine ends: each stage's growth, and the rows at which it passes a day or the memory",
+        [
+            "stage",
+            "negative rate",
+            "sizes",
+            "s per million rows",
+            "largest peak MB",
+            "MB per million rows",
+            "a day at",
+            f"{memory_mb / 1024:.1f} GiB at",
+            "what to do there",
+        ],
+        limits(runs, sizes, memory_mb),
+        "From the runs of 10: per stage (and per train.negative_rate for the members' training, the only stages "
+        "whose work it changes), a straight line (least squares) through its wall time and its peak memory in "
+        "every run, against the input's rows; its slope per million rows, and "
+        "the row count at which it reaches a day or this machine's memory. Those counts extrapolate far past the "
+        "largest size measured, on this machine's 2 cores: read them as orders of magnitude. Flat: memory grows by "
+        f"less than {FLAT_MB_PER_MILLION:g} MB per million rows, within the noise of a run.",
+    )
     shutil.rmtree(project.path)
 
 
