@@ -19,7 +19,8 @@ export, and the exported model of every strategy against evaluate on the raw tes
 (benchmarks/export_formats.py); 13. reason codes: the method against occlusion and exact SHAP, and scoring with and
 without them (benchmarks/reasons.py); 14. scoring on Spark's local mode against one machine at 64x
 (benchmarks/spark_scoring.py; needs requirements-spark.txt). `--only NAME` runs just one part: pipeline (2 to 4),
-score, pins, scale, gbdt, export, reasons or spark; `--scale 64` one size.
+score, pins, scale, limits (10c alone, from the tables in results.md), gbdt, export, reasons or spark; `--scale 64`
+one size.
 Everything runs in scratch copies of the project, so the work tree is left alone. Needs the project's environment
 (`make repro` or `make test` creates it).
 
@@ -51,6 +52,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["stages", "fraudflow", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]
 RESULTS = REPO / "benchmarks" / "results.md"
+SCALE_TITLE = "8-10. Data at scale"  # its section holds 10c, derived from its tables 8 and 10
 MEASURED = [*PROJECT_FILES, ".dvc/plots", "benchmarks", ":(exclude)benchmarks/results.md"]  # the code measured
 PRINTED = []  # the tables print_table printed since the running part began: its section of RESULTS
 STRATEGIES = ("baseline", "weighted", "resampled")  # the tutorial's three (parts 1, 5: one epoch each)
@@ -453,7 +455,7 @@ def pins(root: Path, data: Path, members: int = 2, epochs: int = 5):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="creditcard.csv or .csv.gz")
+    parser.add_argument("--data", type=Path, help="creditcard.csv or .csv.gz (every part but limits reads it)")
     parser.add_argument(
         "--epochs",
         type=int,
@@ -469,13 +471,14 @@ def main():
     )
     parser.add_argument(
         "--only",
-        choices=["pipeline", "score", "pins", "scale", "gbdt", "export", "reasons", "spark"],
-        help="run only part 2-4, 6, 7, 8-10, 11, 12, 13 or 14 (replaces its section of benchmarks/results.md only)",
+        choices=["pipeline", "score", "pins", "scale", "limits", "gbdt", "export", "reasons", "spark"],
+        help="run only part 2-4, 6, 7, 8-10, 11, 12, 13 or 14 (replaces its section of benchmarks/results.md only); "
+        "limits: derive 10c again from the tables of section 8-10, measuring nothing",
     )
     args = parser.parse_args()
-    if not args.data.is_file():
-        sys.exit(f"benchmark: {args.data}: no such file")
-    data = args.data.resolve()
+    if args.only != "limits" and not (args.data and args.data.is_file()):
+        sys.exit(f"benchmark: --data {args.data or ''}: no such file (every part but limits reads it)")
+    data = args.data.resolve() if args.data else None
     command = ["python", str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]]
     with tempfile.TemporaryDirectory(prefix="fraudflow-bench-") as scratch:
         root = Path(scratch)
@@ -491,7 +494,7 @@ def main():
             ("pins", "7. Pins", lambda: pins(root, data)),
             (
                 "scale",
-                "8-10. Data at scale",
+                SCALE_TITLE,
                 (lambda: data_scale.scale(root, data, args.scale, Project, print_table)) if args.scale else None,
             ),
             (
@@ -515,12 +518,27 @@ def main():
                 lambda: spark_scoring.compare(root, data, Project, print_table, RANDOM_MEMBERS),
             ),
         ]
+        titles = [t for _, t, _ in parts]
         for only, title, run in parts:
             if args.only in (None, only) and run:
                 PRINTED.clear()
                 measured = results.provenance(REPO, MEASURED, command)
                 run()
-                results.update(RESULTS, [t for _, t, _ in parts], title, "\n\n".join([measured, *PRINTED]))
+                results.update(RESULTS, titles, title, "\n\n".join([measured, *PRINTED]))
+            if title == SCALE_TITLE and args.only in (None, "scale", "limits"):
+                derive_limits(titles, command)
+
+
+def derive_limits(titles: list[str], command: list[str]):
+    """Part 10c from the tables of section 8-10 as benchmarks/results.md holds them: that section again, its 10c
+    replaced."""
+    section = results.sections(RESULTS.read_text()).get(SCALE_TITLE)
+    if section is None:
+        sys.exit(f"benchmark: {RESULTS.name} has no section '{SCALE_TITLE}' to derive 10c from: run --only scale")
+    measured = section.split("\n### 10c.")[0].strip()
+    PRINTED.clear()
+    data_scale.limits(measured, print_table, results.derivation(REPO, MEASURED, command))
+    results.update(RESULTS, titles, SCALE_TITLE, "\n\n".join([measured, *PRINTED]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Benchmark parts 8 and 9 (benchmarks/benchmark.py): the data stages on enlarged copies of the real data, and
+"""Benchmark parts 8, 9 and 10 (benchmarks/benchmark.py): the data stages on enlarged copies of the real data, and
 the CSV engines the choice of pyarrow was made against.
 
 8. scale: Nx data from the real CSV (each two-day period of rows resampled with a seeded jitter of the numeric
@@ -12,9 +12,10 @@ the CSV engines the choice of pyarrow was made against.
 10. the whole `dvc repro` from scratch on the Nx CSV, default params but train.negative_rate (1.0 and 0.1 up to
    4x, 0.1 beyond; DVC's cache hardlinked, as docs/scale.md advises for large data), then the exported model on
    the same CSV (`python -m stages.score`): wall time and peak memory of every stage, and each strategy's test
-   average precision with its 95 % interval. 10c, where one machine ends: per stage and rate, a straight line
-   through its measured sizes gives its seconds and megabytes per million rows, and where that line passes a day
-   or this machine's memory.
+   average precision with its 95 % interval.
+10c. where one machine ends (`--only limits` derives it again from the tables 8 and 10 in benchmarks/results.md,
+   measuring nothing): per stage, a straight line through its wall time and peak memory against the rows gives its
+   seconds and megabytes per million rows, and where it passes a day or the memory of the machine measured.
 """
 
 import itertools
@@ -27,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -41,28 +41,31 @@ STAGE_DONE = re.compile(r"^[\d:]+ (?P<stage>[\w ]+) done: (?P<wall>[\d.]+) s wal
 
 SCORED = "score"  # part 10's row for `python -m stages.score` on the whole CSV, after the repro
 DAY_SECONDS = 86_400
-FLAT_MB_PER_MILLION = 1.0  # memory growing slower than this per million rows is within run-to-run noise: flat
+# A line that grows over the sizes measured by less than this share of its first value, or than the unit's floor
+# (seconds, MB), is called flat: noise, not growth.
+FLAT_GROWTH, FLAT_SECONDS, FLAT_MB = 0.05, 1.0, 10.0
 # What to do where a stage passes a day or the memory on one machine (docs/scale.md): by stage, or by its first
 # word for the network stages ("train baseline").
 WHAT_TO_DO = {
-    "download": "hardlink DVC's cache (8b); write the table upstream as a Parquet folder",
-    "clean": "give it Parquet instead of CSV (8); its memory is one batch",
-    "split": "a machine with more memory: it keeps a hash, a label and a split per row",
-    "scale": "nothing per row; time follows the rows read",
-    "train": "lower train.negative_rate: its time follows the sampled rows",
-    "train_logistic": "lower train.negative_rate (it fits on member 0's sample, in blocks)",
+    "download": "write the table upstream as a Parquet folder: fewer bytes to copy (8)",
+    "clean": "give it Parquet instead of CSV (8); it holds one batch",
+    "split": "a machine with more memory: it keeps a hash, a label, a split and a duplicate group per row",
+    "scale": "nothing per row: its time follows the rows it reads",
+    "train": "lower train.negative_rate: time follows the sampled rows (resampled's, the validation sample)",
+    "train_logistic": "lower train.negative_rate: it fits on member 0's sample, in blocks",
     "train_gbdt": "lower train.negative_rate: scikit-learn holds its sample whole, in float64",
-    "train_blend": "a smaller split.val_size: it holds the validation predictions",
-    "evaluate": "fewer evaluate.bootstrap_resamples (at least 100): time follows test rows x resamples",
+    "train_blend": "a smaller split.val_size: it holds every strategy's validation predictions",
+    "evaluate": "fewer evaluate.bootstrap_resamples: time follows test rows x resamples, memory its positives x them",
     "explain": "a smaller split.val_size: it scores every validation row",
-    "report": "",
-    "export": "",
-    SCORED: "--engine spark on a cluster (docs/serving.md): scoring is what grows with traffic",
+    "report": "reads no rows",
+    "export": "reads no rows",
+    SCORED: "a Parquet folder on a cluster, with --engine spark (docs/serving.md)",
 }
 
 
 def negative_rates(factor: int) -> tuple[float, ...]:
-    """Part 10's train.negative_rate values at a size: every negative only up to 4x (16x takes most of an hour)."""
+    """Part 10's train.negative_rate values at a size: every negative only up to 4x (the networks' time grows with
+    the sampled rows)."""
     return (1.0, 0.1) if factor <= 4 else (0.1,)
 
 
@@ -111,8 +114,8 @@ def run_stages(project, source: Path, drop: list[str]) -> dict:
 
 
 def whole_repro(root: Path, csv_path: Path, rate: float, project_class) -> tuple[float, dict, dict]:
-    """`dvc repro` from scratch on the CSV at one negative rate: its wall seconds, {stage: (wall s, peak MB)} and
-    {strategy: test AP (ensemble, lower, upper)}."""
+    """`dvc repro` from scratch on the CSV at one negative rate, then the exported model on the CSV: the repro's wall
+    seconds, {stage: (wall s, peak MB)} (the scoring's as SCORED) and {strategy: test AP (ensemble, lower, upper)}."""
     project = project_class(root / "repro", csv_path)
     project.run(["dvc", "config", "cache.type", "reflink,hardlink,copy"])
     project.set_params(**{"download.sha256": "", "train.negative_rate": rate})
@@ -139,8 +142,8 @@ def repro_tables(runs: dict, print_table):
         "10. Whole dvc repro at scale: each stage's wall time and peak memory",
         ["stage", *columns],
         rows,
-        "Each stage's wall time and peak memory in a whole `dvc repro` from scratch, a column per size and "
-        "train.negative_rate.",
+        f"Each stage's wall time and peak memory in a whole `dvc repro` from scratch, then `{SCORED}`'s, "
+        "`python -m stages.score` on the same CSV with the exported model, a column per size and train.negative_rate.",
     )
     quality = [
         [strategy] + ["{:.3f} [{:.3f}, {:.3f}]".format(*run[2][strategy]) for run in runs.values()]
@@ -163,54 +166,109 @@ def line(rows: list[int], values: list[float]) -> tuple[float, float]:
 
 def count(rows: float) -> str:
     """A row count in words a person reads at a glance: 410 million, 3.2 billion."""
-    if rows >= 1e9:
-        return f"{rows / 1e9:,.1f} billion"
-    return f"{rows / 1e6:,.0f} million"
+    if rows <= 0:
+        return "already"
+    if rows < 1e6:
+        return "under 1 million"
+    return f"{rows / 1e9:,.1f} billion" if rows >= 1e9 else f"{rows / 1e6:,.0f} million"
 
 
-def follows_rate(stage: str) -> bool:
-    """Whether train.negative_rate changes a stage's work: the members' training, not the blend of their
-    predictions."""
-    return stage.startswith("train") and stage != "train_blend"
+def reaches(rows: list[int], values: list[float], limit: float, floor: float) -> str:
+    """Where the line through (rows, values) reaches limit; flat when it grows over the rows measured by less than
+    FLAT_GROWTH of its value at the fewest rows, or than floor."""
+    base, slope = line(rows, values)
+    first = base + slope * min(rows)
+    if slope * (max(rows) - min(rows)) < max(FLAT_GROWTH * first, floor):
+        return "flat"
+    return count((limit - base) / slope)
 
 
-def limits(runs: dict, sizes: dict, memory_mb: float) -> list[list]:
-    """Part 10c's rows: per stage (and per rate for the training stages) measured at two sizes or more, its seconds
-    and MB per million rows (a straight line through every run) and the rows at which the line passes a day and
-    the machine's memory."""
+def is_network(stage: str) -> bool:
+    return stage.startswith("train ")
+
+
+def measured_runs(section: str) -> tuple[dict, dict, float, int]:
+    """From section 8-10's text: its runs {(factor, rate): {stage: (wall s, peak MB)}} (table 10), the rows of each
+    size {factor: rows} (table 8), and the memory (MB) and cores of the machine that measured them."""
+    tables = {m[1]: m[2] for m in re.finditer(r"^### (\S+) .*?\n\n(\|.*?)\n\n", section, re.M | re.S)}
+    cells = {
+        name: [[c.strip() for c in row.strip("|").split("|")] for row in table.splitlines()[2:]]
+        for name, table in tables.items()
+    }
+    sizes = {int(row[0][:-1]): int(row[1].replace(",", "")) for row in cells["8."]}
+    header = [c.strip() for c in tables["10."].splitlines()[0].strip("|").split("|")][1:]
+    keys = [(int(m[1]), float(m[2])) for m in (re.match(r"(\d+)x, rate ([\d.]+)", c) for c in header)]
+    runs = {key: {} for key in keys}
+    for stage, *values in cells["10."]:
+        for key, value in zip(keys, values, strict=True):
+            found = re.fullmatch(r"([\d.]+) s, (\d+) MB", value)
+            if found:
+                runs[key][stage] = (float(found[1]), int(found[2]))
+    machine = re.search(r"(\d+) cores, ([\d.]+) GiB RAM", section)
+    return runs, sizes, float(machine[2]) * 1024, int(machine[1])
+
+
+def limits(section: str, print_table, derived: str):
+    """Part 10c, from section 8-10's text (measured_runs): per stage (per train.negative_rate for the members'
+    training, the stages whose work it sets) with two sizes or more, its seconds and MB per million rows and the rows
+    at which it passes a day and the machine's memory. `derived`: which code derived it, and when."""
+    runs, sizes, memory_mb, cores = measured_runs(section)
+    by_rate = {rate: [key for key in runs if key[1] == rate] for rate in sorted({r for _, r in runs}, reverse=True)}
     table = []
-    for stage in next(iter(runs.values()))[1]:
-        groups = {rate: [key for key in runs if key[1] == rate] for _, rate in runs} if follows_rate(stage) else {}
-        for rate, keys in groups.items() if groups else [("any", list(runs))]:
-            if len({factor for factor, _ in keys}) < 2:
+    for stage in next(iter(runs.values())):
+        follows_rate = stage.startswith("train") and stage != "train_blend"  # the members' training
+        for rate, keys in by_rate.items() if follows_rate else [("any", [*runs])]:
+            factors = sorted({factor for factor, _ in keys})
+            if is_network(stage):  # the largest sizes: how a network stage reads a large split (caption)
+                factors = factors[-2:]
+                keys = [key for key in keys if key[0] in factors]
+            if len(factors) < 2:
                 continue
             rows = [sizes[factor] for factor, _ in keys]
-            seconds, mb = zip(*(runs[key][1][stage] for key in keys), strict=True)
-            (base_s, per_row_s), (base_mb, per_row_mb) = line(rows, seconds), line(rows, mb)
-            day = count((DAY_SECONDS - base_s) / per_row_s) if per_row_s > 0 else "never"
-            flat = per_row_mb * 1e6 < FLAT_MB_PER_MILLION
-            memory = "flat" if flat else count((memory_mb - base_mb) / per_row_mb)
+            seconds, mb = zip(*(runs[key][stage] for key in keys), strict=True)
             table.append(
                 [
                     stage,
                     rate if rate == "any" else f"{rate:g}",
-                    " / ".join(f"{factor}x" for factor in sorted({factor for factor, _ in keys})),
-                    f"{per_row_s * 1e6:.2f}",
+                    " / ".join(f"{factor}x" for factor in factors),
+                    f"{line(rows, seconds)[1] * 1e6:.2f}",
                     f"{max(mb)}",
-                    f"{per_row_mb * 1e6:.1f}",
-                    day,
-                    memory,
+                    f"{line(rows, mb)[1] * 1e6:.1f}",
+                    reaches(rows, seconds, DAY_SECONDS, FLAT_SECONDS),
+                    reaches(rows, mb, memory_mb, FLAT_MB),
                     WHAT_TO_DO.get(stage, WHAT_TO_DO.get(stage.split()[0], "")),
                 ]
             )
-    return table
+    print_table(
+        "10c. Where one machine ends: each stage's growth, and the rows at which it passes a day or the memory",
+        [
+            "stage",
+            "negative rate",
+            "sizes",
+            "s per million rows",
+            "largest peak MB",
+            "MB per million rows",
+            "a day at",
+            f"{memory_mb / 1024:.1f} GiB at",
+            "what to do there",
+        ],
+        table,
+        "From tables 8 and 10 above: per stage (and per train.negative_rate for the members' training, the stages "
+        "whose work it sets), a straight line (least squares) through its wall time and its peak memory in the runs "
+        "of 10, against the input's rows; its slope per million rows, and the row count at which it reaches a day "
+        f"or this machine's memory. Those counts extrapolate far past the largest size measured, on {cores} cores: "
+        "read them as orders of magnitude. Flat: the line grows over the sizes measured by less than "
+        f"{FLAT_GROWTH:.0%} or {FLAT_SECONDS:g} s or {FLAT_MB:g} MB (noise, not growth). The network stages hold "
+        "a training split of up to RESIDENT_BYTES (fraudflow/members.py) whole and read a larger one in chunks: "
+        "their lines run through the two largest sizes of each rate, and where those two held the split whole, the "
+        f"memory overstates a larger table's. {derived}",
+    )
 
 
 def scale(root: Path, data: Path, factors: list[int], project_class, print_table):
-    table, project, runs, sizes = [], project_class(root / "scale", data), {}, {}
+    table, project, runs = [], project_class(root / "scale", data), {}
     for factor in factors:
         csv_path, folder, rows = make_data(data, factor, root)
-        sizes[factor] = rows
         for form, source, drop in (("CSV", csv_path, []), ("Parquet folder", folder, ["period"])):
             for stage, (wall, mb) in run_stages(project, source, drop).items():
                 table.append([f"{factor}x", f"{rows:,}", form, stage, f"{wall:.1f}", f"{wall / rows * 1e6:.2f}", mb])
@@ -244,28 +302,6 @@ def scale(root: Path, data: Path, factors: list[int], project_class, print_table
             "Rows per second and peak memory of each engine converting the same CSV, one after the other.",
         )
     repro_tables(runs, print_table)
-    memory_mb = psutil.virtual_memory().total / 2**20
-    print_table(
-        "10c. Where one machine ends: each stage's growth, and the rows at which it passes a day or the memory",
-        [
-            "stage",
-            "negative rate",
-            "sizes",
-            "s per million rows",
-            "largest peak MB",
-            "MB per million rows",
-            "a day at",
-            f"{memory_mb / 1024:.1f} GiB at",
-            "what to do there",
-        ],
-        limits(runs, sizes, memory_mb),
-        "From the runs of 10: per stage (and per train.negative_rate for the members' training, the only stages "
-        "whose work it changes), a straight line (least squares) through its wall time and its peak memory in "
-        "every run, against the input's rows; its slope per million rows, and "
-        "the row count at which it reaches a day or this machine's memory. Those counts extrapolate far past the "
-        "largest size measured, on this machine's 2 cores: read them as orders of magnitude. Flat: memory grows by "
-        f"less than {FLAT_MB_PER_MILLION:g} MB per million rows, within the noise of a run.",
-    )
     shutil.rmtree(project.path)
 
 

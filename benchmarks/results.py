@@ -46,6 +46,15 @@ def provenance(repo: Path, paths: list[str], command: list[str]) -> str:
     return f"Measured {now} on {machine()}; code: {code(repo, paths)}; command: `{shlex.join(command)}`."
 
 
+def derivation(repo: Path, paths: list[str], command: list[str]) -> str:
+    """The line under a table derived from measured ones: when, which code, which command."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    code_line = code(repo, paths)
+    return (
+        f"Derived {now} from the tables above, measuring nothing; code: {code_line}; command: `{shlex.join(command)}`."
+    )
+
+
 def sections(text: str) -> dict[str, str]:
     """A results file's sections, {title: the text under its `## title` line}; the header is left out."""
     found, title = {}, None
