@@ -525,7 +525,7 @@ def main():
                 measured = results.provenance(REPO, MEASURED, command)
                 run()
                 results.update(RESULTS, titles, title, "\n\n".join([measured, *PRINTED]))
-            if title == SCALE_TITLE and args.only in (None, "scale", "limits"):
+            if title == SCALE_TITLE and (args.only == "limits" or (args.only in (None, "scale") and run)):
                 derive_limits(titles, command)
 
 

@@ -40,19 +40,19 @@ def code(repo: Path, paths: list[str]) -> str:
     return f"commit {git('rev-parse', '--short', 'HEAD')} ({state})"
 
 
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def provenance(repo: Path, paths: list[str], command: list[str]) -> str:
     """The line under a section's heading: when, on what machine, which code, which command."""
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"Measured {now} on {machine()}; code: {code(repo, paths)}; command: `{shlex.join(command)}`."
+    return f"Measured {now()} on {machine()}; code: {code(repo, paths)}; command: `{shlex.join(command)}`."
 
 
 def derivation(repo: Path, paths: list[str], command: list[str]) -> str:
     """The line under a table derived from measured ones: when, which code, which command."""
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    code_line = code(repo, paths)
-    return (
-        f"Derived {now} from the tables above, measuring nothing; code: {code_line}; command: `{shlex.join(command)}`."
-    )
+    code_line, command_line = code(repo, paths), shlex.join(command)
+    return f"Derived {now()} from the tables above, measuring nothing; code: {code_line}; command: `{command_line}`."
 
 
 def sections(text: str) -> dict[str, str]:
